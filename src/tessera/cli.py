@@ -1,0 +1,188 @@
+"""The `tessera` command line. Errors caused by the user's data print one clear line, exit code 2.
+
+`tessera` with no command runs the main job (train + evaluate a fusion model and its
+unimodal baselines on AV-MNIST, or on the synthetic set when AV-MNIST is absent).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from tessera.errors import TesseraError
+
+app = typer.Typer(
+    help="Tessera: multimodal fusion, alignment and search. Run with no command for the end-to-end demo job.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect tables and prepare ready-made datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback(invoke_without_command=True)
+def main_job(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, help="Recipe to use instead of AV-MNIST/synthetic (e.g. synthetic)."),
+    epochs: int = typer.Option(3, help="Training epochs per model."),
+    max_train_rows: Optional[int] = typer.Option(None, help="Train on a random subset of this many rows."),
+    baselines: bool = typer.Option(True, help="Also train one model per modality, for comparison."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Run the main job when no command is given."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tessera.quickstart import run_quickstart
+
+    run_quickstart(dataset, epochs=epochs, max_train_rows=max_train_rows, baselines=baselines, seed=seed, console=console)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise TesseraError(f"--modality expects COLUMN=MODALITY, got {p!r}")
+        col, mod = p.split("=", 1)
+        out[col] = mod
+    return out
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Path = typer.Argument(..., help="A table: CSV, TSV, Parquet, JSONL; or a prepared recipe name."),
+    schema: Optional[Path] = typer.Option(None, help="A schema YAML to use instead of inferring one."),
+    target: Optional[str] = typer.Option(None, help="The column to predict (inferred from names like 'label')."),
+    modality: list[str] = typer.Option([], "--modality", "-m", help="Override: COLUMN=MODALITY or COLUMN=ignore."),
+    save_schema: Optional[Path] = typer.Option(None, help="Write the (inferred) schema to this YAML file."),
+    examples: int = typer.Option(3, help="How many rows to decode and show per input."),
+) -> None:
+    """Show the schema, counts, missing values per input, and a few decoded examples."""
+    from tessera.inspect import inspect_table
+
+    inspect_table(path, schema=schema, target=target, overrides=_overrides(modality), save_schema=save_schema, examples=examples, console=console)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    recipe: str = typer.Argument(..., help="avmnist, flickr8k, fsdd, esc50, fashion_mnist or synthetic."),
+    force: bool = typer.Option(False, help="Rebuild even when a cached table exists."),
+    download: bool = typer.Option(True, help="Download missing raw sources from their public locations."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Recipe option KEY=VALUE (YAML value)."),
+) -> None:
+    """Build a ready table (and schema.yaml, card.md) from raw sources in the data home."""
+    from tessera import datasets
+
+    kwargs: dict[str, Any] = {}
+    for kv in option:
+        if "=" not in kv:
+            raise TesseraError(f"--option expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        kwargs[k] = yaml.safe_load(v)
+    prepared = datasets.prepare(recipe, force=force, download=download, **kwargs)
+    table = RichTable(title=f"prepared {prepared.name}")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("table", str(prepared.table_path))
+    table.add_row("schema", str(prepared.schema_path))
+    table.add_row("card", str(prepared.card_path))
+    for split, n in prepared.rows.items():
+        table.add_row(f"rows ({split})", str(n))
+    console.print(table)
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+@app.command("fit")
+def fit(
+    config: Path = typer.Argument(..., help="A YAML config with data, model and train sections."),
+    output: Optional[Path] = typer.Option(None, help="Where to save the model (default: config's output)."),
+) -> None:
+    """Train a model from a config and save it."""
+    from tessera.config import load_fit_config, run_fit
+
+    cfg = load_fit_config(config)
+    predictor, out = run_fit(cfg, output=output)
+    console.print(f"saved model to [bold]{out}[/bold]")
+    for split, m in predictor.metrics.items():
+        console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+
+
+@app.command("predict")
+def predict(
+    model: Path = typer.Argument(..., help="A saved model folder."),
+    table: Path = typer.Argument(..., help="The table to predict on."),
+    output: Optional[Path] = typer.Option(None, help="Write predictions to this CSV/Parquet (default: print)."),
+    proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
+) -> None:
+    """Predict with a saved model; needs nothing but the model folder and the table."""
+    from tessera.io import atomic_path
+    from tessera.predictor import Predictor
+
+    pred = Predictor.load(model)
+    result = pred.predict_proba(table) if proba else pred.predict(table)
+    frame = result.to_frame() if hasattr(result, "to_frame") else result
+    if output is None:
+        console.print(frame.to_string(max_rows=50))
+        return
+    with atomic_path(output) as tmp:
+        if output.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(tmp)
+        else:
+            frame.to_csv(tmp, index_label="row")
+    console.print(f"wrote {len(frame)} predictions to {output}")
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Path = typer.Argument(..., help="A saved model folder."),
+    table: Path = typer.Argument(..., help="A table with the target column(s)."),
+) -> None:
+    """Task metrics of a saved model on a labelled table."""
+    from tessera.predictor import Predictor
+
+    metrics = Predictor.load(model).evaluate(table)
+    out = RichTable(title=f"evaluation of {model}")
+    out.add_column("metric")
+    out.add_column("value")
+    for k, v in metrics.items():
+        out.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(out)
+
+
+def main() -> None:
+    """Entry point: run the app, turning Tessera's own errors into one readable line."""
+    try:
+        app(standalone_mode=False)
+    except TesseraError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors come here in non-standalone mode
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

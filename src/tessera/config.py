@@ -1,0 +1,88 @@
+"""Fit configs are data: a YAML file with `data`, `model`, `train` and `output` sections.
+
+    data:
+      table: products.parquet   # or `recipe: avmnist` for a prepared dataset
+      schema: schema.yaml       # optional: a path or an inline mapping; inferred when absent
+      target: label
+    model: {fusion: concat, dim: 128}
+    train: {epochs: 10, batch_size: 64}
+    output: runs/products
+
+Relative paths are relative to the config file, so a config travels with its data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tessera.errors import SchemaError
+from tessera.model import ModelConfig
+from tessera.train import TrainConfig
+
+
+@dataclass
+class FitConfig:
+    data: dict[str, Any]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: Path = Path("runs/model")
+    base_dir: Path = Path(".")
+
+
+def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
+    unknown = set(raw) - {"data", "model", "train", "output"}
+    if unknown:
+        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
+        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
+    bad = set(data) - {"table", "recipe", "recipe_options", "schema", "target"}
+    if bad:
+        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: table, recipe, recipe_options, schema, target")
+    try:
+        model = ModelConfig.from_dict(raw.get("model"))
+        train = TrainConfig.from_dict(raw.get("train"))
+    except (TypeError, SchemaError) as e:
+        raise SchemaError(f"{source}: {e}") from None
+    base = Path(base_dir)
+    output = Path(raw.get("output", "runs/model"))
+    return FitConfig(data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base)
+
+
+def load_fit_config(path: str | os.PathLike) -> FitConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SchemaError(f"{path}: not valid YAML: {e}") from None
+    return parse_fit_config(raw, str(path), path.resolve().parent)
+
+
+def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None):
+    """Train as the config says and save; returns (predictor, output folder)."""
+    from tessera.predictor import Predictor
+
+    data = cfg.data
+    schema = data.get("schema")
+    if "recipe" in data:
+        from tessera import datasets
+
+        prepared = datasets.prepare(data["recipe"], **(data.get("recipe_options") or {}))
+        table, schema = prepared.table_path, schema or prepared.schema
+    else:
+        table = Path(data["table"])
+        table = table if table.is_absolute() else cfg.base_dir / table
+    if isinstance(schema, str):
+        schema = Path(schema) if Path(schema).is_absolute() else cfg.base_dir / schema
+    predictor = Predictor(model=cfg.model, train=cfg.train).fit(table, schema=schema, target=data.get("target"))
+    out = predictor.save(output or cfg.output)
+    return predictor, out

@@ -1,0 +1,117 @@
+"""The contract every encoder follows, the registry that creates them by name, and shared pieces.
+
+An encoder turns one input's :class:`~tessera.preprocess.base.ModalityBatch` into either one
+vector per sample ``(B, D)`` (mask ``None``) or a token sequence ``(B, T, D)`` with a bool
+mask ``(B, T)`` (True = valid token). Fusion models that only want a vector call ``pooled``;
+attention-based fusion can use the tokens. Absent samples (``present=False``) always come
+out as zeros, so fusion can rely on one convention whatever the encoder.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from tessera.errors import SchemaError
+
+if TYPE_CHECKING:  # encoders only read .data/.present/.mask; no import-time link to the preprocessors
+    from tessera.preprocess.base import ModalityBatch
+
+ENCODERS: dict[str, type[Encoder]] = {}
+
+DEFAULT_ENCODER: dict[str, str] = {
+    "image": "image_cnn",
+    "audio": "audio_cnn",
+    "text": "text_transformer",
+    "video": "video_frames",
+    "numeric": "numeric_mlp",
+    "categorical": "categorical_embedding",
+    "timeseries": "timeseries_gru",
+}
+
+
+def register_encoder(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
+    def deco(cls: type[Encoder]) -> type[Encoder]:
+        cls.encoder_name = name
+        ENCODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def create_encoder(name: str, **kwargs: Any) -> Encoder:
+    """Create an encoder by registry name; config mistakes fail with what would have been accepted."""
+    import tessera.encoders  # noqa: F401  (registers the built-in encoders)
+
+    if name not in ENCODERS:
+        raise SchemaError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+    cls = ENCODERS[name]
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise SchemaError(f"unknown option(s) {unknown} for encoder {name!r}; known options: {list(params)}")
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs]
+    if missing:
+        raise SchemaError(f"encoder {name!r} needs option(s) {missing}; known options: {list(params)}")
+    return cls(**kwargs)
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over valid tokens of ``(B, T, D)``; rows with no valid token give zeros, not NaN.
+
+    ``torch.where`` rather than multiplying, so NaN/inf at masked positions cannot leak in.
+    """
+    if mask is None:
+        return x.mean(dim=1)
+    m = mask.unsqueeze(-1)
+    total = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum(dim=1)
+    return total / m.sum(dim=1).clamp(min=1).to(x.dtype)
+
+
+class Encoder(nn.Module):
+    """Base class: subclasses set ``output_dim`` and implement ``forward``."""
+
+    output_dim: int
+    encoder_name: str  # set by @register_encoder
+
+    def forward(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
+        raise NotImplementedError
+
+    def pooled(self, batch: ModalityBatch) -> Tensor:
+        """One vector per sample, whichever form ``forward`` returns."""
+        out, mask = self(batch)
+        return out if mask is None else masked_mean(out, mask)
+
+
+def zero_absent(x: Tensor, present: Tensor) -> Tensor:
+    """Zero the rows of absent samples, whose zero-filled input would otherwise encode to a bias vector."""
+    return x.masked_fill(~present.view(-1, *([1] * (x.dim() - 1))), 0.0)
+
+
+class MaskedTransformer(nn.Module):
+    """A pre-norm ``nn.TransformerEncoder`` that is safe for rows with no valid token.
+
+    A key-padding mask that hides every key makes softmax return NaN, and absent samples
+    are exactly such rows. Those rows attend to their first token instead, and every
+    invalid output token is zeroed afterwards, so neither NaN nor padding content escapes.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if dim % heads:
+            raise SchemaError(f"dim ({dim}) must be divisible by heads ({heads})")
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            return self.layers(x)
+        attend = mask.clone()
+        attend[:, 0] |= ~mask.any(dim=1)
+        out = self.layers(x, src_key_padding_mask=~attend)
+        return out * mask.unsqueeze(-1).to(out.dtype)

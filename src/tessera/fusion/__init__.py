@@ -1,0 +1,6 @@
+"""Fusion strategies, created by name through :func:`create_fusion`."""
+
+from tessera.fusion.base import FUSIONS, create_fusion, pool, register_fusion
+from tessera.fusion import concat  # noqa: E402,F401  (registers)
+
+__all__ = ["FUSIONS", "create_fusion", "pool", "register_fusion"]

@@ -1,0 +1,152 @@
+"""`tessera data inspect`: show a table the way Tessera will read it, before any training.
+
+The user sees the (inferred) schema with the reason for each column, row counts per split,
+missing values and missing media files per input, label counts, and a few rows decoded by
+the real preprocessors — so a wrong guess or a broken file shows up here, not mid-training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from tessera.errors import DataError, TesseraError
+from tessera.media import is_missing, resolve_media
+from tessera.pipeline import Pipeline, split_frame
+from tessera.preprocess import LoadContext, Sample, load_located
+from tessera.schema import MEDIA_MODALITIES, Schema, infer_schema, resolve_schema
+from tessera.table import read_table
+
+
+def _open(path: Path, schema_path: Path | None):
+    """A table file, or the name of a prepared recipe (its schema comes with it)."""
+    if not path.exists() and "/" not in str(path) and path.suffix == "":
+        from tessera import datasets
+
+        if str(path) in datasets.RECIPES:
+            prepared = datasets.prepare(str(path), download=False)
+            return read_table(prepared.table_path), schema_path or prepared.schema_path
+    return read_table(path), schema_path
+
+
+def summarize_input(frame: pd.DataFrame, columns: list[str], modality: str, base_dir: str | None) -> dict[str, Any]:
+    missing = frame[columns].apply(lambda col: col.map(is_missing)).all(axis=1)
+    out: dict[str, Any] = {"missing": int(missing.sum())}
+    if modality in MEDIA_MODALITIES:
+        absent = 0
+        for v in frame.loc[~missing, columns[0]]:
+            try:
+                resolve_media(v, base_dir)
+            except DataError:
+                absent += 1
+        out["unreadable_refs"] = absent
+    return out
+
+
+def describe_sample(sample: Sample | None, modality: str, pre: Any) -> str:
+    if sample is None:
+        return "missing"
+    d = sample.data
+    text = f"{modality} {tuple(d.shape)} {d.dtype}"
+    if sample.mask is not None:
+        text += f", {int(sample.mask.sum())}/{sample.mask.size} valid"
+    if d.dtype.kind == "f":
+        text += f", mean {float(d.mean()):.3f} std {float(d.std()):.3f}"
+    if modality == "text" and hasattr(pre, "decode_ids"):
+        text += f": {pre.decode_ids(d[sample.mask])[:60]!r}"
+    elif d.dtype.kind in "iu":
+        text += f": {d[: min(8, d.size)].tolist()}"
+    return text
+
+
+def inspect_table(
+    path: str | os.PathLike,
+    *,
+    schema: str | os.PathLike | None = None,
+    target: str | None = None,
+    overrides: dict[str, str] | None = None,
+    save_schema: str | os.PathLike | None = None,
+    examples: int = 3,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Print the inspection and return the same facts as a dict (for tests and scripting)."""
+    console = console or Console()
+    table, schema_path = _open(Path(path), Path(schema) if schema else None)
+    frame = table.frame
+    reasons: dict[str, str] = {}
+    if schema_path is not None:
+        sch = resolve_schema(frame, schema_path, target, table.base_dir)
+    else:
+        sch, reasons = infer_schema(frame, target, base_dir=table.base_dir, overrides=overrides)
+    sch.validate(frame, require_target=bool(sch.target), source=table.source)
+
+    facts: dict[str, Any] = {"rows": len(frame), "source": table.source, "schema": sch.to_dict(), "inputs": {}}
+    console.print(f"[bold]{table.source}[/bold]: {len(frame)} rows, {len(frame.columns)} columns")
+    if sch.split and sch.split in frame.columns:
+        counts = frame[sch.split].astype(str).value_counts().to_dict()
+        facts["splits"] = {str(k): int(v) for k, v in counts.items()}
+        console.print("splits: " + ", ".join(f"{k} {v}" for k, v in facts["splits"].items()))
+
+    grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if schema_path is None else ""))
+    for col in ("input", "modality", "columns", "missing", "unreadable files", "why"):
+        grid.add_column(col)
+    for name, spec in sch.inputs.items():
+        summary = summarize_input(frame, spec.columns, spec.modality, table.base_dir)
+        facts["inputs"][name] = {"modality": spec.modality, "columns": spec.columns, **summary}
+        why = "; ".join(f"{c}: {reasons[c]}" for c in spec.columns if c in reasons) or "from schema"
+        grid.add_row(
+            name, spec.modality, ", ".join(spec.columns),
+            f"{summary['missing']} ({100 * summary['missing'] / len(frame):.1f}%)",
+            str(summary.get("unreadable_refs", "-")), why,
+        )
+    console.print(grid)
+    if sch.target:
+        console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
+        if sch.task == "multiclass":
+            counts = frame[sch.target[0]].value_counts()
+            facts["classes"] = {str(k): int(v) for k, v in counts.items()}
+            shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])
+            console.print(f"{len(counts)} classes: {shown}{' ...' if len(counts) > 12 else ''}")
+    ignored = [c for c in frame.columns if c in sch.ignore]
+    if ignored:
+        console.print("not used as inputs: " + ", ".join(f"{c} ({reasons.get(c, 'ignored')})" for c in ignored))
+
+    if examples > 0:
+        facts["examples"] = _decode_examples(frame, sch, table.base_dir, examples, console)
+    if save_schema:
+        sch.save(save_schema)
+        console.print(f"schema written to {save_schema}")
+    return facts
+
+
+def _decode_examples(frame: pd.DataFrame, sch: Schema, base_dir: str | None, n: int, console: Console) -> dict[str, list[str]]:
+    train = split_frame(frame, sch, val_fraction=0.0)["train"]
+    try:
+        pipeline = Pipeline.fit(train, Schema(sch.inputs, sch.target, sch.task, sch.split, sch.ignore))
+    except TesseraError as e:
+        console.print(f"[red]cannot fit the preprocessors: {e}[/red]")
+        return {}
+    out: dict[str, list[str]] = {}
+    grid = RichTable(title=f"first {n} rows, decoded")
+    grid.add_column("row")
+    for name in pipeline.preprocessors:
+        grid.add_column(name)
+    rows = frame.index[: n]
+    for row in rows:
+        cells = []
+        for name, pre in pipeline.preprocessors.items():
+            try:
+                s = load_located(pre, [frame.at[row, c] for c in pre.columns], LoadContext(base_dir, int(row)))
+                cells.append(describe_sample(s, pre.modality, pre))
+            except DataError as e:
+                cells.append(f"[red]error: {e.reason}[/red]")
+            out.setdefault(name, []).append(cells[-1])
+        grid.add_row(str(row), *cells)
+    console.print(grid)
+    return out

@@ -1,0 +1,132 @@
+"""A multimodal model is composed, not subclassed: one encoder per input, a fusion, a head.
+
+``build_model`` is the factory: it reads the data facts an encoder needs (channels, vocabulary
+size, number of mel bands ...) off the fitted preprocessors, so a config only names
+components and their sizes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from tessera.encoders import DEFAULT_ENCODER, create_encoder
+from tessera.errors import SchemaError
+from tessera.fusion import create_fusion
+from tessera.pipeline import Pipeline
+from tessera.preprocess import ModalityBatch, Preprocessor
+
+
+@dataclass
+class ModelConfig:
+    fusion: str = "concat"
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    dim: int = 128  # encoder width, unless an encoder's options say otherwise
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # input -> {name, options}
+    modality_dropout: float = 0.0  # chance, per sample and input, to hide an input during training
+    head_dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "ModelConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SchemaError(f"model config: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def data_facts(pre: Preprocessor) -> dict[str, Any]:
+    """What an encoder must know about its input, read from the preprocessor's output shape."""
+    empty = pre.empty()
+    shape = empty.data.shape
+    facts: dict[str, Any] = {}
+    if pre.modality == "image":
+        facts.update(in_channels=shape[0], image_size=shape[1])
+    elif pre.modality == "video":
+        facts.update(num_frames=shape[0], in_channels=shape[1], image_size=shape[2])
+    elif pre.modality == "audio":
+        facts.update(n_mels=shape[0], frames=shape[1])
+    elif pre.modality == "text":
+        facts.update(max_length=shape[0], vocab_size=int(getattr(pre, "vocab_size_actual")), pad_id=int(getattr(pre, "pad_id", 0)))
+    elif pre.modality == "numeric":
+        facts.update(n_features=shape[0], n_numeric=shape[0])
+    elif pre.modality == "categorical":
+        facts.update(cardinalities=list(getattr(pre, "cardinalities")))
+    elif pre.modality == "timeseries":
+        facts.update(length=shape[0], channels=shape[1])
+    return facts
+
+
+def build_encoder(name: str, pre: Preprocessor, dim: int, options: dict[str, Any]) -> nn.Module:
+    from tessera.encoders import ENCODERS
+
+    if name not in ENCODERS:
+        return create_encoder(name)  # raises the registry's clear error
+    params = inspect.signature(ENCODERS[name].__init__).parameters
+    kwargs = {k: v for k, v in data_facts(pre).items() if k in params}
+    if "dim" in params:
+        kwargs["dim"] = dim
+    kwargs.update(options)
+    return create_encoder(name, **kwargs)
+
+
+class MultimodalModel(nn.Module):
+    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_outputs: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(encoders)
+        self.fusion = fusion
+        self.head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(fusion.output_dim, num_outputs))
+        self.modality_dropout = config.modality_dropout
+
+    def forward(self, inputs: dict[str, ModalityBatch]) -> torch.Tensor:
+        features, masks, present = self.encode(inputs)
+        return self.head(self.fusion(features, masks, present))
+
+    def encode(self, inputs: dict[str, ModalityBatch]) -> tuple[dict, dict, dict]:
+        present = {name: inputs[name].present for name in self.encoders}
+        if self.training and self.modality_dropout > 0 and len(present) > 1:
+            present = drop_modalities(present, self.modality_dropout)
+        features, masks = {}, {}
+        for name, enc in self.encoders.items():
+            features[name], masks[name] = enc(inputs[name])
+        return features, masks, present
+
+
+def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
+    """Hide each input with probability p per sample, always keeping one that was there."""
+    names = list(present)
+    stacked = torch.stack([present[n] for n in names], dim=1)  # (B, M)
+    keep = (torch.rand(stacked.shape, device=stacked.device) >= p) & stacked
+    empty = ~keep.any(dim=1) & stacked.any(dim=1)
+    if empty.any():
+        # Restore one random originally-present input for rows that lost all of them.
+        scores = torch.rand(stacked.shape, device=stacked.device) * stacked
+        pick = torch.nn.functional.one_hot(scores.argmax(dim=1), len(names)).bool()
+        keep = torch.where(empty.unsqueeze(1), pick, keep)
+    return {n: keep[:, i] for i, n in enumerate(names)}
+
+
+def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
+    if pipeline.target is None:
+        raise SchemaError("a supervised model needs a target column in the schema")
+    unknown = set(config.encoders) - set(pipeline.preprocessors)
+    if unknown:
+        raise SchemaError(f"model config names encoders for unknown input(s) {sorted(unknown)}; inputs are {sorted(pipeline.preprocessors)}")
+    encoders = {}
+    for name, pre in pipeline.preprocessors.items():
+        spec = dict(config.encoders.get(name, {}))
+        enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or DEFAULT_ENCODER[pre.modality]
+        options = dict(spec.pop("options", {}) or {})
+        if spec:
+            raise SchemaError(f"model config for encoder '{name}': unknown key(s) {sorted(spec)}; use name and options")
+        encoders[name] = build_encoder(enc_name, pre, config.dim, options)
+    dims = {n: e.output_dim for n, e in encoders.items()}
+    fusion = create_fusion(config.fusion, dims, **config.fusion_options)
+    return MultimodalModel(encoders, fusion, pipeline.target.num_outputs, config)

@@ -1,0 +1,228 @@
+"""The Python API most users touch: ``Predictor().fit(table)``, ``predict``, ``evaluate``, ``save``, ``load``.
+
+A saved model is a folder with the weights (``model.pt``) and everything else needed to
+predict on a new table (``tessera.json``: schema, fitted preprocessors including the
+tokenizer, label classes, configs and training history). It is written to a temporary
+folder and swapped in whole, so an interrupted save never destroys the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+import tessera
+from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, check_on_error
+from tessera.io import atomic_dir
+from tessera.model import ModelConfig, MultimodalModel, build_model
+from tessera.pipeline import Batch, Pipeline, TableDataset, cache_split, default_workers, iterate, split_frame
+from tessera.schema import Schema, resolve_schema
+from tessera.table import Table, read_table
+from tessera.train import TrainConfig, TrainResult, resolve_device, run_inference, train
+
+MODEL_FILE = "model.pt"
+META_FILE = "tessera.json"
+
+
+class StreamSplit:
+    """Decode batches on the fly each epoch, for collections too large to cache."""
+
+    def __init__(self, pipeline: Pipeline, dataset: TableDataset, num_workers: int, report: SkipReport | None) -> None:
+        self.pipeline, self.dataset, self.num_workers, self.report = pipeline, dataset, num_workers, report
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+        loader = self.pipeline.loader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, seed=seed)
+        return iterate(loader, self.report)
+
+
+class Predictor:
+    def __init__(self, model: dict | ModelConfig | None = None, train: dict | TrainConfig | None = None) -> None:
+        self.model_config = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+        self.train_config = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(train)
+        self.pipeline: Pipeline | None = None
+        self.model: MultimodalModel | None = None
+        self.result: TrainResult | None = None
+        self.metrics: dict[str, Any] = {}
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(
+        self,
+        table: Any,
+        schema: Schema | dict | str | os.PathLike | None = None,
+        *,
+        target: str | list[str] | None = None,
+        skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
+    ) -> "Predictor":
+        cfg = self.train_config
+        on_error = check_on_error(cfg.on_error)
+        t = read_table(table)
+        schema = resolve_schema(t.frame, schema, target, t.base_dir)
+        if not schema.target:
+            raise SchemaError("fit needs a target: pass target=COLUMN or put 'target:' in the schema")
+        schema.validate(t.frame, source=t.source)
+        parts = split_frame(t.frame, schema, seed=cfg.seed)
+        for name in ("train", "val"):
+            if name in parts:
+                parts[name] = _drop_unknown_targets(parts[name], schema, name)
+        if cfg.max_train_rows and len(parts["train"]) > cfg.max_train_rows:
+            parts["train"] = parts["train"].sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
+        self.pipeline = Pipeline.fit(parts["train"], schema)
+        report = SkipReport()
+        sources = {name: self._source(Table(frame, t.base_dir, t.source), report, name) for name, frame in parts.items()}
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(self.pipeline, self.model_config)
+        self.result = train(self.model, sources["train"], sources.get("val"), self.pipeline.target.task, cfg)
+        if "test" in sources:
+            self.metrics = {"test": self._metrics(sources["test"])}
+        if len(report):
+            path = report.write(skip_report)
+            report.warn(path)
+        return self
+
+    def _source(self, table: Table, report: SkipReport | None, name: str = "rows", with_target: bool = True):
+        assert self.pipeline is not None
+        cfg = self.train_config
+        ds = self.pipeline.dataset(table, with_target=with_target, on_error=cfg.on_error)
+        workers = default_workers() if cfg.num_workers is None else cfg.num_workers
+        workers = workers if len(ds) >= 256 else 0  # process start-up costs more than it saves
+        if cfg.cache:
+            return cache_split(self.pipeline, ds, num_workers=workers, report=report, description=f"decoding {name}")
+        return StreamSplit(self.pipeline, ds, workers, report)
+
+    # -- inference --------------------------------------------------------------------------
+    def _outputs(self, table: Any, with_target: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        if self.model is None or self.pipeline is None:
+            raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
+        t = read_table(table)
+        report = SkipReport()
+        source = self._source(t, report, with_target=with_target)
+        out = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
+        if len(report):
+            report.warn()
+        return out
+
+    def predict_proba(self, table: Any) -> pd.DataFrame:
+        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row."""
+        out, _, rows = self._outputs(table, with_target=False)
+        target = self.pipeline.target
+        if target.task == "multiclass":
+            return pd.DataFrame(torch.softmax(out, -1).numpy(), index=rows.numpy(), columns=[str(c) for c in target.classes])
+        if target.task == "multilabel":
+            return pd.DataFrame(torch.sigmoid(out).numpy(), index=rows.numpy(), columns=target.columns)
+        raise TesseraError("predict_proba is for classification; use predict for regression")
+
+    def predict(self, table: Any) -> pd.Series | pd.DataFrame:
+        out, _, rows = self._outputs(table, with_target=False)
+        return self._decode(out, rows)
+
+    def _decode(self, out: torch.Tensor, rows: torch.Tensor) -> pd.Series | pd.DataFrame:
+        target = self.pipeline.target
+        if target.task == "multiclass":
+            return pd.Series(target.decode(out.argmax(-1).numpy()), index=rows.numpy(), name=target.columns[0])
+        if target.task == "multilabel":
+            return pd.DataFrame((out > 0).int().numpy(), index=rows.numpy(), columns=target.columns)
+        return pd.Series(target.decode(out.squeeze(-1).numpy()), index=rows.numpy(), name=target.columns[0])
+
+    def evaluate(self, table: Any) -> dict[str, float]:
+        out, y, _ = self._outputs(table, with_target=True)
+        if y is None:
+            raise SchemaError(f"evaluate needs the target column(s) {self.pipeline.target.columns} in the table")
+        return classification_or_regression_metrics(self.pipeline.target.task, out, y, self.pipeline.target)
+
+    def _metrics(self, source) -> dict[str, float]:
+        out, y, _ = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
+        return classification_or_regression_metrics(self.pipeline.target.task, out, y, self.pipeline.target)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        if self.model is None or self.pipeline is None:
+            raise TesseraError("nothing to save: the predictor is not trained")
+        meta = {
+            "tessera_version": tessera.__version__,
+            "pipeline": self.pipeline.state_dict(),
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.train_config.to_dict(),
+            "history": self.result.history if self.result else [],
+            "metrics": self.metrics,
+        }
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            torch.save(self.model.state_dict(), tmp / MODEL_FILE)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Predictor":
+        path = Path(path)
+        meta_path, weights = path / META_FILE, path / MODEL_FILE
+        if not meta_path.is_file() or not weights.is_file():
+            raise TesseraError(f"{path} is not a saved Tessera model (expected {META_FILE} and {MODEL_FILE})")
+        meta = json.loads(meta_path.read_text())
+        pred = cls(model=ModelConfig.from_dict(meta["model_config"]), train=TrainConfig.from_dict(meta["train_config"]))
+        pred.train_config.device = device
+        pred.pipeline = Pipeline.from_state(meta["pipeline"])
+        pred.model = build_model(pred.pipeline, pred.model_config)
+        pred.model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+        pred.model.to(device).eval()
+        pred.metrics = meta.get("metrics", {})
+        pred.result = TrainResult(history=meta.get("history", []))
+        return pred
+
+
+def _drop_unknown_targets(frame: pd.DataFrame, schema: Schema, split: str) -> pd.DataFrame:
+    known = frame[schema.target].notna().all(axis=1)
+    if not known.all():
+        warnings.warn(f"{int((~known).sum())} {split} row(s) have no target value and are left out", stacklevel=3)
+    if not known.any():
+        raise DataError(f"no {split} rows have a target value", column=", ".join(schema.target))
+    return frame[known]
+
+
+def classification_or_regression_metrics(task: str, out: torch.Tensor, y: torch.Tensor, target) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    if task == "multiclass":
+        pred = out.argmax(-1).numpy()
+        true = y.numpy()
+        return {
+            "accuracy": float(skm.accuracy_score(true, pred)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(true, pred)),
+            "macro_f1": float(skm.f1_score(true, pred, average="macro")),
+            "n": int(len(true)),
+        }
+    if task == "multilabel":
+        pred = (out > 0).int().numpy()
+        true = y.numpy().astype(int)
+        return {
+            "subset_accuracy": float(skm.accuracy_score(true, pred)),
+            "macro_f1": float(skm.f1_score(true, pred, average="macro", zero_division=0)),
+            "n": int(len(true)),
+        }
+    pred = target.decode(out.squeeze(-1).numpy())
+    true = target.decode(y.numpy())
+    return {
+        "mae": float(skm.mean_absolute_error(true, pred)),
+        "rmse": float(np.sqrt(skm.mean_squared_error(true, pred))),
+        "r2": float(skm.r2_score(true, pred)),
+        "n": int(len(true)),
+    }
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

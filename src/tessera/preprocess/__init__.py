@@ -1,0 +1,28 @@
+"""One preprocessor per modality, created by name through :func:`create_preprocessor`."""
+
+from tessera.preprocess.base import (
+    PREPROCESSORS,
+    LoadContext,
+    ModalityBatch,
+    Preprocessor,
+    Sample,
+    collate_samples,
+    create_preprocessor,
+    load_located,
+    register,
+)
+
+# Importing the modules registers them.
+from tessera.preprocess import image, audio, video, text, numeric, categorical, timeseries  # noqa: E402,F401
+
+__all__ = [
+    "PREPROCESSORS",
+    "LoadContext",
+    "ModalityBatch",
+    "Preprocessor",
+    "Sample",
+    "collate_samples",
+    "create_preprocessor",
+    "load_located",
+    "register",
+]

@@ -1,0 +1,427 @@
+"""The schema: which columns feed which model input, in which modality, and what to predict.
+
+A schema is data (a dict / YAML file), inferred from the table when the user gives none,
+printed for them to confirm, and validated against the table with errors that name
+the column. Numeric and categorical columns are grouped into one input each, the way
+tabular models consume them; every other column is its own input.
+
+YAML form::
+
+    target: label          # a column, a list of columns (multilabel), or null
+    task: multiclass       # multiclass | multilabel | regression (inferred when absent)
+    split: split           # optional column holding train / val / test
+    inputs:
+      photo: {modality: image, options: {size: 64}}
+      price: {modality: numeric, columns: [price, weight]}
+    ignore: [id]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from tessera.errors import DataError, SchemaError
+from tessera.media import URL_PREFIXES, is_missing
+
+MODALITIES = ("image", "audio", "video", "text", "numeric", "categorical", "timeseries")
+MEDIA_MODALITIES = ("image", "audio", "video")
+TASKS = ("multiclass", "multilabel", "regression")
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
+
+EXTENSIONS = {
+    "image": {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
+    "audio": {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aiff", ".aif"},
+    "video": {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"},
+}
+
+
+@dataclass
+class InputSpec:
+    modality: str
+    columns: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    encoder: str | None = None  # encoder registry name; None = the modality's default
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"modality": self.modality}
+        d["columns" if len(self.columns) != 1 else "column"] = self.columns if len(self.columns) != 1 else self.columns[0]
+        if self.options:
+            d["options"] = dict(self.options)
+        if self.encoder:
+            d["encoder"] = self.encoder
+        return d
+
+
+@dataclass
+class Schema:
+    inputs: dict[str, InputSpec]
+    target: list[str] | None = None
+    task: str | None = None
+    split: str | None = None
+    ignore: list[str] = field(default_factory=list)
+
+    # -- (de)serialisation ----------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "schema") -> "Schema":
+        if not isinstance(d, dict):
+            raise SchemaError(f"{source}: expected a mapping with 'inputs', got {type(d).__name__}")
+        unknown = set(d) - {"inputs", "target", "task", "split", "ignore"}
+        if unknown:
+            raise SchemaError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: inputs, target, task, split, ignore")
+        raw_inputs = d.get("inputs")
+        if not isinstance(raw_inputs, dict) or not raw_inputs:
+            raise SchemaError(f"{source}: 'inputs' must map input names to {{modality: ..., column(s): ...}}")
+        inputs: dict[str, InputSpec] = {}
+        for name, spec in raw_inputs.items():
+            where = f"{source}: input '{name}'"
+            if isinstance(spec, str):
+                spec = {"modality": spec}
+            if not isinstance(spec, dict):
+                raise SchemaError(f"{where}: expected a mapping, got {spec!r}")
+            bad = set(spec) - {"modality", "column", "columns", "options", "encoder"}
+            if bad:
+                raise SchemaError(f"{where}: unknown key(s) {sorted(bad)}; allowed: modality, column(s), options, encoder")
+            modality = spec.get("modality")
+            if modality not in MODALITIES:
+                raise SchemaError(f"{where}: modality must be one of {list(MODALITIES)}, got {modality!r}")
+            if "column" in spec and "columns" in spec:
+                raise SchemaError(f"{where}: give 'column' or 'columns', not both")
+            columns = spec.get("columns", spec.get("column", name))
+            columns = [columns] if isinstance(columns, str) else list(columns)
+            if not columns or not all(isinstance(c, str) for c in columns):
+                raise SchemaError(f"{where}: columns must be column names, got {columns!r}")
+            if len(columns) > 1 and modality not in ("numeric", "categorical"):
+                raise SchemaError(f"{where}: only numeric and categorical inputs group several columns")
+            options = spec.get("options") or {}
+            if not isinstance(options, dict):
+                raise SchemaError(f"{where}: options must be a mapping, got {options!r}")
+            inputs[str(name)] = InputSpec(modality, columns, dict(options), spec.get("encoder"))
+        target = d.get("target")
+        if target is not None:
+            target = [target] if isinstance(target, str) else list(target)
+        task = d.get("task")
+        if task == "binary":
+            task = "multiclass"
+        if task is not None and task not in TASKS:
+            raise SchemaError(f"{source}: task must be one of {list(TASKS)} (or 'binary'), got {task!r}")
+        schema = cls(inputs=inputs, target=target, task=task, split=d.get("split"), ignore=list(d.get("ignore") or []))
+        schema._check_consistent(source)
+        return schema
+
+    def _check_consistent(self, source: str) -> None:
+        used: dict[str, str] = {}
+        for name, spec in self.inputs.items():
+            for c in spec.columns:
+                if c in used and used[c] != name and spec.modality != "audio":
+                    # A video column may feed an audio input too (its sound track); other reuse is a mistake.
+                    raise SchemaError(f"{source}: column '{c}' is used by inputs '{used[c]}' and '{name}'")
+                used.setdefault(c, name)
+        for t in self.target or []:
+            if t in used:
+                raise SchemaError(f"{source}: target column '{t}' is also an input ('{used[t]}')")
+        if self.task == "multilabel" and self.target and len(self.target) < 2:
+            raise SchemaError(f"{source}: a multilabel task needs a list of 0/1 target columns")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.target is not None:
+            d["target"] = self.target[0] if len(self.target) == 1 else list(self.target)
+        if self.task:
+            d["task"] = self.task
+        if self.split:
+            d["split"] = self.split
+        d["inputs"] = {n: s.to_dict() for n, s in self.inputs.items()}
+        if self.ignore:
+            d["ignore"] = list(self.ignore)
+        return d
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Schema":
+        path = Path(path)
+        if not path.is_file():
+            raise SchemaError(f"schema file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise SchemaError(f"{path}: not valid YAML: {e}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        from tessera.io import atomic_write_text
+
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    # -- queries -----------------------------------------------------------------------------
+    def columns_used(self) -> list[str]:
+        cols = [c for s in self.inputs.values() for c in s.columns] + list(self.target or [])
+        if self.split:
+            cols.append(self.split)
+        return list(dict.fromkeys(cols))
+
+    def validate(self, df: pd.DataFrame, *, require_target: bool = True, source: str = "table") -> None:
+        """Check the table fits the schema: columns exist, the table is not empty, targets usable."""
+        if len(df) == 0:
+            raise DataError("the table has no rows", file=source if source != "table" else None)
+        missing = [c for c in self.columns_used() if c not in df.columns]
+        if not require_target:
+            missing = [c for c in missing if c not in (self.target or []) and c != self.split]
+        if missing:
+            owners = []
+            for c in missing:
+                owner = next((n for n, s in self.inputs.items() if c in s.columns), None)
+                owners.append(f"'{c}'" + (f" (input '{owner}')" if owner else ""))
+            raise SchemaError(
+                f"the schema names column(s) {', '.join(owners)} that {source} does not have; "
+                f"its columns are {list(df.columns)}"
+            )
+        for name, spec in self.inputs.items():
+            for c in spec.columns:
+                check_column_type(df[c], spec.modality, c)
+        if self.split and self.split in df.columns:
+            bad = sorted({str(v) for v in df[self.split].dropna().unique()} - set(SPLIT_VALUES))
+            if bad:
+                raise DataError(f"split values must be train/val/test, found {bad[:5]}", column=self.split)
+
+
+def check_column_type(col: pd.Series, modality: str, name: str) -> None:
+    """Catch a column of the wrong type early, naming the first offending row."""
+    values = col.dropna()
+    if len(values) == 0:
+        return
+    if modality in MEDIA_MODALITIES:
+        for row, v in values.items():
+            if not isinstance(v, (str, bytes, bytearray, memoryview, dict, os.PathLike)):
+                raise DataError(
+                    f"a {modality} column must hold file paths or bytes, found {type(v).__name__} {v!r:.40}",
+                    row=int(row), column=name,
+                )
+    elif modality == "numeric" and not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        parsed = pd.to_numeric(values, errors="coerce")
+        bad = parsed.isna()
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(f"a numeric column holds a non-number: {values[row]!r:.40}", row=int(row), column=name)
+    elif modality == "text" and pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        raise DataError("a text column holds numbers only; declare it numeric or categorical", column=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------------------------
+
+TARGET_NAMES = ("label", "labels", "target", "y", "class", "category")
+
+
+def sniff_bytes(head: bytes) -> str | None:
+    """Modality from a file's magic number; None when unknown."""
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")):
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio"
+    if head[:4] == b"RIFF" and head[8:11] == b"AVI":
+        return "video"
+    if head.startswith((b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3", b"FORM")):
+        return "audio"
+    if head[4:8] == b"ftyp":
+        return "audio" if head[8:11] in (b"M4A", b"M4B") else "video"
+    if head.startswith(b"\x1aE\xdf\xa3"):
+        return "video"
+    return None
+
+
+def _media_modality_of(value: Any, base_dir: str | None) -> str | None:
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return sniff_bytes(bytes(value["bytes"])[:16])
+        value = value.get("path")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return sniff_bytes(bytes(value[:16]))
+    if not isinstance(value, str) or len(value) > 1024 or "\n" in value:
+        return None
+    suffix = Path(value.split("?")[0]).suffix.lower()
+    for modality, exts in EXTENSIONS.items():
+        if suffix in exts:
+            return modality
+    if value.lower().startswith(URL_PREFIXES) or suffix:
+        return None
+    path = Path(value) if Path(value).is_absolute() or base_dir is None else Path(base_dir) / value
+    try:
+        if path.is_file():
+            with open(path, "rb") as fh:
+                return sniff_bytes(fh.read(16))
+    except OSError:
+        return None
+    return None
+
+
+def _is_number_list(v: Any) -> bool:
+    if isinstance(v, str):
+        s = v.strip()
+        if not (s.startswith("[") and s.endswith("]")):
+            return False
+        try:
+            v = json.loads(s)
+        except ValueError:
+            return False
+    if isinstance(v, np.ndarray):
+        return v.dtype.kind in "fiu" and v.size > 1
+    if isinstance(v, (list, tuple)) and len(v) > 1:
+        flat = [x for item in v for x in (item if isinstance(item, (list, tuple)) else [item])]
+        return all(isinstance(x, (int, float)) and not isinstance(x, bool) or x is None for x in flat)
+    return False
+
+
+def infer_modality(col: pd.Series, base_dir: str | None = None, sample: int = 200) -> tuple[str | None, str]:
+    """Guess one column's modality. Returns (modality or None to ignore, the reason, for the user)."""
+    values = col.dropna()
+    values = values[[not is_missing(v) for v in values]] if values.dtype == object or pd.api.types.is_string_dtype(values) else values
+    n = len(values)
+    if n == 0:
+        return None, "all values missing"
+    if pd.api.types.is_bool_dtype(col):
+        return "categorical", "boolean"
+    n_unique = values.nunique(dropna=True) if values.map(lambda v: isinstance(v, (str, int, float, bool))).all() else n
+    low_card = n_unique <= max(2, min(50, int(0.05 * n) + 2))
+    if pd.api.types.is_numeric_dtype(col):
+        if pd.api.types.is_integer_dtype(values) or (values % 1 == 0).all():
+            if low_card:
+                return "categorical", f"integer with {n_unique} distinct values"
+            if n_unique == n and n >= 20 and pd.api.types.is_integer_dtype(values) and values.is_monotonic_increasing:
+                return None, "looks like a row id (unique increasing integers)"
+        return "numeric", "numbers"
+    head = values.iloc[: min(sample, n)]
+    kinds = [_media_modality_of(v, base_dir) for v in head]
+    counts = {m: kinds.count(m) for m in set(kinds) if m}
+    if counts:
+        modality, count = max(counts.items(), key=lambda kv: kv[1])
+        if count >= 0.8 * len(head):
+            return modality, f"{count}/{len(head)} sampled values look like {modality} files"
+    if all(_is_number_list(v) for v in head):
+        return "timeseries", "lists of numbers"
+    if all(isinstance(v, (bytes, bytearray, memoryview, dict)) for v in head):
+        return None, "binary values of an unknown format"
+    strings = head.astype(str)
+    parsed = pd.to_numeric(strings, errors="coerce")
+    if parsed.notna().mean() >= 0.95:
+        return "numeric", "numbers stored as text"
+    words = strings.str.split().str.len().mean()
+    if low_card and words <= 4:
+        return "categorical", f"{n_unique} distinct short values"
+    return "text", f"free text (about {words:.0f} words per value)"
+
+
+def infer_task(df: pd.DataFrame, target: list[str]) -> str:
+    if len(target) > 1:
+        return "multilabel"
+    y = df[target[0]].dropna()
+    if pd.api.types.is_float_dtype(y) and not (y % 1 == 0).all():
+        return "regression"
+    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y) and y.nunique() > max(20, 0.2 * len(y)):
+        return "regression"
+    return "multiclass"
+
+
+def infer_schema(
+    df: pd.DataFrame,
+    target: str | Iterable[str] | None = None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    split: str | None = None,
+    ignore: Iterable[str] = (),
+    overrides: dict[str, str] | None = None,
+) -> tuple[Schema, dict[str, str]]:
+    """Infer a schema. Returns it with a reason per column, so the user can see why.
+
+    ``overrides`` maps column -> modality (or "ignore") and wins over inference.
+    """
+    if len(df) == 0:
+        raise DataError("the table has no rows")
+    overrides = dict(overrides or {})
+    base = None if base_dir is None else str(base_dir)
+    if target is None:
+        target_list = [c for c in df.columns if str(c).lower() in TARGET_NAMES][:1] or None
+    else:
+        target_list = [target] if isinstance(target, str) else list(target)
+    for t in target_list or []:
+        if t not in df.columns:
+            raise SchemaError(f"target column '{t}' is not in the table; columns are {list(df.columns)}")
+    if split is None:
+        for c in df.columns:
+            if str(c).lower() in ("split", "fold_split", "subset") and set(map(str, df[c].dropna().unique())) <= set(SPLIT_VALUES):
+                split = c
+                break
+    ignore = set(ignore)
+    reasons: dict[str, str] = {}
+    grouped: dict[str, list[str]] = {"numeric": [], "categorical": []}
+    inputs: dict[str, InputSpec] = {}
+    ignored: list[str] = []
+    for c in df.columns:
+        if c in (target_list or []) or c == split:
+            continue
+        if c in ignore or overrides.get(c) == "ignore":
+            ignored.append(c)
+            reasons[c] = "ignored by request"
+            continue
+        if c in overrides:
+            modality, why = overrides[c], "set by the user"
+            if modality not in MODALITIES:
+                raise SchemaError(f"override for column '{c}': modality must be one of {list(MODALITIES)} or 'ignore'")
+        else:
+            modality, why = infer_modality(df[c], base)
+        reasons[c] = why
+        if modality is None:
+            ignored.append(c)
+        elif modality in grouped:
+            grouped[modality].append(c)
+        else:
+            inputs[_safe_name(c, inputs)] = InputSpec(modality, [c])
+    for modality, cols in grouped.items():
+        if cols:
+            inputs[_safe_name(modality, inputs)] = InputSpec(modality, cols)
+    if not inputs:
+        raise SchemaError("no usable input columns found; give a schema that names them")
+    schema = Schema(inputs=inputs, target=target_list, split=split, ignore=ignored)
+    if target_list:
+        schema.task = infer_task(df, target_list)
+    return schema, reasons
+
+
+def _safe_name(name: str, taken: dict[str, Any]) -> str:
+    name = re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "input"
+    candidate, i = name, 2
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    return candidate
+
+
+def resolve_schema(
+    df: pd.DataFrame,
+    schema: "Schema | dict | str | os.PathLike | None",
+    target: str | list[str] | None = None,
+    base_dir: str | os.PathLike | None = None,
+) -> Schema:
+    """Accept a Schema, a dict, a YAML path or None (infer)."""
+    if schema is None:
+        return infer_schema(df, target, base_dir=base_dir)[0]
+    if isinstance(schema, Schema):
+        out = schema
+    elif isinstance(schema, dict):
+        out = Schema.from_dict(schema)
+    else:
+        out = Schema.load(schema)
+    if target is not None:
+        out.target = [target] if isinstance(target, str) else list(target)
+    if out.target and out.task is None:
+        out.task = infer_task(df, out.target)
+    return out

@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny multimodal table with real media files, and the real-data location."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TESSERA_PROGRESS", "0")
+
+import torch  # noqa: E402
+
+# Tests run on 2 cores, often as 2 pytest-xdist workers: one thread each avoids the
+# oversubscription that makes small-model steps 10x slower.
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+# In this repository's tests the data home is the shared real data beside the checkout.
+os.environ.setdefault("TESSERA_DATA", str(REPO.parent / "shared" / "data"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED_DATA = Path(os.environ["TESSERA_DATA"])
+
+# Small preprocessing so model tests run in seconds on 2 cores.
+TINY_SCHEMA = {
+    "target": "label",
+    "inputs": {
+        "image": {"modality": "image", "options": {"size": 16}},
+        "audio": {"modality": "audio", "options": {"sample_rate": 8000, "n_mels": 16, "n_fft": 256, "hop_length": 128, "max_seconds": 0.5}},
+        "caption": {"modality": "text", "options": {"max_length": 12, "vocab_size": 200, "min_frequency": 1}},
+        "numeric": {"modality": "numeric", "columns": ["price"]},
+        "categorical": {"modality": "categorical", "columns": ["color"]},
+    },
+}
+
+
+def write_tiny_table(folder: Path, n: int = 48, seed: int = 0) -> Path:
+    """Label = 2*image_bit + audio_bit: image (red vs blue), audio (low vs high tone)."""
+    import soundfile as sf
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    (folder / "aud").mkdir(exist_ok=True)
+    rows = []
+    t = np.arange(2000) / 8000
+    for i in range(n):
+        a, b = i % 2, (i // 2) % 2
+        im = np.zeros((16, 16, 3), np.uint8)
+        im[..., 0 if a else 2] = 200
+        im = (im + rng.integers(0, 40, im.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(im).save(folder / f"img/{i}.png")
+        wave = 0.3 * np.sin(2 * np.pi * (300 if b else 1500) * t) + 0.02 * rng.standard_normal(t.size)
+        sf.write(folder / f"aud/{i}.wav", wave.astype(np.float32), 8000)
+        rows.append(
+            {
+                "image": f"img/{i}.png",
+                "audio": f"aud/{i}.wav",
+                "caption": ["a red square", "a blue square"][a] + " " + ["today", "at night"][int(rng.integers(2))],
+                "price": float(rng.normal()),
+                "color": ["x", "y", "z"][i % 3],
+                "label": 2 * a + b,
+            }
+        )
+    path = folder / "table.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def tiny_table(tmp_path: Path) -> Path:
+    return write_tiny_table(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_schema() -> dict:
+    import copy
+
+    return copy.deepcopy(TINY_SCHEMA)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA}; set TESSERA_DATA to run this test")
+    return SHARED_DATA

@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tessera.errors import TesseraError
+from tessera.predictor import Predictor
+
+
+def test_fit_learns_save_load_round_trip(tiny_table, tiny_schema, tmp_path):
+    p = Predictor(model={"dim": 32}, train={"epochs": 12, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 1}).fit(
+        tiny_table, schema=tiny_schema
+    )
+    assert p.result.history[-1]["train_loss"] < p.result.history[0]["train_loss"]
+    metrics = p.evaluate(tiny_table)
+    assert metrics["accuracy"] > 0.9  # label = image bit + audio bit: learnable only by fusing both
+    out = p.save(tmp_path / "model")
+    meta = json.loads((out / "tessera.json").read_text())
+    assert meta["pipeline"]["preprocessors"]["caption"]["fitted"]["tokenizer_json"]  # tokenizer travels with the model
+    q = Predictor.load(out)
+    new = pd.read_csv(tiny_table).drop(columns=["label"])  # predict needs no target
+    # base_dir: the new table in memory has relative paths; give them a folder via a file
+    new.to_csv(tiny_table.parent / "new.csv", index=False)
+    pd.testing.assert_series_equal(p.predict(tiny_table.parent / "new.csv"), q.predict(tiny_table.parent / "new.csv"))
+    np.testing.assert_allclose(p.predict_proba(tiny_table).to_numpy(), q.predict_proba(tiny_table).to_numpy(), atol=1e-6)
+
+
+def test_same_seed_same_model(tiny_table, tiny_schema):
+    def run():
+        p = Predictor(model={"dim": 16}, train={"epochs": 2, "batch_size": 16, "seed": 3}).fit(tiny_table, schema=tiny_schema)
+        return p.predict_proba(tiny_table).to_numpy()
+
+    np.testing.assert_array_equal(run(), run())
+
+
+def test_interrupted_save_keeps_previous_model(tiny_table, tiny_schema, tmp_path, monkeypatch):
+    p = Predictor(model={"dim": 16}, train={"epochs": 1, "batch_size": 16}).fit(tiny_table, schema={**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}})
+    out = p.save(tmp_path / "model")
+    before = (out / "model.pt").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        p.save(out)
+    assert (out / "model.pt").read_bytes() == before
+    assert Predictor.load(out).predict(tiny_table).shape[0] == 48
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".model")]  # no temp leftovers
+
+
+def test_regression_and_untrained_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - x[:, 1] + 0.05 * rng.normal(size=200)})
+    p = Predictor(model={"dim": 32}, train={"epochs": 40, "batch_size": 32, "lr": 1e-2, "patience": 0}).fit(frame, target="y")
+    m = p.evaluate(frame)
+    assert m["r2"] > 0.8, m
+    with pytest.raises(TesseraError, match="not trained"):
+        Predictor().predict(frame)
+    with pytest.raises(TesseraError, match="not a saved Tessera model"):
+        Predictor.load(tmp_path)
