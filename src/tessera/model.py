@@ -82,7 +82,10 @@ class MultimodalModel(nn.Module):
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
-        self.head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(fusion.output_dim, num_outputs))
+        if getattr(fusion, "produces_logits", False):  # late/hybrid fusions end in their own heads
+            self.head: nn.Module = nn.Identity()
+        else:
+            self.head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(fusion.output_dim, num_outputs))
         self.modality_dropout = config.modality_dropout
 
     def forward(self, inputs: dict[str, ModalityBatch]) -> torch.Tensor:
@@ -128,5 +131,10 @@ def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
             raise SchemaError(f"model config for encoder '{name}': unknown key(s) {sorted(spec)}; use name and options")
         encoders[name] = build_encoder(enc_name, pre, config.dim, options)
     dims = {n: e.output_dim for n, e in encoders.items()}
-    fusion = create_fusion(config.fusion, dims, **config.fusion_options)
+    from tessera.fusion import FUSIONS
+
+    options = dict(config.fusion_options)
+    if getattr(FUSIONS.get(config.fusion), "produces_logits", False):
+        options["num_outputs"] = pipeline.target.num_outputs
+    fusion = create_fusion(config.fusion, dims, **options)
     return MultimodalModel(encoders, fusion, pipeline.target.num_outputs, config)

@@ -2,5 +2,6 @@
 
 from tessera.fusion.base import FUSIONS, create_fusion, pool, register_fusion
 from tessera.fusion import concat  # noqa: E402,F401  (registers)
+from tessera.fusion import cross_attention, early, gated, hybrid, late, perceiver, tensor  # noqa: E402,F401
 
 __all__ = ["FUSIONS", "create_fusion", "pool", "register_fusion"]

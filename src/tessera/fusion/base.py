@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from tessera.encoders.base import masked_mean
 from tessera.errors import SchemaError
 
 FUSIONS: dict[str, type[nn.Module]] = {}
@@ -38,6 +39,9 @@ def create_fusion(name: str, input_dims: dict[str, int], **options: Any) -> nn.M
     unknown = [k for k in options if k not in known]
     if unknown:
         raise SchemaError(f"unknown option(s) {unknown} for fusion '{name}'; known: {known}")
+    missing = [k for k in known if params[k].default is inspect.Parameter.empty and k not in options]
+    if missing:
+        raise SchemaError(f"fusion '{name}' needs option(s) {missing}; known: {known}")
     return cls(input_dims, **options)
 
 
@@ -49,3 +53,71 @@ def pool(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return features.mean(dim=1)
     w = mask.unsqueeze(-1).to(features.dtype)
     return (features * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+# -- helpers shared by the strategies ------------------------------------------------------
+# Each one exists so that an absent input or a padded token can never reach the output,
+# not even as NaN/inf times zero: values are selected with ``torch.where``, not multiplied.
+
+
+def feed_forward(dim: int, dropout: float) -> nn.Sequential:
+    """The pre-norm transformer MLP (``x + feed_forward(x)``) used after cross-attention."""
+    return nn.Sequential(
+        nn.LayerNorm(dim),
+        nn.Linear(dim, 4 * dim),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(4 * dim, dim),
+        nn.Dropout(dropout),
+    )
+
+
+def pooled_present(features: torch.Tensor, mask: torch.Tensor | None, present: torch.Tensor) -> torch.Tensor:
+    """One ``(B, D)`` vector per sample, exactly zero where the input is absent."""
+    x = features if features.dim() == 2 else masked_mean(features, mask)
+    return torch.where(present.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def as_tokens(
+    features: torch.Tensor, mask: torch.Tensor | None, present: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens ``(B, T, D)`` and a ``(B, T)`` validity mask; a pooled input is one token valid iff present.
+
+    Invalid tokens are zeroed so that their content cannot leak through residual paths.
+    """
+    if features.dim() == 2:
+        tokens, valid = features.unsqueeze(1), present.unsqueeze(1)
+    else:
+        tokens = features
+        every = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        valid = (every if mask is None else mask.bool()) & present.unsqueeze(1)
+    tokens = torch.where(valid.unsqueeze(-1), tokens, torch.zeros((), dtype=tokens.dtype, device=tokens.device))
+    return tokens, valid
+
+
+def presence_matrix(present: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    """``(B, M)`` bool, one column per input in ``names`` order."""
+    return torch.stack([present[n].bool() for n in names], dim=1)
+
+
+def masked_softmax(scores: torch.Tensor, valid: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over valid entries only; a slice with none valid gives zeros, not NaN."""
+    scores = scores.masked_fill(~valid, float("-inf"))
+    any_valid = valid.any(dim=dim, keepdim=True)
+    weights = torch.softmax(torch.where(any_valid, scores, torch.zeros_like(scores)), dim=dim)
+    return torch.where(valid, weights, torch.zeros_like(weights))
+
+
+def masked_attention(
+    attn: nn.MultiheadAttention, query: torch.Tensor, keys: torch.Tensor, key_valid: torch.Tensor
+) -> torch.Tensor:
+    """``attn(query, keys, keys)`` honouring ``key_valid`` ``(B, S)``; rows with no valid key get zeros.
+
+    A key-padding mask hiding every key makes softmax NaN, so such rows attend to their
+    first key (as :class:`~tessera.encoders.base.MaskedTransformer` does) and are zeroed after.
+    """
+    has_key = key_valid.any(dim=1)
+    attend = key_valid.clone()
+    attend[:, 0] |= ~has_key
+    out, _ = attn(query, keys, keys, key_padding_mask=~attend, need_weights=False)
+    return torch.where(has_key.view(-1, 1, 1), out, torch.zeros((), dtype=out.dtype, device=out.device))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tessera.fusion.base import pool, register_fusion
+from tessera.fusion.base import pooled_present, presence_matrix, register_fusion
 
 
 @register_fusion("concat")
@@ -26,9 +26,6 @@ class ConcatFusion(nn.Module):
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        parts = []
-        for name in self.names:
-            p = present[name].unsqueeze(-1).to(features[name].dtype)
-            parts.append(pool(features[name], masks[name]) * p)
-        parts.append(torch.stack([present[n] for n in self.names], dim=-1).to(parts[0].dtype))
+        parts = [pooled_present(features[n], masks[n], present[n]) for n in self.names]
+        parts.append(presence_matrix(present, self.names).to(parts[0].dtype))
         return self.mlp(torch.cat(parts, dim=-1))
