@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("TESSERA_PROGRESS", "0")
+os.environ["COLUMNS"] = "200"  # rich wraps CLI output at the terminal width; tests read it
 
 import torch  # noqa: E402
 

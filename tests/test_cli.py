@@ -1,0 +1,80 @@
+"""The `tessera` command: help, inspect, fit/predict/evaluate, and one-line errors (exit code 2)."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from tessera.cli import app
+
+runner = CliRunner()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real entry point in a subprocess, as a user would (exit codes, stderr)."""
+    return subprocess.run([sys.executable, "-m", "tessera.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("data", "fit", "predict", "evaluate"):
+        assert command in result.output
+    result = runner.invoke(app, ["data", "--help"])
+    assert "inspect" in result.output and "prepare" in result.output
+
+
+def test_inspect_shows_schema_counts_and_decoded_examples(tiny_table, tmp_path):
+    out_schema = tmp_path / "schema.yaml"
+    result = runner.invoke(app, ["data", "inspect", str(tiny_table), "--save-schema", str(out_schema), "--examples", "2"])
+    assert result.exit_code == 0, result.output
+    assert "48 rows" in result.output
+    assert "image" in result.output and "audio" in result.output and "text" in result.output
+    assert "4 classes" in result.output
+    saved = yaml.safe_load(out_schema.read_text())
+    assert saved["target"] == "label" and saved["inputs"]["audio"]["modality"] == "audio"
+
+
+def test_inspect_counts_missing_values_and_files(tiny_table):
+    frame = pd.read_csv(tiny_table)
+    frame.loc[[0, 1], "caption"] = None
+    frame.loc[2, "image"] = "img/gone.png"
+    frame.to_csv(tiny_table, index=False)
+    from tessera.inspect import inspect_table
+
+    facts = inspect_table(tiny_table, examples=3)
+    assert facts["inputs"]["caption"]["missing"] == 2
+    assert facts["inputs"]["image"]["unreadable_refs"] == 1
+    assert "file not found" in facts["examples"]["image"][2]
+
+
+def test_fit_predict_evaluate_from_config(tiny_table, tiny_schema, tmp_path):
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(tiny_schema))
+    config = {
+        "data": {"table": str(tiny_table), "schema": "schema.yaml"},
+        "model": {"dim": 16},
+        "train": {"epochs": 1, "batch_size": 16},
+        "output": "model",
+    }
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model" / "tessera.json").exists()
+    preds = tmp_path / "preds.csv"
+    result = runner.invoke(app, ["predict", str(tmp_path / "model"), str(tiny_table), "--output", str(preds)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(preds)) == 48
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(tiny_table)])
+    assert result.exit_code == 0 and "accuracy" in result.output
+
+
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
+    proc = run_cli("data", "inspect", str(tmp_path / "missing.csv"))
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "table file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "bad.yaml").write_text("data: {table: t.csv}\ntrain: {epochs: 1, speed: fast}\n")
+    proc = run_cli("fit", str(tmp_path / "bad.yaml"))
+    assert proc.returncode == 2 and "unknown key(s) ['speed']" in proc.stderr and "Traceback" not in proc.stderr
