@@ -10,7 +10,7 @@ from tessera.predictor import Predictor
 
 
 def test_fit_learns_save_load_round_trip(tiny_table, tiny_schema, tmp_path):
-    p = Predictor(model={"dim": 32}, train={"epochs": 12, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 1}).fit(
+    p = Predictor(model={"dim": 32}, train={"epochs": 25, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 1}).fit(
         tiny_table, schema=tiny_schema
     )
     assert p.result.history[-1]["train_loss"] < p.result.history[0]["train_loss"]
