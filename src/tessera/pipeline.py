@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tessera.errors import DataError, OnError, SkipReport, check_on_error
+from tessera.errors import DataError, OnError, SchemaError, SkipReport, check_on_error
 from tessera.preprocess import LoadContext, ModalityBatch, Preprocessor, collate_samples, create_preprocessor, load_located
 from tessera.progress import progress_bar
 from tessera.schema import SPLIT_VALUES, Schema
@@ -72,6 +72,17 @@ class Pipeline:
         if schema.target:
             target = TargetEncoder(schema.target, schema.task or "multiclass").fit(train)
         return cls(schema, preprocessors, target)
+
+    def restrict(self, inputs: list[str]) -> "Pipeline":
+        """The same fitted pipeline over a subset of inputs (for unimodal baselines and ablations)."""
+        unknown = set(inputs) - set(self.preprocessors)
+        if unknown:
+            raise SchemaError(f"unknown input(s) {sorted(unknown)}; inputs are {sorted(self.preprocessors)}")
+        schema = Schema(
+            {k: v for k, v in self.schema.inputs.items() if k in inputs},
+            self.schema.target, self.schema.task, self.schema.split, self.schema.ignore,
+        )
+        return Pipeline(schema, {k: v for k, v in self.preprocessors.items() if k in inputs}, self.target)
 
     # -- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

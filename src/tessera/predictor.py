@@ -63,8 +63,24 @@ class Predictor:
         target: str | list[str] | None = None,
         skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
     ) -> "Predictor":
+        pipeline, sources = self.prepare_data(table, schema, target=target, skip_report=skip_report)
+        return self.fit_prepared(pipeline, sources)
+
+    def prepare_data(
+        self,
+        table: Any,
+        schema: Schema | dict | str | os.PathLike | None = None,
+        *,
+        target: str | list[str] | None = None,
+        skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
+    ) -> tuple[Pipeline, dict[str, Any]]:
+        """Split, fit the preprocessors on train, and decode (or stream) every split.
+
+        Separate from training so several models (a fusion model and its unimodal
+        baselines) can share one decoded copy of the data.
+        """
         cfg = self.train_config
-        on_error = check_on_error(cfg.on_error)
+        check_on_error(cfg.on_error)
         t = read_table(table)
         schema = resolve_schema(t.frame, schema, target, t.base_dir)
         if not schema.target:
@@ -79,14 +95,19 @@ class Predictor:
         self.pipeline = Pipeline.fit(parts["train"], schema)
         report = SkipReport()
         sources = {name: self._source(Table(frame, t.base_dir, t.source), report, name) for name, frame in parts.items()}
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(self.pipeline, self.model_config)
-        self.result = train(self.model, sources["train"], sources.get("val"), self.pipeline.target.task, cfg)
-        if "test" in sources:
-            self.metrics = {"test": self._metrics(sources["test"])}
         if len(report):
             path = report.write(skip_report)
             report.warn(path)
+        return self.pipeline, sources
+
+    def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
+        """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored."""
+        self.pipeline = pipeline
+        torch.manual_seed(self.train_config.seed)
+        self.model = build_model(pipeline, self.model_config)
+        self.result = train(self.model, sources["train"], sources.get("val"), pipeline.target.task, self.train_config)
+        if "test" in sources:
+            self.metrics = {"test": self._metrics(sources["test"])}
         return self
 
     def _source(self, table: Table, report: SkipReport | None, name: str = "rows", with_target: bool = True):

@@ -57,9 +57,12 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 
 def track(items: Iterable, description: str, enabled: bool, total: int | None = None) -> Iterator:
     """A rich progress bar over ``items`` (or the plain iterable when disabled)."""
-    if not enabled:
+    from tessera.progress import enabled as bars_on, progress_bar
+
+    if not (enabled and bars_on()):
         yield from items
         return
-    from rich.progress import track as rich_track
-
-    yield from rich_track(items, description=description, total=total, transient=True)
+    with progress_bar(description, total) as advance:
+        for item in items:
+            yield item
+            advance()

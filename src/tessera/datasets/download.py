@@ -74,7 +74,9 @@ def download(
 
 
 def _copy_with_progress(src, out, total: int | None, label: str, progress: bool) -> None:
-    if not progress:
+    from tessera.progress import enabled
+
+    if not (progress and enabled()):
         shutil.copyfileobj(src, out, CHUNK)
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn

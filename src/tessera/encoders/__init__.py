@@ -15,6 +15,7 @@ from tessera.encoders.audio_cnn import AudioCNN
 from tessera.encoders.audio_transformer import AudioTransformer
 from tessera.encoders.image_cnn import ImageCNN
 from tessera.encoders.image_vit import ImageViT
+from tessera.encoders.pretrained import HFAudioEncoder, HFTextEncoder, HFVisionEncoder, SentenceTransformerEncoder
 from tessera.encoders.tabular import CategoricalEmbedding, FTTransformer, NumericMLP
 from tessera.encoders.text_transformer import TextTransformer
 from tessera.encoders.timeseries import TimeseriesCNN, TimeseriesGRU
