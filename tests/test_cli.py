@@ -78,3 +78,28 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     (tmp_path / "bad.yaml").write_text("data: {table: t.csv}\ntrain: {epochs: 1, speed: fast}\n")
     proc = run_cli("fit", str(tmp_path / "bad.yaml"))
     assert proc.returncode == 2 and "unknown key(s) ['speed']" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):
+    """`tessera data inspect` on the prepared real tables reports the right split counts."""
+    from tessera import datasets
+
+    av = datasets.prepare("avmnist", cache_dir=tmp_path, download=False, progress=False, n_train=200, n_val=40, n_test=100)
+    result = runner.invoke(app, ["data", "inspect", str(av.table_path), "--schema", str(av.schema_path), "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "300 rows" not in result.output and "340 rows" in result.output
+    assert "train 200" in result.output and "test 100" in result.output and "val 40" in result.output
+    assert "10 classes" in result.output
+    frame = pd.read_parquet(av.table_path)
+    test = frame[frame["split"] == "test"]
+    takes = test["fsdd_file"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
+    assert takes.between(0, 4).all()  # FSDD test takes only
+
+    fl = datasets.prepare("flickr8k", cache_dir=tmp_path, download=False, progress=False)
+    from tessera.inspect import inspect_table
+
+    facts = inspect_table(fl.table_path, schema=fl.schema_path, examples=1)
+    assert facts["rows"] == 5000
+    assert facts["splits"] == {"train": 4000, "test": 1000}
+    assert {i["modality"] for i in facts["inputs"].values()} == {"image", "text"}
+    assert facts["inputs"]["image"]["unreadable_refs"] == 0
