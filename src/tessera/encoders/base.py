@@ -9,13 +9,13 @@ out as zeros, so fusion can rely on one convention whatever the encoder.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from tessera.errors import SchemaError
+from tessera.registry import check_options
 
 if TYPE_CHECKING:  # encoders only read .data/.present/.mask; no import-time link to the preprocessors
     from tessera.preprocess.base import ModalityBatch
@@ -49,13 +49,7 @@ def create_encoder(name: str, **kwargs: Any) -> Encoder:
     if name not in ENCODERS:
         raise SchemaError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
     cls = ENCODERS[name]
-    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
-    unknown = [k for k in kwargs if k not in params]
-    if unknown:
-        raise SchemaError(f"unknown option(s) {unknown} for encoder {name!r}; known options: {list(params)}")
-    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs]
-    if missing:
-        raise SchemaError(f"encoder {name!r} needs option(s) {missing}; known options: {list(params)}")
+    check_options(cls, kwargs, what=f"encoder {name!r}")
     return cls(**kwargs)
 
 

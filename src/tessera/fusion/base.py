@@ -8,7 +8,6 @@ must not leak into the result: that is what makes missing-modality training work
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 
 from tessera.encoders.base import masked_mean
 from tessera.errors import SchemaError
+from tessera.registry import check_options
 
 FUSIONS: dict[str, type[nn.Module]] = {}
 
@@ -34,14 +34,7 @@ def create_fusion(name: str, input_dims: dict[str, int], **options: Any) -> nn.M
     if name not in FUSIONS:
         raise SchemaError(f"unknown fusion {name!r}; known: {sorted(FUSIONS)}")
     cls = FUSIONS[name]
-    params = inspect.signature(cls.__init__).parameters
-    known = [k for k in params if k not in ("self", "input_dims")]
-    unknown = [k for k in options if k not in known]
-    if unknown:
-        raise SchemaError(f"unknown option(s) {unknown} for fusion '{name}'; known: {known}")
-    missing = [k for k in known if params[k].default is inspect.Parameter.empty and k not in options]
-    if missing:
-        raise SchemaError(f"fusion '{name}' needs option(s) {missing}; known: {known}")
+    check_options(cls, options, what=f"fusion '{name}'", supplied=("input_dims",))
     return cls(input_dims, **options)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.registry import check_options
 
 
 @dataclass
@@ -143,13 +144,7 @@ def create_preprocessor(modality: str, columns: Sequence[str], **options: Any) -
     if modality not in PREPROCESSORS:
         raise SchemaError(f"unknown modality {modality!r}; known: {sorted(PREPROCESSORS)}")
     cls = PREPROCESSORS[modality]
-    params = inspect.signature(cls.__init__).parameters
-    known = [k for k in params if k not in ("self", "columns")]
-    unknown = [k for k in options if k not in known]
-    if unknown:
-        raise SchemaError(
-            f"unknown option(s) {unknown} for {modality} column(s) {list(columns)}; known options: {known}"
-        )
+    check_options(cls, options, what=f"{modality} column(s) {list(columns)}", supplied=("columns",))
     return cls(list(columns), **options)
 
 
