@@ -80,6 +80,16 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "unknown key(s) ['speed']" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_fit_without_schema_shows_the_inferred_one(tiny_table, tmp_path):
+    config = {"data": {"table": str(tiny_table), "target": "label"}, "model": {"dim": 8},
+              "train": {"epochs": 1, "batch_size": 16}, "output": "model"}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "inferred schema" in result.output and "modality: audio" in result.output
+    assert "image: 48/48 sampled values look like image files" in result.output
+
+
 def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):
     """`tessera data inspect` on the prepared real tables reports the right split counts."""
     from tessera import datasets

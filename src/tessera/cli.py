@@ -114,8 +114,14 @@ def fit(
     """Train a model from a config and save it."""
     from tessera.config import load_fit_config, run_fit
 
+    def show(schema, reasons: dict) -> None:
+        console.print("[bold]inferred schema[/bold] (give `data: {schema: ...}` in the config to override):")
+        console.print(yaml.safe_dump(schema.to_dict(), sort_keys=False).rstrip())
+        for column, why in reasons.items():
+            console.print(f"  {column}: {why}")
+
     cfg = load_fit_config(config)
-    predictor, out = run_fit(cfg, output=output)
+    predictor, out = run_fit(cfg, output=output, on_inferred=show)
     console.print(f"saved model to [bold]{out}[/bold]")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -67,8 +67,12 @@ def load_fit_config(path: str | os.PathLike) -> FitConfig:
     return parse_fit_config(raw, str(path), path.resolve().parent)
 
 
-def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None):
-    """Train as the config says and save; returns (predictor, output folder)."""
+def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred: Callable[[Any, dict], None] | None = None):
+    """Train as the config says and save; returns (predictor, output folder).
+
+    When the config gives no schema, the inferred one is passed to ``on_inferred``
+    (with the reason per column) so the CLI can show the user what it assumed.
+    """
     from tessera.predictor import Predictor
 
     data = cfg.data
@@ -81,6 +85,14 @@ def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None):
     else:
         table = Path(data["table"])
         table = table if table.is_absolute() else cfg.base_dir / table
+        if schema is None:
+            from tessera.schema import infer_schema
+            from tessera.table import read_table
+
+            t = read_table(table)
+            schema, reasons = infer_schema(t.frame, data.get("target"), base_dir=t.base_dir)
+            if on_inferred is not None:
+                on_inferred(schema, reasons)
     if isinstance(schema, str):
         schema = Path(schema) if Path(schema).is_absolute() else cfg.base_dir / schema
     predictor = Predictor(model=cfg.model, train=cfg.train).fit(table, schema=schema, target=data.get("target"))
