@@ -52,6 +52,8 @@ def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLi
     except (TypeError, SchemaError) as e:
         raise SchemaError(f"{source}: {e}") from None
     base = Path(base_dir)
+    if train.checkpoint_dir and not Path(train.checkpoint_dir).is_absolute():
+        train.checkpoint_dir = str(base / train.checkpoint_dir)  # relative to the config, like output
     output = Path(raw.get("output", "runs/model"))
     return FitConfig(data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base)
 

@@ -17,6 +17,7 @@ from torch import nn
 from tessera.encoders import DEFAULT_ENCODER, create_encoder
 from tessera.errors import SchemaError
 from tessera.fusion import create_fusion
+from tessera.fusion.base import pooled_present
 from tessera.pipeline import Pipeline
 from tessera.preprocess import ModalityBatch, Preprocessor
 
@@ -29,6 +30,8 @@ class ModelConfig:
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # input -> {name, options}
     modality_dropout: float = 0.0  # chance, per sample and input, to hide an input during training
     head_dropout: float = 0.1
+    aux_heads: bool = False  # a linear classifier per input, trained by an auxiliary loss (see train.py)
+    aux_weight: float = 0.5  # weight of that loss, the mean over inputs of each input's own loss
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "ModelConfig":
@@ -36,7 +39,10 @@ class ModelConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise SchemaError(f"model config: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.aux_weight < 0:
+            raise SchemaError(f"model config: aux_weight must be >= 0, got {cfg.aux_weight}")
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,19 +84,51 @@ def build_encoder(name: str, pre: Preprocessor, dim: int, options: dict[str, Any
 
 
 class MultimodalModel(nn.Module):
+    """Encoders, fusion, head; optionally one extra classifier per input (``aux_heads``).
+
+    Per-input classifiers let training see how well each input does alone, which the fused
+    loss hides: a dominant input can leave the others under-trained (modality imbalance,
+    Wang et al., CVPR 2020, "What Makes Training Multi-modal Classification Networks Hard?").
+    Late and hybrid fusions already classify each input, so their logits are reused.
+    """
+
     def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_outputs: int, config: ModelConfig) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
-        if getattr(fusion, "produces_logits", False):  # late/hybrid fusions end in their own heads
+        fusion_heads = getattr(fusion, "produces_logits", False)
+        if fusion_heads:  # late/hybrid fusions end in their own heads
             self.head: nn.Module = nn.Identity()
         else:
             self.head = nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(fusion.output_dim, num_outputs))
         self.modality_dropout = config.modality_dropout
+        # Empty unless asked for, so models saved without them load unchanged.
+        self.aux_heads = nn.ModuleDict()
+        if config.aux_heads and not fusion_heads:
+            self.aux_heads.update({n: nn.Linear(e.output_dim, num_outputs) for n, e in encoders.items()})
+        self.has_unimodal_logits = bool(self.aux_heads) or hasattr(fusion, "last_unimodal_logits")
+        self.aux_weight = config.aux_weight if config.aux_heads else 0.0  # read by train.py
+        # Set by each forward, for the training loss: per-input logits (absent rows zeroed)
+        # and the presence flags after modality dropout.
+        self.last_unimodal_logits: dict[str, torch.Tensor] = {}
+        self.last_present: dict[str, torch.Tensor] = {}
 
     def forward(self, inputs: dict[str, ModalityBatch]) -> torch.Tensor:
         features, masks, present = self.encode(inputs)
-        return self.head(self.fusion(features, masks, present))
+        out = self.head(self.fusion(features, masks, present))
+        self.last_present = present
+        if self.aux_heads:
+            self.last_unimodal_logits = {
+                n: self._aux_logits(n, features[n], masks[n], present[n]) for n in self.aux_heads
+            }
+        elif self.has_unimodal_logits:
+            self.last_unimodal_logits = dict(self.fusion.last_unimodal_logits)
+        return out
+
+    def _aux_logits(self, name: str, x: torch.Tensor, mask: torch.Tensor | None, present: torch.Tensor) -> torch.Tensor:
+        """An input's own logits from its pooled features; rows where it is absent (or dropped) are zero."""
+        logits = self.aux_heads[name](pooled_present(x, mask, present))
+        return torch.where(present.unsqueeze(-1), logits, torch.zeros((), dtype=logits.dtype, device=logits.device))
 
     def encode(self, inputs: dict[str, ModalityBatch]) -> tuple[dict, dict, dict]:
         present = {name: inputs[name].present for name in self.encoders}

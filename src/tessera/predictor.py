@@ -101,13 +101,29 @@ class Predictor:
         return self.pipeline, sources
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
-        """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored."""
+        """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored.
+
+        With ``checkpoint_dir`` the whole predictor is saved there (atomically) at every
+        validation improvement, so a run that dies mid-way leaves its best model loadable;
+        at the end it is saved once more with the full history and test metrics.
+        """
         self.pipeline = pipeline
+        self.metrics = {}
         torch.manual_seed(self.train_config.seed)
         self.model = build_model(pipeline, self.model_config)
-        self.result = train(self.model, sources["train"], sources.get("val"), pipeline.target.task, self.train_config)
+        checkpoint_dir = self.train_config.checkpoint_dir
+
+        def save_checkpoint(model: torch.nn.Module, result: TrainResult) -> None:
+            self.result = result  # history so far; the model is self.model, at this epoch's weights
+            self.save(checkpoint_dir)
+
+        on_improve = save_checkpoint if checkpoint_dir else None
+        task = pipeline.target.task
+        self.result = train(self.model, sources["train"], sources.get("val"), task, self.train_config, on_improve)
         if "test" in sources:
             self.metrics = {"test": self._metrics(sources["test"])}
+        if checkpoint_dir:
+            self.save(checkpoint_dir)
         return self
 
     def _source(self, table: Table, report: SkipReport | None, name: str = "rows", with_target: bool = True):

@@ -3,6 +3,10 @@
 A lean loop of our own rather than Lightning: the whole thing is this file, it runs the
 same on cached tensors and on streamed batches, and determinism with a seed is easy to
 see. Checkpointing is a callback so the caller decides where a "best" model is written.
+
+Two optional remedies for modality imbalance (one input learns fast and starves the
+others) use the per-input logits a model exposes as ``last_unimodal_logits``: a balanced
+auxiliary loss (``model.aux_heads``) and OGM-GE gradient modulation (``gradient_modulation``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from tessera.pipeline import Batch
 from tessera.progress import progress_bar
 
 
+MODULATIONS = ("none", "ogm_ge")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -38,6 +45,17 @@ class TrainConfig:
     max_train_rows: int | None = None  # a quick run on a subset
     on_error: str = "raise"  # or "skip": drop unusable rows, warn, write a report
     device: str = "auto"
+    gradient_modulation: str = "none"  # or "ogm_ge": slow the encoders of inputs that already do well
+    ogm_alpha: float = 0.5  # OGM-GE strength: k = 1 - tanh(alpha * relu(ratio - 1))
+    checkpoint_dir: str | None = None  # save the predictor here each time validation improves
+
+    def __post_init__(self) -> None:
+        if self.gradient_modulation not in MODULATIONS:
+            raise SchemaError(
+                f"train config: gradient_modulation must be one of {list(MODULATIONS)}, got {self.gradient_modulation!r}"
+            )
+        if self.ogm_alpha < 0:
+            raise SchemaError(f"train config: ogm_alpha must be >= 0, got {self.ogm_alpha}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
@@ -81,6 +99,80 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def balanced_aux_loss(
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    logits: dict[str, torch.Tensor],
+    present: dict[str, torch.Tensor],
+    target: torch.Tensor,
+) -> torch.Tensor | None:
+    """Mean over inputs of each input's own loss, taken only over the rows where it is present.
+
+    Averaging per input, not per row, gives an often-missing input the same weight as a
+    complete one; absent (or dropped) rows teach an input's head nothing. None when no
+    input is present in any row of the batch.
+    """
+    losses = [criterion(out[present[n]], target[present[n]]) for n, out in logits.items() if present[n].any()]
+    return torch.stack(losses).mean() if losses else None
+
+
+def ogm_coefficients(
+    logits: dict[str, torch.Tensor], present: dict[str, torch.Tensor], target: torch.Tensor, alpha: float
+) -> dict[str, float]:
+    """OGM-GE's per-input gradient scale, from how far ahead each input is on this batch.
+
+    Peng et al., CVPR 2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation".
+    An input's score is its mean softmax probability of the true class over the rows that
+    have it; k = 1 - tanh(alpha * relu(score / mean score of the others - 1)), so only
+    inputs ahead of the rest are slowed. The paper has two inputs; the mean of the others
+    is the natural extension to more. Inputs absent from the whole batch keep k = 1.
+    """
+    scores = {}
+    for n, out in logits.items():
+        here = present[n]
+        if here.any():
+            probs = torch.softmax(out[here].detach().float(), dim=-1)
+            scores[n] = float(probs.gather(1, target[here].long().unsqueeze(1)).mean())
+    coeffs = {n: 1.0 for n in logits}
+    if len(scores) < 2:
+        return coeffs
+    for n, s in scores.items():
+        others = (sum(scores.values()) - s) / (len(scores) - 1)
+        ratio = s / max(others, 1e-8)
+        coeffs[n] = 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
+    return coeffs
+
+
+def modulate_gradients(module: nn.Module, k: float) -> None:
+    """Scale a slowed encoder's gradients by k and add Gaussian noise of each gradient's own std.
+
+    The noise is OGM-GE's "generalization enhancement": scaling alone shrinks the SGD noise
+    that helps generalization, so it is put back (as in the paper's code, per parameter tensor).
+    """
+    for p in module.parameters():
+        if p.grad is None:
+            continue
+        std = p.grad.std().item() if p.grad.numel() > 1 else 0.0  # std of one value is NaN
+        p.grad = p.grad * k + torch.zeros_like(p.grad).normal_(0, std + 1e-8)
+
+
+def check_modulation(model: nn.Module, task: str, config: TrainConfig) -> None:
+    """Fail before the first epoch, not at the first step, when OGM-GE cannot work."""
+    if config.gradient_modulation != "ogm_ge":
+        return
+    if task != "multiclass":
+        raise SchemaError(
+            f"gradient_modulation 'ogm_ge' scores the true class's probability, so it needs a multiclass target; "
+            f"this task is {task}"
+        )
+    if not getattr(model, "has_unimodal_logits", False):
+        raise SchemaError(
+            "gradient_modulation 'ogm_ge' needs per-input logits: set model.aux_heads: true "
+            "(or use a fusion with its own per-input heads: late, hybrid)"
+        )
+    if len(getattr(model, "aux_heads", ())) and not getattr(model, "aux_weight", 0.0):
+        raise SchemaError("gradient_modulation 'ogm_ge' scores inputs with the aux heads; they only learn with aux_weight > 0")
+
+
 @dataclass
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
@@ -120,9 +212,16 @@ def train(
     val_data: BatchSource | None,
     task: str,
     config: TrainConfig,
-    on_improve: Callable[[nn.Module, dict[str, float]], None] | None = None,
+    on_improve: Callable[[nn.Module, TrainResult], None] | None = None,
 ) -> TrainResult:
-    """Train in place; at the end the model holds the weights of the best validation epoch."""
+    """Train in place; at the end the model holds the weights of the best validation epoch.
+
+    ``on_improve(model, result)`` runs after each epoch that improves on the best so far,
+    with the model holding that epoch's weights and ``result.history`` the epochs so far.
+    """
+    check_modulation(model, task, config)
+    aux_weight = float(getattr(model, "aux_weight", 0.0))
+    modulate = config.gradient_modulation == "ogm_ge"
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
@@ -144,13 +243,27 @@ def train(
 
     for epoch in range(config.epochs):
         model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t0, seen, loss_sum, aux_sum, steps = time.perf_counter(), 0, 0.0, 0.0, 0
+        coeff_sums: dict[str, float] = {}
         with progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(train_data)) as advance:
             for batch in train_data.batches(config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
                 batch = batch.to(device)
                 loss = criterion(model(batch.inputs), batch.target)
+                total_loss = loss
+                unimodal, present = getattr(model, "last_unimodal_logits", {}), getattr(model, "last_present", {})
+                if aux_weight:
+                    aux = balanced_aux_loss(criterion, unimodal, present, batch.target)
+                    if aux is not None:
+                        total_loss = loss + aux_weight * aux
+                        aux_sum += aux.item() * len(batch)
+                coeffs = ogm_coefficients(unimodal, present, batch.target, config.ogm_alpha) if modulate else {}
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total_loss.backward()
+                for name, k in coeffs.items():
+                    if k < 1.0:
+                        modulate_gradients(model.encoders[name], k)
+                    coeff_sums[name] = coeff_sums.get(name, 0.0) + k
+                steps += 1
                 if config.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
@@ -158,7 +271,11 @@ def train(
                 seen += len(batch)
                 loss_sum += loss.item() * len(batch)
                 advance(len(batch), loss=loss_sum / seen)
+        # train_loss is the fused output's loss alone, comparable with and without the extras.
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "epoch_seconds": time.perf_counter() - t0}
+        if aux_weight:
+            record["train_aux_loss"] = aux_sum / max(seen, 1)
+        record.update({f"ogm_coeff_{n}": k_sum / max(steps, 1) for n, k_sum in coeff_sums.items()})  # epoch means
         if val_data is not None and len(val_data):
             out, y, _ = run_inference(model, val_data, config.batch_size * 2, device)
             record.update({f"val_{k}": v for k, v in score(task, out, y).items()})
@@ -168,7 +285,7 @@ def train(
             result.best_metric, result.best_epoch, bad_epochs = current, epoch + 1, 0
             best_state = copy.deepcopy(model.state_dict())
             if on_improve is not None:
-                on_improve(model, record)
+                on_improve(model, result)
         else:
             bad_epochs += 1
             if config.patience and bad_epochs >= config.patience:

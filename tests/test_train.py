@@ -1,0 +1,199 @@
+"""Training extras: balanced auxiliary heads, OGM-GE gradient modulation, on-disk best checkpoints, schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+
+from tessera.errors import SchemaError
+from tessera.model import build_model
+from tessera.predictor import Predictor
+from tessera.train import TrainConfig, balanced_aux_loss, loss_fn, ogm_coefficients, warmup_cosine
+
+
+def numeric_only(schema: dict) -> dict:
+    return {**schema, "inputs": {"numeric": schema["inputs"]["numeric"]}}
+
+
+# -- auxiliary heads ------------------------------------------------------------------------
+@pytest.mark.parametrize("fusion", ["concat", "late"])
+def test_aux_heads_give_per_input_logits_zero_where_absent(tiny_table, tiny_schema, fusion):
+    pred = Predictor(model={"fusion": fusion, "dim": 16, "aux_heads": True}, train={"batch_size": 8})
+    pipeline, sources = pred.prepare_data(tiny_table, tiny_schema)
+    model = build_model(pipeline, pred.model_config).eval()
+    batch = next(iter(sources["train"].batches(8)))
+    batch.inputs["image"].present[:3] = False  # encoders zero absent rows; their logits must be zero too
+    fused = model(batch.inputs)
+    assert fused.shape == (8, 4)
+    assert set(model.last_unimodal_logits) == set(tiny_schema["inputs"])
+    assert all(v.shape == (8, 4) for v in model.last_unimodal_logits.values())
+    assert not model.last_unimodal_logits["image"][:3].any() and model.last_unimodal_logits["image"][3:].any()
+    if fusion == "late":  # late fusion's own per-input heads are reused, none are added
+        assert len(model.aux_heads) == 0
+        assert model.last_unimodal_logits["audio"] is model.fusion.last_unimodal_logits["audio"]
+    else:
+        assert set(model.aux_heads) == set(tiny_schema["inputs"])
+
+
+def test_aux_loss_ignores_absent_rows_and_weights_inputs_equally():
+    g = torch.Generator().manual_seed(0)
+    logits = {"a": torch.randn(4, 3, generator=g, requires_grad=True), "b": torch.randn(4, 3, generator=g), "c": torch.randn(4, 3)}
+    present = {
+        "a": torch.tensor([True, True, False, True]),
+        "b": torch.tensor([False, True, False, False]),
+        "c": torch.zeros(4, dtype=torch.bool),  # absent from the whole batch: left out of the mean
+    }
+    y = torch.tensor([0, 2, 1, 1])
+    got = balanced_aux_loss(loss_fn("multiclass"), logits, present, y)
+    # By hand: a over its 3 present rows, b over its single row, then the mean of the two.
+    ce_a = sum(-torch.log_softmax(logits["a"][i], -1)[y[i]] for i in (0, 1, 3)) / 3
+    ce_b = -torch.log_softmax(logits["b"][1], -1)[y[1]]
+    torch.testing.assert_close(got, (ce_a + ce_b) / 2)
+    # b's one row weighs as much as a's three (balanced), and absent rows teach nothing.
+    got.backward()
+    assert not logits["a"].grad[2].any() and logits["a"].grad[[0, 1, 3]].any()
+    changed = {k: v.detach().clone() for k, v in logits.items()}
+    changed["a"][2] = 100.0
+    changed["b"][[0, 2, 3]] = -100.0
+    torch.testing.assert_close(balanced_aux_loss(loss_fn("multiclass"), changed, present, y), got.detach())
+    assert balanced_aux_loss(loss_fn("multiclass"), logits, {k: torch.zeros(4, dtype=torch.bool) for k in logits}, y) is None
+
+
+# -- OGM-GE ---------------------------------------------------------------------------------
+def test_ogm_coefficients_by_hand():
+    y = torch.tensor([0, 1, 2, 0])
+    sure = F.one_hot(y, 3).float() * 50.0  # softmax of the true class ~ 1
+    unsure = torch.zeros(4, 3)  # uniform: 1/3
+    here = torch.ones(4, dtype=torch.bool)
+    k = ogm_coefficients({"strong": sure, "weak": unsure}, {"strong": here, "weak": here}, y, alpha=0.5)
+    assert k["weak"] == 1.0
+    assert k["strong"] == pytest.approx(1 - math.tanh(0.5 * (1.0 / (1 / 3) - 1)), abs=1e-6)
+    # Absent rows are not scored: with only its row 0 (confidently wrong) counted, "strong" is the weak one.
+    wrong = torch.roll(sure, 1, dims=1)
+    only_first = torch.tensor([True, False, False, False])
+    k = ogm_coefficients({"strong": wrong, "weak": unsure}, {"strong": only_first, "weak": here}, y, alpha=0.5)
+    assert k["strong"] == 1.0 and k["weak"] < 1.0
+
+
+def dominant_table(n: int = 160, seed: int = 0) -> pd.DataFrame:
+    """`strong` names the class outright; `weak` is noise."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 4
+    return pd.DataFrame({"strong": [f"c{v}" for v in label], "weak": rng.normal(size=n), "label": label})
+
+
+DOMINANT_SCHEMA = {
+    "target": "label",
+    "task": "multiclass",
+    "inputs": {"strong": {"modality": "categorical", "columns": ["strong"]}, "weak": {"modality": "numeric", "columns": ["weak"]}},
+}
+
+
+def test_ogm_slows_the_dominant_input_only():
+    p = Predictor(
+        model={"dim": 16, "aux_heads": True},
+        train={"epochs": 6, "batch_size": 32, "lr": 3e-3, "patience": 0, "gradient_modulation": "ogm_ge"},
+    ).fit(dominant_table(), DOMINANT_SCHEMA)
+    last = p.result.history[-1]
+    assert last["ogm_coeff_strong"] < 0.9, last
+    assert last["ogm_coeff_weak"] == 1.0, last
+
+
+def test_ogm_refuses_models_and_tasks_it_cannot_modulate(tiny_table, tiny_schema):
+    with pytest.raises(SchemaError, match="aux_heads"):
+        Predictor(model={"dim": 8}, train={"epochs": 1, "gradient_modulation": "ogm_ge"}).fit(tiny_table, numeric_only(tiny_schema))
+    frame = dominant_table().assign(label=lambda d: d["label"].astype(float) + 0.5)
+    regression = {**DOMINANT_SCHEMA, "task": "regression"}
+    with pytest.raises(SchemaError, match="multiclass"):
+        Predictor(model={"dim": 8, "aux_heads": True}, train={"epochs": 1, "gradient_modulation": "ogm_ge"}).fit(frame, regression)
+    with pytest.raises(SchemaError, match="gradient_modulation"):
+        TrainConfig.from_dict({"gradient_modulation": "ogm"})
+
+
+def test_aux_heads_and_ogm_still_learn_the_fused_label(tiny_table, tiny_schema):
+    p = Predictor(
+        model={"dim": 32, "aux_heads": True},
+        train={"epochs": 12, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 1, "gradient_modulation": "ogm_ge"},
+    )
+    pipeline, sources = p.prepare_data(tiny_table, tiny_schema)
+    p.fit_prepared(pipeline, {"train": sources["train"]})  # best by train loss: 5 val rows saturate at once
+    assert p.evaluate(tiny_table)["accuracy"] > 0.9  # label needs image and audio together
+    assert p.result.history[-1]["train_aux_loss"] < p.result.history[0]["train_aux_loss"]
+
+
+def test_same_seed_same_history_with_aux_heads(tiny_table, tiny_schema):
+    def run() -> list[dict]:
+        p = Predictor(
+            model={"dim": 16, "aux_heads": True, "modality_dropout": 0.3},
+            train={"epochs": 2, "batch_size": 16, "seed": 3, "gradient_modulation": "ogm_ge"},
+        ).fit(tiny_table, tiny_schema)
+        return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in p.result.history]
+
+    first = run()
+    assert "train_aux_loss" in first[0] and "ogm_coeff_image" in first[0]
+    assert first == run()
+
+
+# -- on-disk best checkpoint ----------------------------------------------------------------
+class Crash(Exception):
+    pass
+
+
+class CrashingSource:
+    """A training split that dies when epoch ``crash_epoch`` asks for its batches."""
+
+    def __init__(self, source, crash_epoch: int) -> None:
+        self.source, self.crash_epoch, self.epoch = source, crash_epoch, 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+        self.epoch += 1
+        if self.epoch == self.crash_epoch:
+            raise Crash(f"killed in epoch {self.epoch}")
+        return self.source.batches(batch_size, shuffle=shuffle, seed=seed)
+
+
+def test_crash_mid_training_leaves_the_best_model_loadable(tiny_table, tiny_schema, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    p = Predictor(model={"dim": 16}, train={"epochs": 6, "batch_size": 16, "lr": 3e-3, "checkpoint_dir": str(ckpt)})
+    pipeline, sources = p.prepare_data(tiny_table, tiny_schema)
+    with pytest.raises(Crash):
+        # No val split: every epoch whose train loss drops is an improvement, so epochs 1 and 2 are saved.
+        p.fit_prepared(pipeline, {"train": CrashingSource(sources["train"], crash_epoch=3)})
+    loaded = Predictor.load(ckpt)
+    assert [r["epoch"] for r in loaded.result.history] == [1, 2]
+    assert loaded.train_config.checkpoint_dir == str(ckpt)
+    for name, value in p.model.state_dict().items():  # the crash came before epoch 3's first step
+        torch.testing.assert_close(loaded.model.state_dict()[name], value.cpu())
+    assert len(loaded.predict(tiny_table)) == 48
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".ckpt")]  # no half-written folders
+
+
+def test_finished_run_leaves_the_final_model_in_the_checkpoint(tiny_table, tiny_schema, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    p = Predictor(model={"dim": 8}, train={"epochs": 3, "batch_size": 16, "patience": 0, "checkpoint_dir": str(ckpt)})
+    p.fit(tiny_table, numeric_only(tiny_schema))
+    loaded = Predictor.load(ckpt)
+    assert loaded.result.history == p.result.history
+    pd.testing.assert_frame_equal(loaded.predict_proba(tiny_table), p.predict_proba(tiny_table))
+
+
+# -- schedule -------------------------------------------------------------------------------
+def test_warmup_cosine_values():
+    total, warmup = 100, 10
+    assert warmup_cosine(0, total, warmup) == pytest.approx(0.1)  # linear ramp to the full rate
+    assert warmup_cosine(4, total, warmup) == pytest.approx(0.5)
+    assert warmup_cosine(9, total, warmup) == pytest.approx(1.0)
+    assert warmup_cosine(10, total, warmup) == pytest.approx(1.0)  # cosine starts at the top
+    assert warmup_cosine(55, total, warmup) == pytest.approx(0.5)  # halfway through the decay
+    assert warmup_cosine(100, total, warmup) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine(150, total, warmup) == pytest.approx(0.0, abs=1e-12)  # clamped past the end
+    assert warmup_cosine(0, 10, 0) == pytest.approx(1.0)  # no warmup
