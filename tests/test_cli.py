@@ -113,3 +113,12 @@ def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):
     assert facts["splits"] == {"train": 4000, "test": 1000}
     assert {i["modality"] for i in facts["inputs"].values()} == {"image", "text"}
     assert facts["inputs"]["image"]["unreadable_refs"] == 0
+
+
+def test_data_prepare_with_options_and_unknown_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path))
+    result = runner.invoke(app, ["data", "prepare", "synthetic", "-o", "n=60", "-o", "seed=2"])
+    assert result.exit_code == 0, result.output
+    assert "rows (train)" in result.output and "42" in result.output  # 70 % of 60
+    proc = run_cli("data", "prepare", "mnist-but-typo")
+    assert proc.returncode == 2 and "unknown dataset recipe 'mnist-but-typo'" in proc.stderr
