@@ -154,20 +154,28 @@ def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, tor
     return {n: keep[:, i] for i, n in enumerate(names)}
 
 
-def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
-    if pipeline.target is None:
-        raise SchemaError("a supervised model needs a target column in the schema")
-    unknown = set(config.encoders) - set(pipeline.preprocessors)
+def build_encoders(pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: int) -> dict[str, nn.Module]:
+    """One encoder per pipeline input: the config's ``{name, options}``, else the schema's, else the default."""
+    unknown = set(specs) - set(pipeline.preprocessors)
     if unknown:
-        raise SchemaError(f"model config names encoders for unknown input(s) {sorted(unknown)}; inputs are {sorted(pipeline.preprocessors)}")
+        raise SchemaError(
+            f"encoders given for unknown input(s) {sorted(unknown)}; inputs are {sorted(pipeline.preprocessors)}"
+        )
     encoders = {}
     for name, pre in pipeline.preprocessors.items():
-        spec = dict(config.encoders.get(name, {}))
+        spec = dict(specs.get(name, {}))
         enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or DEFAULT_ENCODER[pre.modality]
         options = dict(spec.pop("options", {}) or {})
         if spec:
-            raise SchemaError(f"model config for encoder '{name}': unknown key(s) {sorted(spec)}; use name and options")
-        encoders[name] = build_encoder(enc_name, pre, config.dim, options)
+            raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")
+        encoders[name] = build_encoder(enc_name, pre, dim, options)
+    return encoders
+
+
+def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
+    if pipeline.target is None:
+        raise SchemaError("a supervised model needs a target column in the schema")
+    encoders = build_encoders(pipeline, config.encoders, config.dim)
     dims = {n: e.output_dim for n, e in encoders.items()}
     from tessera.fusion import FUSIONS
 

@@ -1,0 +1,132 @@
+"""Train an :class:`AlignModel` on paired rows: AdamW, warmup then cosine, gradient clipping.
+
+Lean on purpose (the shape of nanoGPT's loop): the schedule comes from
+:func:`tessera.train.warmup_cosine`, the progress bar from :mod:`tessera.progress`, and
+validation is retrieval between the first two inputs.
+
+Mixing in a supervised loss. ``weight_schedule(epoch) -> (w_contrastive, w_supervised)``
+weighs the two terms each epoch, e.g. ``lambda e: (1.0, 0.0) if e < 5 else (1.0, 0.5)``
+to align first and then also learn the label. The supervised term implemented here is the
+cross-entropy of the model's linear ``classifier`` (``build_align_model(classifier=True)``)
+on the anchor's embedding, over rows whose batch carries a target; without a classifier or
+target it is skipped. Mixing with the *fusion* model's supervised loss
+(:class:`tessera.model.MultimodalModel` sharing these encoders) is not implemented yet: it
+would add ``w_supervised * loss_fn(task)(fusion_model(batch.inputs), batch.target)`` to the
+same step, with both models' parameters in the optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tessera.align.model import AlignModel, FeatureQueue, embed_split
+from tessera.align.retrieval import recall_at_k
+from tessera.errors import SchemaError
+from tessera.losses import MAX_LOGIT_SCALE
+from tessera.pipeline import CachedSplit
+from tessera.progress import progress_bar
+from tessera.train import resolve_device, warmup_cosine
+
+WeightSchedule = Callable[[int], tuple[float, float]]
+
+
+def paired_recall_at_1(model: AlignModel, split: CachedSplit, batch_size: int = 256) -> float:
+    """Mean of Recall@1 first->second input and back, over rows that have both (row i matches row i)."""
+    first, second = list(model.encoders)[:2]
+    emb = embed_split(model, split, batch_size)
+    rows = emb[first][1] & emb[second][1]
+    a, b = emb[first][0][rows], emb[second][0][rows]
+    if not len(a):
+        return float("nan")
+    same = torch.eye(len(a), dtype=torch.bool)
+    return 0.5 * (recall_at_k(a, b, same, ks=(1,))["recall@1"] + recall_at_k(b, a, same, ks=(1,))["recall@1"])
+
+
+def fit_alignment(
+    model: AlignModel,
+    train: CachedSplit,
+    val: CachedSplit | None = None,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    queue_size: int = 0,
+    seed: int = 0,
+    weight_schedule: WeightSchedule | None = None,
+    weight_decay: float = 0.01,
+    warmup_fraction: float = 0.05,
+    grad_clip: float = 1.0,
+    device: str = "auto",
+) -> list[dict[str, float]]:
+    """Train in place; returns one record per epoch (train loss, temperature, ``val_recall@1``).
+
+    Batches drop their last incomplete part: a contrastive batch of one row has no negative.
+    ``queue_size`` > 0 keeps that many past embeddings per input as extra negatives.
+    """
+    if not model.pairs:
+        raise SchemaError(f"alignment needs at least two inputs; the model has {list(model.encoders)}")
+    dev = resolve_device(device)
+    model.to(dev)
+    torch.manual_seed(seed)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # frozen pretrained towers stay out
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},  # biases, norms, temperature
+        ],
+        lr=lr,
+    )
+    total = max(1, len(train) // batch_size) * epochs
+    warmup = int(warmup_fraction * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+    queue = FeatureQueue(queue_size, model.dim) if queue_size else None
+    history: list[dict[str, float]] = []
+
+    for epoch in range(epochs):
+        w_con, w_sup = weight_schedule(epoch) if weight_schedule else (1.0, 0.0)
+        model.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        with progress_bar(f"align {epoch + 1}/{epochs}", total=len(train)) as advance:
+            for batch in train.batches(batch_size, shuffle=True, seed=seed * 1000 + epoch, drop_last=True):
+                batch = batch.to(dev)
+                emb = model(batch.inputs)
+                present = {n: batch.inputs[n].present for n in model.encoders}
+                terms = []
+                if w_con:
+                    terms.append((w_con, model.loss(emb, present, queue)))
+                if w_sup and batch.target is not None:
+                    terms.append((w_sup, model.supervised_loss(emb, present, batch.target)))
+                terms = [w * t for w, t in terms if t is not None]
+                advance(len(batch))
+                if not terms:  # no pair of inputs present together in this batch
+                    continue
+                loss = torch.stack(terms).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(trainable, grad_clip)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():  # CLIP clips the scale at 100; open_clip clamps the parameter after each step
+                    model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+                if queue is not None:
+                    for name, e in emb.items():
+                        queue.push(name, e[present[name]])
+                seen += len(batch)
+                loss_sum += loss.item() * len(batch)
+                advance(0, loss=loss_sum / seen)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "temperature": math.exp(-model.logit_scale.item()),
+            "epoch_seconds": time.perf_counter() - t0,
+        }
+        if val is not None and len(val):
+            record["val_recall@1"] = paired_recall_at_1(model, val, batch_size * 2)
+        history.append(record)
+    return history
