@@ -152,21 +152,9 @@ def predict(
     console.print(f"wrote {len(frame)} predictions to {output}")
 
 
-@app.command("evaluate")
-def evaluate(
-    model: Path = typer.Argument(..., help="A saved model folder."),
-    table: Path = typer.Argument(..., help="A table with the target column(s)."),
-) -> None:
-    """Task metrics of a saved model on a labelled table."""
-    from tessera.predictor import Predictor
+from tessera.evaluate.cli import register  # noqa: E402  (evaluate, compare, report)
 
-    metrics = Predictor.load(model).evaluate(table)
-    out = RichTable(title=f"evaluation of {model}")
-    out.add_column("metric")
-    out.add_column("value")
-    for k, v in metrics.items():
-        out.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(out)
+register(app)
 
 
 def main() -> None:

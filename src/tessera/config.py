@@ -69,14 +69,12 @@ def load_fit_config(path: str | os.PathLike) -> FitConfig:
     return parse_fit_config(raw, str(path), path.resolve().parent)
 
 
-def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred: Callable[[Any, dict], None] | None = None):
-    """Train as the config says and save; returns (predictor, output folder).
+def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None = None) -> tuple[Path, Any]:
+    """The table path and schema a config names: a prepared recipe, or a table (schema inferred if absent).
 
-    When the config gives no schema, the inferred one is passed to ``on_inferred``
-    (with the reason per column) so the CLI can show the user what it assumed.
+    When the schema is inferred, it is passed to ``on_inferred`` with the reason per column,
+    so the CLI can show the user what it assumed.
     """
-    from tessera.predictor import Predictor
-
     data = cfg.data
     schema = data.get("schema")
     if "recipe" in data:
@@ -97,6 +95,14 @@ def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred
                 on_inferred(schema, reasons)
     if isinstance(schema, str):
         schema = Path(schema) if Path(schema).is_absolute() else cfg.base_dir / schema
-    predictor = Predictor(model=cfg.model, train=cfg.train).fit(table, schema=schema, target=data.get("target"))
+    return Path(table), schema
+
+
+def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred: Callable[[Any, dict], None] | None = None):
+    """Train as the config says and save; returns (predictor, output folder)."""
+    from tessera.predictor import Predictor
+
+    table, schema = resolve_data(cfg, on_inferred)
+    predictor = Predictor(model=cfg.model, train=cfg.train).fit(table, schema=schema, target=cfg.data.get("target"))
     out = predictor.save(output or cfg.output)
     return predictor, out

@@ -23,7 +23,7 @@ def fitted(tokenizer: str, max_length: int = 8, **kw) -> TextPreprocessor:
 
 
 def tokens(pre: TextPreprocessor, ids: np.ndarray) -> list[str]:
-    return [pre._tok.id_to_token(int(i)) for i in ids]
+    return [pre.backend_tokenizer.id_to_token(int(i)) for i in ids]
 
 
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe"])

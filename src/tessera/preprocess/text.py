@@ -118,7 +118,8 @@ class TextPreprocessor(Preprocessor):
         self._tokenizer = tok
 
     @property
-    def _tok(self) -> Tokenizer:
+    def backend_tokenizer(self) -> Tokenizer:
+        """The fitted `tokenizers.Tokenizer` (loaded on first use for a pretrained one)."""
         if self._tokenizer is None:
             if self.tokenizer == "pretrained":
                 self._set_tokenizer(_load_pretrained(self.pretrained))  # type: ignore[arg-type]
@@ -133,11 +134,11 @@ class TextPreprocessor(Preprocessor):
     @property
     def vocab_size_actual(self) -> int:
         """Embedding rows needed: may differ from ``vocab_size`` (small corpus, pretrained vocab)."""
-        return self._tok.get_vocab_size(with_added_tokens=True)
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
 
     @property
     def pad_id(self) -> int:
-        return int(self._tok.padding["pad_id"])
+        return int(self.backend_tokenizer.padding["pad_id"])
 
     # -- per row ----------------------------------------------------------------------
     def load(self, values: Sequence[Any], ctx: LoadContext) -> Sample | None:
@@ -149,12 +150,12 @@ class TextPreprocessor(Preprocessor):
                 f"expected text, got {len(value)} bytes; store text columns as strings "
                 "(or declare the column as a media modality)"
             )
-        enc = self._tok.encode(value if isinstance(value, str) else str(value))
+        enc = self.backend_tokenizer.encode(value if isinstance(value, str) else str(value))
         return Sample(data=np.asarray(enc.ids, dtype=np.int64), mask=np.asarray(enc.attention_mask, dtype=bool))
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Tokenise many strings at once (parallel in Rust); used for prompts and bulk inference."""
-        encs = self._tok.encode_batch(list(texts))
+        encs = self.backend_tokenizer.encode_batch(list(texts))
         if not encs:
             return np.zeros((0, self.max_length), dtype=np.int64), np.zeros((0, self.max_length), dtype=bool)
         ids = np.asarray([e.ids for e in encs], dtype=np.int64)
@@ -170,7 +171,7 @@ class TextPreprocessor(Preprocessor):
         if self._tokenizer is None and self.tokenizer != "pretrained":
             return {}
         # Pretrained tokenizers are stored too, so predicting later needs no hub access.
-        return {"tokenizer_json": self._tok.to_str()}
+        return {"tokenizer_json": self.backend_tokenizer.to_str()}
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         if "tokenizer_json" in state:

@@ -1,0 +1,48 @@
+"""Evaluation and reports: does fusion really help, how robust is it, and is it fair.
+
+* :mod:`~tessera.evaluate.metrics`: task metrics with bootstrap confidence intervals;
+* :mod:`~tessera.evaluate.compare`: fusion vs unimodal baselines, paired (bootstrap CI, McNemar);
+* :mod:`~tessera.evaluate.contribution`: removal drops and exact Shapley values per input;
+* :mod:`~tessera.evaluate.robustness`: metric vs missing fraction and noise level per input;
+* :mod:`~tessera.evaluate.fairness`: per-group metrics, parity and equalised-odds gaps;
+* :mod:`~tessera.evaluate.run` and :mod:`~tessera.evaluate.report`: all of it as JSON and one HTML file.
+"""
+
+from importlib import import_module
+from typing import Any
+
+# Exported lazily: `tessera --help` imports the CLI wiring in this package and should not
+# pay for torch, scikit-learn and matplotlib up front.
+_EXPORTS = {
+    "Comparison": "compare", "compare_models": "compare", "mcnemar": "compare", "paired_gain": "compare",
+    "contribution_analysis": "contribution", "shapley_values": "contribution", "without_inputs": "contribution",
+    "fairness_analysis": "fairness", "bootstrap_ci": "metrics", "task_metrics": "metrics",
+    "render_report": "report", "write_report": "report", "missing_curve": "robustness", "noise_curve": "robustness",
+    "evaluate_predictor": "run", "evaluate_split": "run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"tessera.evaluate.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tessera.evaluate' has no attribute {name!r}")
+
+
+__all__ = [
+    "Comparison",
+    "bootstrap_ci",
+    "compare_models",
+    "contribution_analysis",
+    "evaluate_predictor",
+    "evaluate_split",
+    "fairness_analysis",
+    "mcnemar",
+    "missing_curve",
+    "noise_curve",
+    "paired_gain",
+    "render_report",
+    "shapley_values",
+    "task_metrics",
+    "without_inputs",
+    "write_report",
+]

@@ -1,0 +1,165 @@
+"""The whole evaluation of one trained model on one labelled table, as one JSON-ready dict.
+
+:func:`evaluate_predictor` is what ``tessera evaluate`` and ``tessera report`` run: it
+decodes the table once, then every analysis (metrics with intervals, calibration,
+contribution, robustness, fairness, worst examples) reads the same cached tensors.
+The result holds plain numbers, lists and strings only, so :mod:`tessera.evaluate.report`
+can render the HTML from the saved JSON alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+import tessera
+from tessera.errors import SchemaError, SkipReport
+from tessera.evaluate.compare import Comparison
+from tessera.evaluate.contribution import contribution_analysis
+from tessera.evaluate.examples import worst_examples
+from tessera.evaluate.fairness import fairness_analysis
+from tessera.evaluate.metrics import (
+    MAIN_METRIC,
+    confusion,
+    ece,
+    per_class_metrics,
+    predict_split,
+    reliability,
+    task_metrics,
+)
+from tessera.evaluate.robustness import missing_curve, noise_curve
+from tessera.pipeline import CachedSplit, cache_split
+from tessera.schema import SPLIT_VALUES
+from tessera.table import Table, read_table
+
+SCATTER_POINTS = 2000  # regression report: predicted vs true, subsampled
+
+
+def evaluate_predictor(
+    predictor: Any,
+    table: Any,
+    *,
+    split: str | None = None,
+    group_columns: Sequence[str] = (),
+    comparison: Comparison | None = None,
+    model_name: str = "model",
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate a trained :class:`~tessera.predictor.Predictor` on a labelled table.
+
+    ``split`` keeps only the rows whose schema split column says so (e.g. "test").
+    ``options`` go to :func:`evaluate_split` (n_boot, alpha, seed, contribution, robustness, n_examples).
+    """
+    pipeline = predictor.pipeline
+    if predictor.model is None or pipeline is None:
+        raise SchemaError("this predictor is not trained: call fit() or Predictor.load()")
+    t = read_table(table)
+    frame = t.frame
+    missing = [c for c in pipeline.target.columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(f"evaluation needs the target column(s) {missing} in the table")
+    if split is not None:
+        column = pipeline.schema.split
+        if not column or column not in frame.columns:
+            raise SchemaError(f"--split {split!r} needs the schema's split column in the table (schema split: {column!r})")
+        names = frame[column].map(lambda v: SPLIT_VALUES.get(str(v).lower(), str(v)))
+        frame = frame[names == split]
+        if frame.empty:
+            raise SchemaError(f"no rows have split {split!r} in column {column!r}")
+    known = frame[pipeline.target.columns].notna().all(axis=1)
+    if not known.all():
+        warnings.warn(f"{int((~known).sum())} row(s) have no target value and are left out of the evaluation", stacklevel=2)
+        frame = frame[known]
+    dataset = pipeline.dataset(Table(frame, t.base_dir, t.source), with_target=True, on_error=predictor.train_config.on_error)
+    report = SkipReport()
+    cached = cache_split(pipeline, dataset, report=report, description="decoding evaluation rows")
+    if len(report):
+        report.warn(report.write("tessera-skipped-rows.csv"))
+    meta = {"model": model_name, "table": t.source, "split": split or "all rows"}
+    return evaluate_split(
+        predictor.model, pipeline, cached, frame, t.base_dir, group_columns=group_columns, comparison=comparison, meta=meta, **options
+    )
+
+
+def evaluate_split(
+    model: Any,
+    pipeline: Any,
+    split: CachedSplit,
+    frame: pd.DataFrame,
+    base_dir: str | None,
+    *,
+    group_columns: Sequence[str] = (),
+    comparison: Comparison | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    contribution: bool = True,
+    robustness: bool = True,
+    n_examples: int = 8,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every analysis of ``model`` on a cached split whose ``rows`` index ``frame``."""
+    unknown = [c for c in group_columns if c not in frame.columns]
+    if unknown:
+        raise SchemaError(f"group column(s) {unknown} are not in the table; columns: {list(frame.columns)}")
+    target = pipeline.target
+    task = target.task
+    y, scores = predict_split(model, split, target)
+    rows = split.rows.numpy()
+    inputs = list(model.encoders)
+    results: dict[str, Any] = {
+        "meta": {
+            **(meta or {}),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tessera_version": tessera.__version__,
+            "task": task,
+            "target": target.columns,
+            "classes": [str(c) for c in target.classes],
+            "inputs": {n: pipeline.preprocessors[n].modality for n in inputs},
+            "n": int(len(y)),
+            "main_metric": MAIN_METRIC[task],
+            "n_boot": n_boot,
+            "alpha": alpha,
+            "seed": seed,
+        },
+        "summary": task_metrics(task, y, scores, n_boot=n_boot, alpha=alpha, seed=seed),
+        "confusion": None,
+        "per_class": None,
+        "calibration": None,
+        "scatter": None,
+        "comparison": None if comparison is None else comparison.to_dict(),
+        "contribution": None,
+        "robustness": None,
+        "fairness": None,
+        "examples": [],
+    }
+    if task == "multiclass":
+        results["confusion"] = {"labels": results["meta"]["classes"], "matrix": confusion(y, scores)}
+        results["per_class"] = per_class_metrics(y, scores, results["meta"]["classes"])
+        results["calibration"] = {**reliability(y, scores), "ece": ece(y, scores)}
+    if task == "regression":
+        keep = np.random.default_rng(seed).permutation(len(y))[:SCATTER_POINTS]
+        results["scatter"] = {"true": y[keep].tolist(), "predicted": scores[keep].tolist()}
+    if contribution and len(inputs) > 1:
+        unimodal = None
+        if comparison is not None:
+            main = MAIN_METRIC[task]
+            unimodal = {r["inputs"]: r[main] for r in comparison.table.to_dict(orient="records") if r["model"] != "fusion"}
+        results["contribution"] = contribution_analysis(model, split, target, unimodal=unimodal)
+    if robustness:
+        results["robustness"] = {
+            "missing": missing_curve(model, split, target, seed=seed).to_dict(orient="records"),
+            "noise": noise_curve(model, pipeline, split, target, seed=seed).to_dict(orient="records"),
+        }
+    y_pred = scores.argmax(1) if task == "multiclass" else scores
+    present = {n: split.inputs[n].present.numpy() for n in inputs}
+    results["fairness"] = fairness_analysis(
+        task, y, y_pred, frame.loc[rows], group_columns, present if len(inputs) > 1 else None, n_classes=len(target.classes) or None
+    )
+    if n_examples:
+        results["examples"] = worst_examples(pipeline, y, scores, rows, frame, base_dir, k=n_examples)
+    return results
