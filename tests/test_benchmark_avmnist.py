@@ -1,0 +1,47 @@
+"""benchmarks/avmnist.py end to end in its reduced (CI) preset: builds a small AV-MNIST table
+from the real sources, trains the baselines and two fusions, and writes the JSON (~70 s on 2 cores)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_avmnist", REPO / "benchmarks" / "avmnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_reduced_benchmark_writes_summary_and_missing_audio_curve(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TESSERA_CACHE", str(tmp_path / "cache"))  # a fresh small table, away from user caches
+    out = tmp_path / "avmnist_reduced.json"
+    bench = load_benchmark()
+
+    assert bench.main(["--reduced", "--out", str(out)]) == 0
+
+    result = json.loads(out.read_text())
+    summary = result["summary"]
+    for key in ("image_only_accuracy", "audio_only_accuracy", "late_fusion_accuracy", "best_fusion_accuracy"):
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["best_fusion_strategy"] in result["strategies"]
+    assert summary["best_fusion_accuracy"] == max(
+        r["accuracy_mean"] for name, r in result["strategies"].items() if name not in ("image_only", "audio_only")
+    )
+
+    curve = result["missing_audio"]["curve"]
+    assert [p["fraction_missing"] for p in curve] == [0.0, 0.25, 0.5, 1.0]
+    assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)
+
+    assert result["settings"]["protocol"].startswith("reduced budget")
+    assert isinstance(result["published_found"], bool)
+    late = result["strategies"]["late"]
+    assert late["epoch_seconds"] > 0 and late["inference_samples_per_s"] > 0 and late["params"] > 0
