@@ -67,7 +67,7 @@ TUNE_TARGET = 0.96  # tune a little above the goal: the sweep sees 200 queries, 
 P99_GOAL_MS = 10.0
 OVERHEAD_GOAL = 1.20
 IVF_SWEEP = [(nprobes, refine) for nprobes in (10, 20, 40, 80) for refine in (5, 10, 20)]
-HNSW_EF_SWEEP = [16, 32, 64, 128, 256, 512]
+HNSW_EF_SWEEP = [16, 32, 64, 128, 256, 512, 1024]
 FAISS_HNSW = {"M": 16, "efConstruction": 40}
 
 
@@ -158,7 +158,7 @@ def main() -> int:
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--ann", choices=["ivf_pq", "hnsw"], default="ivf_pq", help="Tessera's LanceDB index kind")
     ap.add_argument("--partitions", type=int, default=None, help="IVF partitions (default: VectorIndex's, sqrt(N))")
-    ap.add_argument("--sub-vectors", type=int, default=None, help="PQ sub-vectors (default: VectorIndex's, dim/8)")
+    ap.add_argument("--sub-vectors", type=int, default=None, help="PQ sub-vectors (default: VectorIndex's, dim/4)")
     ap.add_argument("--flat-latency-queries", type=int, default=100, help="queries timed one by one on FAISS flat")
     ap.add_argument("--skip-faiss-hnsw", action="store_true", help="FAISS HNSW takes the longest to build at 1M")
     ap.add_argument("--workdir", type=Path, default=None, help="where the LanceDB table goes (default: a temp dir)")
@@ -262,7 +262,7 @@ def main() -> int:
         )
         params = {
             "kind": args.ann, **knobs(setting),
-            "partitions": args.partitions or "sqrt(N)", "sub_vectors": args.sub_vectors or "dim/8",
+            "partitions": args.partitions or "sqrt(N)", "sub_vectors": args.sub_vectors or "dim/4",
         }
         bare = row("lancedb_bare", ingest_s + ann_s, b_lat, b_found, truth, params=params, sweep=sweep)
         sync = row("lancedb_sync", ingest_s + ann_s, s_lat, s_found, truth, params=params)

@@ -61,7 +61,8 @@ RESERVED = {*BASE_COLUMNS, "score", "rank", "query", "_distance", "_rowid"}
 IN_CHUNK = 10_000  # ids per ``id IN (...)`` clause: keeps the SQL text and its plan small
 
 # Search-time knobs for an ANN index; exact search ignores them. Chosen with
-# benchmarks/index.py for Recall@10 >= 0.95 on clustered 384-d data.
+# benchmarks/index.py for Recall@10 >= 0.95 on clustered 384-d data (1M rows: 10 probes
+# already reach the recall that re-ranking 10 x k candidates allows).
 DEFAULT_NPROBES = 20
 DEFAULT_REFINE_FACTOR = 10
 DEFAULT_EF = 64
@@ -331,10 +332,11 @@ class VectorIndex:
     ) -> None:
         """Build (or rebuild) an approximate index on ``vector``: ``ivf_pq`` or ``hnsw`` (IVF-HNSW-SQ).
 
-        IVF-PQ defaults (measured in benchmarks/index.py): sqrt(rows) partitions, so a query
-        probes a few hundred to a few thousand codes per partition; dim/8 PQ sub-vectors (8
-        dims each; LanceDB's dim/16 needs twice the re-ranking for the same recall).
-        HNSW builds one graph per ~1M rows (LanceDB's default) and is slow to build.
+        IVF-PQ defaults (measured in benchmarks/index.py on 1M x 384-d): sqrt(rows) partitions;
+        dim/4 PQ sub-vectors, 4 dims each. Coarser codes rank neighbours too roughly: with dim/8,
+        Recall@10 was 0.83 at ``refine_factor=10`` against 0.99 with dim/4, and re-ranking more
+        candidates costs one random read per candidate. HNSW (IVF-HNSW-SQ, one graph per ~1M
+        rows, LanceDB's default) searches fast but took 4 min to build 100k rows on 2 cores.
         """
         if kind not in ANN_KINDS:
             raise TesseraError(f"ANN kind must be one of {ANN_KINDS}, got {kind!r}")
@@ -342,7 +344,7 @@ class VectorIndex:
             config = IvfPq(
                 distance_type=self.metric,
                 num_partitions=num_partitions or max(1, round(len(self) ** 0.5)),
-                num_sub_vectors=num_sub_vectors or (self.dim // 8 if self.dim % 8 == 0 else None),
+                num_sub_vectors=num_sub_vectors or (self.dim // 4 if self.dim % 4 == 0 else None),
                 max_iterations=IVF_PQ_ITERATIONS,
             )
         else:
