@@ -1,12 +1,15 @@
 """Vector search at scale: Tessera's VectorIndex (LanceDB) vs bare LanceDB vs raw FAISS, one run.
 
 What is measured, on N random-but-clustered 384-d float32 unit vectors (Gaussian blobs
-around ``--clusters`` random centres, the shape of real embeddings) and 1000 queries drawn
-near the data (a random stored vector plus noise, renormalised):
+around ``--clusters`` random centres) and 1000 queries drawn near the data (a random stored
+vector plus noise, renormalised). The blobs' noise is isotropic in all 384 dimensions, so
+the members of a cluster are nearly equidistant from a query: a harder case for any ANN
+index than real embeddings, whose neighbours differ along few directions.
 
 * ``faiss_flat``: FAISS ``IndexFlatIP`` (exact; its batch answers are the ground truth);
 * ``faiss_hnsw``: FAISS ``IndexHNSWFlat`` (M=16, efConstruction=40 so 1M builds in minutes
-  on 2 cores), ``efSearch`` tuned for the recall goal;
+  on 2 cores), ``efSearch`` tuned for the recall goal (at 1M this graph tops out near 0.85,
+  so the sweep keeps its most accurate setting);
 * ``lancedb_bare``: the LanceDB table Tessera wrote, queried directly through the lancedb
   async API on LanceDB's background loop, exactly the calls VectorIndex makes (same ANN
   index, knobs and returned columns) — the engine without Tessera, for ``overhead_ratio``;
@@ -15,7 +18,9 @@ near the data (a random stored vector plus noise, renormalised):
 * ``tessera``: ``VectorIndex.search`` (validation, score/rank, pandas DataFrame) on that table.
 
 Per engine: build time (ingest + ANN index), single-query latency at k=10 (one query at a
-time, p50/p99), queries/s of that sequential loop, and Recall@10 against the exact answers.
+time, p50/p99), queries/s of that sequential loop (``qps``), and Recall@10 against the
+exact answers. The load average before and after is recorded: on a shared 2-core machine
+other jobs inflate every latency, the tail most.
 The LanceDB knobs (``nprobes``/``refine_factor`` for IVF-PQ, ``ef`` for HNSW) and FAISS's
 ``efSearch`` are each set to the cheapest setting from a short sweep on 200 queries that
 reaches Recall@10 >= 0.96 (lowest p50 among those that do); all figures are then taken on
@@ -93,7 +98,11 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth)]))
 
 
-def time_queries(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+Search = Callable[[np.ndarray], np.ndarray]  # one query vector -> the ids it found
+Timed = tuple[np.ndarray, list[np.ndarray]]  # latencies (ms), ids found per query
+
+
+def time_queries(search: Search, queries: np.ndarray) -> Timed:
     """Latency of each query run alone (ms) and the ids each returned; 20 untimed warm-up queries first."""
     for q in queries[:20]:
         search(q)
@@ -106,7 +115,7 @@ def time_queries(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray
     return latencies, found
 
 
-def time_interleaved(engines: list[Callable[[np.ndarray], np.ndarray]], queries: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+def time_interleaved(engines: list[Search], queries: np.ndarray) -> list[Timed]:
     """Like :func:`time_queries` for several engines, query by query in rotating order (fair under noise)."""
     for q in queries[:20]:
         for engine in engines:
@@ -123,7 +132,9 @@ def time_interleaved(engines: list[Callable[[np.ndarray], np.ndarray]], queries:
     return list(zip(lat, found))
 
 
-def row(engine: str, build_s: float, latencies: np.ndarray, found: list[np.ndarray], truth: np.ndarray, **extra) -> dict:
+def row(
+    engine: str, build_s: float, latencies: np.ndarray, found: list[np.ndarray], truth: np.ndarray, **extra
+) -> dict:
     return {
         "engine": engine,
         "build_s": round(build_s, 2),
@@ -135,7 +146,9 @@ def row(engine: str, build_s: float, latencies: np.ndarray, found: list[np.ndarr
     }
 
 
-def cheapest_setting(settings: list, make_search: Callable, queries: np.ndarray, truth: np.ndarray) -> tuple[object, list[dict]]:
+def cheapest_setting(
+    settings: list, make_search: Callable[..., Search], queries: np.ndarray, truth: np.ndarray
+) -> tuple[object, list[dict]]:
     """The setting with the lowest p50 among those whose Recall@10 on ``queries`` reaches TUNE_TARGET.
 
     Falls back to the most accurate setting when none does. The whole sweep is returned for the record.
@@ -194,13 +207,14 @@ def main() -> int:
         hnsw_build = time.perf_counter() - start
         print(f"faiss_hnsw built in {hnsw_build:.1f} s", flush=True)
 
-        def faiss_hnsw_search(ef: int) -> Callable[[np.ndarray], np.ndarray]:
+        def faiss_hnsw_search(ef: int) -> Search:
             params = faiss.SearchParametersHNSW(efSearch=ef)
             return lambda q: hnsw.search(q[None], K, params=params)[1][0]
 
         ef, sweep = cheapest_setting(HNSW_EF_SWEEP, faiss_hnsw_search, tune_q, truth[:200])
         lat, found = time_queries(faiss_hnsw_search(ef), queries)
-        rows.append(row("faiss_hnsw", hnsw_build, lat, found, truth, params={**FAISS_HNSW, "efSearch": ef}, sweep=sweep))
+        params = {**FAISS_HNSW, "efSearch": ef}
+        rows.append(row("faiss_hnsw", hnsw_build, lat, found, truth, params=params, sweep=sweep))
         del hnsw
 
     # Tessera's VectorIndex: ingest through add(), then the ANN index
@@ -230,9 +244,11 @@ def main() -> int:
         sync_table.prewarm_index("vector_idx")
 
         def knobs(setting) -> dict:
-            return {"nprobes": setting[0], "refine_factor": setting[1]} if args.ann == "ivf_pq" else {"ef": setting, "refine_factor": 1}
+            if args.ann == "ivf_pq":
+                return {"nprobes": setting[0], "refine_factor": setting[1]}
+            return {"ef": setting, "refine_factor": 1}
 
-        def bare_search(setting) -> Callable[[np.ndarray], np.ndarray]:
+        def bare_search(setting) -> Search:
             kn = knobs(setting)
             def search(q: np.ndarray) -> np.ndarray:
                 query = table.vector_search(q).distance_type("cosine").limit(K)
@@ -241,7 +257,7 @@ def main() -> int:
                 return np.array(LOOP.run(query.to_arrow()).column("id").to_pylist(), dtype=np.int64)
             return search
 
-        def sync_search(setting) -> Callable[[np.ndarray], np.ndarray]:
+        def sync_search(setting) -> Search:
             kn = knobs(setting)
             def search(q: np.ndarray) -> np.ndarray:
                 query = sync_table.search(q, vector_column_name="vector").distance_type("cosine").limit(K)
@@ -250,7 +266,7 @@ def main() -> int:
                 return np.array(query.to_arrow().column("id").to_pylist(), dtype=np.int64)
             return search
 
-        def tessera_search(setting) -> Callable[[np.ndarray], np.ndarray]:
+        def tessera_search(setting) -> Search:
             kn = knobs(setting)
             return lambda q: index.search(q, k=K, **kn)["id"].to_numpy(dtype=np.int64)
 
@@ -266,7 +282,10 @@ def main() -> int:
         }
         bare = row("lancedb_bare", ingest_s + ann_s, b_lat, b_found, truth, params=params, sweep=sweep)
         sync = row("lancedb_sync", ingest_s + ann_s, s_lat, s_found, truth, params=params)
-        tess = row("tessera", ingest_s + ann_s, t_lat, t_found, truth, params=params, ingest_s=round(ingest_s, 2), ann_build_s=round(ann_s, 2))
+        tess = row(
+            "tessera", ingest_s + ann_s, t_lat, t_found, truth,
+            params=params, ingest_s=round(ingest_s, 2), ann_build_s=round(ann_s, 2),
+        )
         tess["overhead_ratio"] = round(tess["p99_ms"] / bare["p99_ms"], 3)
         tess["overhead_ratio_p50"] = round(tess["p50_ms"] / bare["p50_ms"], 3)
         rows += [bare, sync, tess]
@@ -276,8 +295,14 @@ def main() -> int:
     print(f"\nN = {args.n} x {DIM}-d, {args.queries} queries, k = {K}, {THREADS} threads")
     print(f"{'engine':<14} {'build s':>9} {'qps':>8} {'p50 ms':>8} {'p99 ms':>8} {'recall@10':>10}")
     for r in rows:
-        print(f"{r['engine']:<14} {r['build_s']:>9.1f} {r['qps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['recall_at_10']:>10.4f}")
-    print(f"tessera overhead over bare LanceDB: p99 x{tess['overhead_ratio']:.3f}, p50 x{tess['overhead_ratio_p50']:.3f}")
+        print(
+            f"{r['engine']:<14} {r['build_s']:>9.1f} {r['qps']:>8.1f} {r['p50_ms']:>8.2f} "
+            f"{r['p99_ms']:>8.2f} {r['recall_at_10']:>10.4f}"
+        )
+    print(
+        f"tessera overhead over bare LanceDB: p99 x{tess['overhead_ratio']:.3f}, "
+        f"p50 x{tess['overhead_ratio_p50']:.3f}"
+    )
 
     goals = {
         "recall_at_10>=0.95": tess["recall_at_10"] >= RECALL_GOAL,
@@ -301,7 +326,8 @@ def main() -> int:
             "ann": args.ann, "tune_target_recall": TUNE_TARGET, "wall_s": round(time.perf_counter() - run_start, 1),
         },
         "machine": {
-            "cpus": os.cpu_count(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(), "python": platform.python_version(), "lancedb": lancedb.__version__,
+            "cpus": os.cpu_count(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(),
+            "python": platform.python_version(), "lancedb": lancedb.__version__,
             "faiss": faiss.__version__, "numpy": np.__version__,
         },
         "engines": rows,

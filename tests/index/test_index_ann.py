@@ -29,7 +29,8 @@ def recall_at_10(index: VectorIndex, data: np.ndarray, queries: np.ndarray, **kn
 def data() -> tuple[np.ndarray, np.ndarray]:
     vectors = clustered(2000, clusters=20, seed=0)
     rng = np.random.default_rng(1)
-    queries = vectors[rng.choice(len(vectors), 50, replace=False)] + 0.05 * rng.standard_normal((50, DIM)).astype(np.float32)
+    noise = 0.05 * rng.standard_normal((50, DIM)).astype(np.float32)
+    queries = vectors[rng.choice(len(vectors), 50, replace=False)] + noise
     return vectors, queries
 
 

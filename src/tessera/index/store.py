@@ -174,7 +174,10 @@ class VectorIndex:
         return _run(self._table.count_rows())
 
     def __repr__(self) -> str:
-        return f"VectorIndex({str(self.path)!r}, dim={self.dim}, metric={self.metric!r}, rows={len(self)}, ann={self.ann_kind})"
+        return (
+            f"VectorIndex({str(self.path)!r}, dim={self.dim}, metric={self.metric!r}, "
+            f"rows={len(self)}, ann={self.ann_kind})"
+        )
 
     # -- writing -----------------------------------------------------------------------
 
@@ -348,7 +351,9 @@ class VectorIndex:
                 max_iterations=IVF_PQ_ITERATIONS,
             )
         else:
-            config = HnswSq(distance_type=self.metric, num_partitions=num_partitions, m=m, ef_construction=ef_construction)
+            config = HnswSq(
+                distance_type=self.metric, num_partitions=num_partitions, m=m, ef_construction=ef_construction
+            )
         try:
             _run(self._table.create_index("vector", config=config, replace=True, name=ANN_INDEX_NAME))
         except Exception as e:  # e.g. too few rows to train PQ codebooks
@@ -451,7 +456,9 @@ class VectorIndex:
         """
         wanted = list(dict.fromkeys(ids))
         if len(wanted) <= IN_CHUNK:
-            parts = [_run(self._table.query().where(clause).select(columns).to_arrow()) for clause in _id_clauses(wanted)]
+            parts = [
+                _run(self._table.query().where(clause).select(columns).to_arrow()) for clause in _id_clauses(wanted)
+            ]
         else:
             parts = [_run(_scan_matching(self._table, columns, pa.array(wanted, pa.string())))]
         if not parts:
