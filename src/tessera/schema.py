@@ -121,9 +121,11 @@ class Schema:
         used: dict[str, str] = {}
         for name, spec in self.inputs.items():
             for c in spec.columns:
-                if c in used and used[c] != name and spec.modality != "audio":
+                if c in used and used[c] != name:
                     # A video column may feed an audio input too (its sound track); other reuse is a mistake.
-                    raise SchemaError(f"{source}: column '{c}' is used by inputs '{used[c]}' and '{name}'")
+                    pair = {self.inputs[used[c]].modality, spec.modality}
+                    if pair != {"video", "audio"}:
+                        raise SchemaError(f"{source}: column '{c}' is used by inputs '{used[c]}' and '{name}'")
                 used.setdefault(c, name)
         for t in self.target or []:
             if t in used:
