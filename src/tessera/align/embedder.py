@@ -1,0 +1,214 @@
+"""A saved shared space: raw values of any input (a caption, an image path, a sound's bytes) in, unit vectors out.
+
+An :class:`AlignModel` works on preprocessed batches; search, serving and index building
+work on what users hold. The :class:`Embedder` keeps the two together: the fitted
+:class:`~tessera.pipeline.Pipeline` (tokenizer, normalisers) and the model, saved as one
+folder so that ``tessera index build``, ``tessera search`` and ``tessera serve`` need
+nothing else. Rows are decoded by the same pipeline code as training, so a query is
+embedded exactly like the collection it searches.
+
+Layout of a saved embedder: ``embedder.json`` (pipeline state and the arguments that
+rebuild the model) and ``model.pt`` (weights), written to a temporary folder and swapped in
+whole like a saved :class:`~tessera.predictor.Predictor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+import tessera
+from tessera.align.model import AlignModel, build_align_model
+from tessera.errors import SchemaError, SkipReport, TesseraError
+from tessera.io import atomic_dir
+from tessera.pipeline import Pipeline, iterate
+from tessera.schema import Schema
+from tessera.table import Table, read_table
+
+META_FILE = "embedder.json"
+MODEL_FILE = "model.pt"
+FORMAT = "tessera.embedder/1"
+
+
+class Embedder:
+    """A fitted pipeline plus an :class:`AlignModel`; ``embed(input, values)`` gives ``(n, dim)`` float32 unit vectors.
+
+    Build one with :meth:`create` (then train ``embedder.model`` with
+    :func:`tessera.align.fit_alignment`), :meth:`from_sentence_transformer` (a text-only
+    space from a pretrained sentence encoder, no training), or :meth:`load`.
+    """
+
+    def __init__(self, pipeline: Pipeline, model: AlignModel, build_kwargs: dict[str, Any]) -> None:
+        self.pipeline = pipeline
+        self.model = model.eval()
+        self.build_kwargs = build_kwargs
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, pipeline: Pipeline, **build_kwargs: Any) -> "Embedder":
+        """A new (untrained) embedder; ``build_kwargs`` go to :func:`tessera.align.build_align_model`."""
+        return cls(pipeline, build_align_model(pipeline, **build_kwargs), build_kwargs)
+
+    @classmethod
+    def from_sentence_transformer(
+        cls, model: str | os.PathLike, *, input_name: str = "text", max_length: int = 128
+    ) -> "Embedder":
+        """A text-only space that is the sentence encoder's own (identity projection), by hub id or local folder."""
+        model = str(model)
+        schema = Schema.from_dict(
+            {
+                "inputs": {
+                    input_name: {
+                        "modality": "text",
+                        "options": {"tokenizer": "pretrained", "pretrained": model, "max_length": max_length},
+                    }
+                }
+            }
+        )
+        pipeline = Pipeline.fit(pd.DataFrame({input_name: ["fit needs one row; a pretrained tokenizer learns nothing"]}), schema)
+        encoders = {input_name: {"name": "sentence_transformer", "options": {"model": model}}}
+        aligned = build_align_model(pipeline, dim=1, encoders=encoders)
+        dim = aligned.encoders[input_name].output_dim  # known once the model is loaded
+        aligned.heads[input_name] = torch.nn.Linear(dim, dim, bias=False)
+        with torch.no_grad():
+            aligned.heads[input_name].weight.copy_(torch.eye(dim))
+        aligned.dim = dim
+        return cls(pipeline, aligned, {"dim": dim, "encoders": encoders})
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input name -> modality (``{"caption": "text", "image": "image"}``)."""
+        return {name: pre.modality for name, pre in self.pipeline.preprocessors.items()}
+
+    def input_for(self, modality: str) -> str:
+        """The one input of this modality (an error names the choices when there are none or several)."""
+        names = [n for n, m in self.inputs.items() if m == modality]
+        if len(names) != 1:
+            what = "no" if not names else f"{len(names)}"
+            raise SchemaError(
+                f"this embedder has {what} {modality} input(s) {names}; its inputs are {self.inputs}"
+                + ("; name the input instead of the modality" if names else "")
+            )
+        return names[0]
+
+    def _check_input(self, name: str) -> str:
+        if name in self.pipeline.preprocessors:
+            return name
+        if name in set(self.inputs.values()):
+            return self.input_for(name)
+        raise SchemaError(f"unknown input {name!r}; this embedder embeds {self.inputs}")
+
+    # -- embedding ------------------------------------------------------------------------
+    def embed(
+        self, name: str, values: Sequence[Any], *, base_dir: str | os.PathLike | None = None, batch_size: int = 256
+    ) -> np.ndarray:
+        """Embed raw cell values of one input (an input name or a modality with one input).
+
+        A value is what a table cell holds: text, a file path (relative to ``base_dir``),
+        raw bytes, or for a multi-column input a mapping of column to value. A value that
+        cannot be decoded raises a :class:`~tessera.errors.DataError` naming its position.
+        """
+        name = self._check_input(name)
+        columns = self.pipeline.preprocessors[name].columns
+        if len(columns) == 1:
+            frame = pd.DataFrame({columns[0]: pd.Series(list(values), dtype=object)})
+        else:
+            frame = pd.DataFrame([dict(v) for v in values], columns=columns)
+        table = Table(frame, None if base_dir is None else str(base_dir), "query")
+        parts = [v for _, v in self.embed_table(table, name, batch_size=batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+    @torch.no_grad()
+    def embed_table(
+        self,
+        table: Any,
+        name: str,
+        *,
+        batch_size: int = 256,
+        on_error: str = "raise",
+        report: SkipReport | None = None,
+        num_workers: int = 0,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(rows, vectors)`` per batch for one input over a table; rows are the table's index labels.
+
+        Under ``on_error="skip"`` undecodable rows are left out (and recorded in ``report``);
+        rows where the input is missing are left out too, as they have nothing to embed.
+        """
+        name = self._check_input(name)
+        t = read_table(table)
+        pipeline = self.pipeline.restrict([name])
+        dataset = pipeline.dataset(t, with_target=False, on_error=on_error)
+        loader = pipeline.loader(dataset, batch_size=batch_size, num_workers=num_workers)
+        device = next(self.model.parameters()).device
+        for batch in iterate(loader, report):
+            mb = batch.inputs[name].to(device)
+            vectors = self.model.embed(name, mb).float().cpu()
+            keep = mb.present.cpu()
+            if keep.any():
+                yield batch.rows[keep].numpy(), vectors[keep].numpy()
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        meta = {
+            "format": FORMAT,
+            "tessera_version": tessera.__version__,
+            "pipeline": self.pipeline.state_dict(),
+            "build_kwargs": self.build_kwargs,
+        }
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            torch.save(self.model.state_dict(), tmp / MODEL_FILE)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Embedder":
+        path = Path(path)
+        meta_path, weights = path / META_FILE, path / MODEL_FILE
+        if not meta_path.is_file() or not weights.is_file():
+            raise TesseraError(f"{path} is not a saved Tessera embedder (expected {META_FILE} and {MODEL_FILE})")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise TesseraError(f"{meta_path} has format {meta.get('format')!r}; this Tessera reads {FORMAT!r}")
+        pipeline = Pipeline.from_state(meta["pipeline"])
+        model = build_align_model(pipeline, **meta["build_kwargs"])
+        model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+        return cls(pipeline, model.to(device), meta["build_kwargs"])
+
+    def __repr__(self) -> str:
+        return f"Embedder(inputs={self.inputs}, dim={self.dim})"
+
+
+def compose(vectors: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """A composed query ("like this image, but in blue"): the weighted sum of unit vectors, re-normalised.
+
+    The baseline of composed retrieval (e.g. Baldrati et al. 2022 use it as their first
+    comparison): each part is normalised first, so the weights, not the parts' norms, set
+    how much each counts. Negative weights steer away ("like this, but not red").
+    """
+    if not vectors:
+        raise TesseraError("a composed query needs at least one part")
+    weights = [1.0] * len(vectors) if weights is None else list(weights)
+    if len(weights) != len(vectors):
+        raise TesseraError(f"got {len(vectors)} query parts but {len(weights)} weights")
+    total = np.zeros_like(np.asarray(vectors[0], dtype=np.float32).reshape(-1))
+    for v, w in zip(vectors, weights):
+        v = np.asarray(v, dtype=np.float32).reshape(-1)
+        n = np.linalg.norm(v)
+        if n > 0:
+            total += w * v / n
+    norm = np.linalg.norm(total)
+    if norm == 0:
+        raise TesseraError("the composed query is the zero vector (the parts cancel out); change the weights")
+    return total / norm
