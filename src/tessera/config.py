@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from tessera.errors import SchemaError
+from tessera.io import read_yaml
 from tessera.model import ModelConfig
 from tessera.train import TrainConfig
 
@@ -35,17 +34,7 @@ class FitConfig:
 
 
 def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
-    unknown = set(raw) - {"data", "model", "train", "output"}
-    if unknown:
-        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output")
-    data = raw.get("data")
-    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
-        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
-    bad = set(data) - {"table", "recipe", "recipe_options", "schema", "target"}
-    if bad:
-        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: table, recipe, recipe_options, schema, target")
+    data = check_sections(raw, source, {"table", "recipe", "recipe_options", "schema", "target"})
     try:
         model = ModelConfig.from_dict(raw.get("model"))
         train = TrainConfig.from_dict(raw.get("train"))
@@ -58,15 +47,25 @@ def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLi
     return FitConfig(data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base)
 
 
+def check_sections(raw: Any, source: str, data_keys: set[str]) -> dict[str, Any]:
+    """The shared shape of Tessera's configs: data/model/train/output, with a table or recipe to read."""
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
+    unknown = set(raw) - {"data", "model", "train", "output"}
+    if unknown:
+        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
+        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
+    bad = set(data) - data_keys
+    if bad:
+        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(data_keys))}")
+    return data
+
+
 def load_fit_config(path: str | os.PathLike) -> FitConfig:
     path = Path(path)
-    if not path.is_file():
-        raise SchemaError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SchemaError(f"{path}: not valid YAML: {e}") from None
-    return parse_fit_config(raw, str(path), path.resolve().parent)
+    return parse_fit_config(read_yaml(path), str(path), path.resolve().parent)
 
 
 def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None = None) -> tuple[Path, Any]:
