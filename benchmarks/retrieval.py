@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fashion-per-class", type=int, default=500)
     p.add_argument("--fashion-epochs", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budgets, results not written")
+    p.add_argument("--keep-parts", action="store_true", help="keep parts of an earlier --output (same seeds) not run now")
     p.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "retrieval.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -322,10 +323,28 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts.split(",")
     start = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "retrieval", "seeds": args.seeds}
+    if args.keep_parts and args.output.is_file():  # parts measured by an earlier run (same seeds) stay
+        old = json.loads(args.output.read_text())
+        if old.get("seeds") == args.seeds:
+            result.update({k: old[k] for k in ("avmnist", "flickr8k", "fashion") if k in old and k not in parts})
+            result["earlier_wall_seconds"] = old.get("wall_seconds", 0) + old.get("earlier_wall_seconds", 0)
     runners = {"avmnist": avmnist, "flickr8k": flickr, "fashion": fashion}
     for part in parts:
         log(f"{part} ...")
         result[part] = runners[part](args)
+        result = finish(result, args, argv, start)
+        if not args.quick:  # after every part: a long run that dies keeps what it measured
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(result, indent=1, default=float))
+    print_tables(result)
+    print("\nsummary:", json.dumps(result["summary"], indent=1))
+    if not args.quick:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def finish(result: dict, args: argparse.Namespace, argv: list[str] | None, start: float) -> dict:
+    """The result with its summary (from every part present), timing and machine facts."""
     summary = {}
     if "avmnist" in result:
         m = result["avmnist"]["methods"]
@@ -339,19 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     if "fashion" in result:
         summary["fashion_zeroshot_heldout_accuracy"] = result["fashion"]["results"]["heldout_2way_accuracy"]["mean"]
         summary["fashion_zeroshot_heldout_chance"] = 0.5
-    result = {"benchmark": "retrieval", "summary": summary, **{k: v for k, v in result.items() if k != "benchmark"}}
-    result["wall_seconds"] = time.perf_counter() - start
-    result["command"] = "python benchmarks/retrieval.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": list(os.getloadavg()), "python": platform.python_version(),
-                         "torch": torch.__version__, "threads": args.threads}
-    print_tables(result)
-    print("\nsummary:", json.dumps(summary, indent=1))
-    if not args.quick:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=1, default=float))
-        print(f"wrote {args.output}")
-    return 0
-
+    rest = {k: v for k, v in result.items() if k not in ("benchmark", "summary")}
+    rest["wall_seconds"] = time.perf_counter() - start
+    rest["command"] = "python benchmarks/retrieval.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rest["machine"] = {"cpus": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
+                       "python": platform.python_version(), "torch": torch.__version__, "threads": args.threads}
+    return {"benchmark": "retrieval", "summary": summary, **rest}
 
 if __name__ == "__main__":
     sys.exit(main())

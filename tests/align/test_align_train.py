@@ -76,3 +76,26 @@ def test_one_input_cannot_align(splits) -> None:
     model = build_align_model(pipeline.restrict(["image"]), dim=4, encoder_dim=8)
     with pytest.raises(SchemaError, match="two inputs"):
         fit_alignment(model, train, epochs=1)
+
+
+def test_a_locked_tower_is_embedded_once_and_gives_the_same_training(splits, monkeypatch) -> None:
+    """Caching a tower with nothing to train changes no number: same losses as running it every step."""
+    import tessera.align.train as align_train
+
+    pipeline, train, val = splits
+    histories, calls = [], []
+    for cache in (True, False):
+        torch.manual_seed(0)
+        model = build_align_model(pipeline, dim=16, encoder_dim=32)
+        for p in [*model.encoders["text"].parameters(), *model.heads["text"].parameters()]:
+            p.requires_grad_(False)
+        counted: list[int] = []
+        original = model.encoders["text"].forward
+        monkeypatch.setattr(model.encoders["text"], "forward", lambda batch: (counted.append(len(batch)), original(batch))[1])
+        if not cache:
+            monkeypatch.setattr(align_train, "locked_embeddings", lambda *args: {})
+        histories.append(fit_alignment(model, train, None, epochs=3, batch_size=16, seed=0, device="cpu"))
+        calls.append(sum(counted))
+    assert calls[0] == len(train) and calls[1] == 3 * (len(train) // 16) * 16  # once vs every step
+    for a, b in zip(*histories):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)

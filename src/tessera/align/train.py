@@ -47,6 +47,25 @@ def paired_recall_at_1(model: AlignModel, split: CachedSplit, batch_size: int = 
     return 0.5 * (recall_at_k(a, b, same, ks=(1,))["recall@1"] + recall_at_k(b, a, same, ks=(1,))["recall@1"])
 
 
+def locked_embeddings(model: AlignModel, split: CachedSplit, batch_size: int) -> dict[str, torch.Tensor]:
+    """Embeddings of the inputs whose encoder and projection have nothing to train, computed once.
+
+    A locked tower (a frozen pretrained text encoder with a fixed projection, as in LiT: Zhai
+    et al. 2022) gives the same vectors every epoch; running it at every step would cost most
+    of the training time for nothing.
+    """
+    names = [
+        n for n in model.encoders
+        if not any(p.requires_grad for p in (*model.encoders[n].parameters(), *model.heads[n].parameters()))
+    ]
+    if not names:
+        return {}
+    was_training = model.training
+    emb = embed_split(model, CachedSplit({n: split.inputs[n] for n in names}, split.target, split.rows), batch_size)
+    model.train(was_training)
+    return {n: emb[n][0] for n in names}
+
+
 def fit_alignment(
     model: AlignModel,
     train: CachedSplit,
@@ -86,6 +105,8 @@ def fit_alignment(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
     queue = FeatureQueue(queue_size, model.dim) if queue_size else None
     history: list[dict[str, float]] = []
+    locked = locked_embeddings(model, train, batch_size * 2)
+    position = {r: i for i, r in enumerate(train.rows.tolist())} if locked else {}
 
     for epoch in range(epochs):
         w_con, w_sup = weight_schedule(epoch) if weight_schedule else (1.0, 0.0)
@@ -94,7 +115,10 @@ def fit_alignment(
         with progress_bar(f"align {epoch + 1}/{epochs}", total=len(train)) as advance:
             for batch in train.batches(batch_size, shuffle=True, seed=seed * 1000 + epoch, drop_last=True):
                 batch = batch.to(dev)
-                emb = model(batch.inputs)
+                emb = {n: model.embed(n, batch.inputs[n]) for n in model.encoders if n not in locked}
+                if locked:
+                    at = torch.tensor([position[r] for r in batch.rows.tolist()])
+                    emb.update({n: e[at].to(dev) for n, e in locked.items()})
                 present = {n: batch.inputs[n].present for n in model.encoders}
                 terms = []
                 if w_con:
