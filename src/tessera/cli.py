@@ -156,6 +156,10 @@ from tessera.evaluate.cli import register  # noqa: E402  (evaluate, compare, rep
 
 register(app)
 
+from tessera.serve.cli import register as register_serve  # noqa: E402  (serve, feedback export, monitor)
+
+register_serve(app)
+
 
 def main() -> None:
     """Entry point: run the app, turning Tessera's own errors into one readable line."""

@@ -465,7 +465,8 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     # -- the page --------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     async def page() -> HTMLResponse:
-        return HTMLResponse((PAGE / "index.html").read_text())
+        csp = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; frame-ancestors 'none'"
+        return HTMLResponse((PAGE / "index.html").read_text(), headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff"})
 
     app.mount("/static", StaticFiles(directory=PAGE), name="static")
 
