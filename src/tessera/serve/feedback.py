@@ -140,8 +140,8 @@ class FeedbackStore:
                 requests_table, requests_table.c.request_id == feedback_table.c.request_id), conn)
 
 
-def _load(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
+def _load(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else None  # SQL NULL arrives as None or NaN
 
 
 def export_training_table(url: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
