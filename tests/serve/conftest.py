@@ -30,14 +30,14 @@ def built(tmp_path_factory) -> Built:
 
     root = tmp_path_factory.mktemp("serve")
     table = write_tiny_table(root / "tiny")
-    predictor = Predictor(model={"dim": 16}, train={"epochs": 2, "batch_size": 16, "seed": 0}).fit(table, schema=dict(TINY_SCHEMA), skip_report=root / "skipped.csv")
+    predictor = Predictor(model={"dim": 16}, train={"epochs": 1, "batch_size": 16, "seed": 0}).fit(table, schema=dict(TINY_SCHEMA), skip_report=root / "skipped.csv")
     predictor.save(root / "model")
     schema = Schema.from_dict({"inputs": {k: TINY_SCHEMA["inputs"][k] for k in ("image", "caption")}})
     t = read_table(table)
     pipeline = Pipeline.fit(t.frame, schema)
     torch.manual_seed(0)
     embedder = Embedder.create(pipeline, dim=16, encoder_dim=32)
-    fit_alignment(embedder.model, cache_split(pipeline, pipeline.dataset(t, with_target=False)), epochs=15, batch_size=16, lr=3e-3, seed=0, device="cpu")
+    fit_alignment(embedder.model, cache_split(pipeline, pipeline.dataset(t, with_target=False)), epochs=4, batch_size=16, lr=3e-3, seed=0, device="cpu")
     embedder.model.eval()
     embedder.save(root / "embedder")
     index_table(embedder, table, root / "index", "image", embedder_path=root / "embedder")
@@ -53,18 +53,26 @@ def keys_file(tmp_path) -> tuple[Path, str]:
     return path, key
 
 
+@pytest.fixture(scope="session")
+def loaded(built) -> dict:
+    """The models loaded once; each test's app wraps them (one app runs at a time, so they are never shared by two batchers at once)."""
+    from tessera.serve import load_models
+
+    return load_models(built.model, built.index, None)
+
+
 @pytest.fixture
-def make_client(built, keys_file, tmp_path):
+def make_client(loaded, keys_file, tmp_path):
     """make_client(**config) -> (TestClient, auth headers); the app is closed when the test ends."""
     from fastapi.testclient import TestClient
 
-    from tessera.serve import ServeConfig, create_app, load_models
+    from tessera.serve import ServeConfig, create_app
 
     clients = []
 
     def make(**overrides):
         config = ServeConfig(keys_file=keys_file[0], feedback_db=str(tmp_path / "feedback.db"), **overrides)
-        app = create_app(config, **load_models(built.model, built.index, None))
+        app = create_app(config, **loaded)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
@@ -73,3 +81,35 @@ def make_client(built, keys_file, tmp_path):
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def live_server(loaded, keys_file, tmp_path):
+    """A real uvicorn server on 127.0.0.1 (in a thread): (url, key, feedback database)."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from tessera.serve import ServeConfig, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "feedback.db"
+    app = create_app(ServeConfig(keys_file=keys_file[0], feedback_db=str(db)), **loaded)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    yield url, keys_file[1], db
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -83,3 +83,17 @@ def test_serve_without_keys_file_is_one_clear_error(tmp_path) -> None:
 
     r = CliRunner().invoke(app, ["serve", "--index", str(tmp_path), "--keys", str(tmp_path / "none.json")])
     assert r.exit_code != 0 and isinstance(r.exception, TesseraError) and "tessera serve keys add" in str(r.exception)
+
+
+def test_monitor_command_prints_drift_from_a_live_server(live_server) -> None:
+    import httpx
+
+    url, key, _ = live_server
+    headers = {"Authorization": f"Bearer {key}"}
+    for text in ("a red square", "a blue square at night"):
+        assert httpx.post(url + "/v1/embed", json={"input": "text", "text": text}, headers=headers).status_code == 200
+    r = CliRunner().invoke(app, ["monitor", "--url", url, "--key", key])
+    assert r.exit_code == 0, r.output
+    assert "embedding drift" in r.output and "text" in r.output
+    bad = CliRunner().invoke(app, ["monitor", "--url", url, "--key", "tsk_0000_nope"])
+    assert bad.exit_code != 0 and "401" in str(bad.exception)

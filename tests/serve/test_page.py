@@ -3,42 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture
-def live_server(built, keys_file, tmp_path):
-    import httpx
-    import uvicorn
-
-    from tessera.serve import ServeConfig, create_app, load_models
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    db = tmp_path / "feedback.db"
-    app = create_app(ServeConfig(keys_file=keys_file[0], feedback_db=str(db)), **load_models(None, built.index, None))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield url, keys_file[1], db
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
 def test_search_page_query_thumbnails_upload_and_feedback(built, live_server) -> None:
     playwright = pytest.importorskip("playwright.sync_api")

@@ -9,17 +9,18 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def served_app(built, tmp_path_factory):
-    from tessera.serve import ServeConfig, create_app, load_models
+def served_app(loaded, tmp_path_factory):
+    from tessera.serve import ServeConfig, create_app
     from tessera.serve.auth import KeyStore
 
     root = tmp_path_factory.mktemp("schemathesis")
     _, key = KeyStore(root / "keys.json").add("fuzz")
     app = create_app(ServeConfig(keys_file=root / "keys.json", feedback_db=str(root / "feedback.db"), rate_per_minute=10**9),
-                     **load_models(built.model, built.index, None))
+                     **loaded)
     return app, key
 
 
+@pytest.mark.slow
 def test_no_server_errors_on_generated_requests(served_app) -> None:
     """Every operation in the spec, 25 generated cases each (schemathesis' pytest plugin does not run on pytest 9, so hypothesis drives it)."""
     from hypothesis import given
