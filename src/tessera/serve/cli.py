@@ -52,6 +52,7 @@ def serve_command(
     rate_per_minute: int = typer.Option(1200, help="Requests per minute per key (a key may set its own)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; default: CORS off)."),
     log_requests: bool = typer.Option(True, help="Keep predict/search inputs so feedback can become training data."),
+    torch_threads: Optional[int] = typer.Option(None, help="Threads for model calls (default: CPU cores - 1, leaving one for HTTP)."),
 ) -> None:
     """Start the HTTP API and search page under uvicorn."""
     if ctx.invoked_subcommand is not None:
@@ -65,10 +66,15 @@ def serve_command(
     config = ServeConfig(
         keys_file=keys, feedback_db=feedback_db, max_body_bytes=int(max_body_mb * 1024 * 1024), rate_per_minute=rate_per_minute,
         batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, cors_origins=list(cors_origin), log_requests=log_requests,
+        torch_threads=torch_threads if torch_threads is not None else default_torch_threads(),
     )
     app = create_app(config, **load_models(model, index, embedder))
     console.print(f"serving on [bold]http://{host}:{port}[/bold] (page at /, spec at /openapi.json)")
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def default_torch_threads() -> int:
+    return max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2) - 1)
 
 
 def keys_add(
