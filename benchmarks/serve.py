@@ -73,7 +73,9 @@ def serve(args: argparse.Namespace) -> None:
         max_batch=32, max_wait_ms=2.0, rate_per_minute=10**9, torch_threads=args.torch_threads,
     )
     app = create_app(config, **load_models(args.model, None, args.embedder))
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
+    # send its next request on a connection, and must not find it closed under it.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30)
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -190,17 +192,20 @@ async def load(url: str, route: str, key: str, n: int, concurrency: int, payload
 
     headers = {"Authorization": f"Bearer {key}"}
     texts = captions(n + warmup, seed=2)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=20)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
 
         async def one(i: int) -> tuple[float, int]:
             s = time.perf_counter()
-            if route == "embed":
-                r = await client.post("/v1/embed", json={"input": "text", "text": texts[i]})
-            else:
-                files = {k: (f"{k}.bin", v, "application/octet-stream") for k, v in payloads[i % len(payloads)].items()}
-                r = await client.post("/v1/predict", files=files)
-            await r.aread()
+            try:
+                if route == "embed":
+                    r = await client.post("/v1/embed", json={"input": "text", "text": texts[i]})
+                else:
+                    files = {k: (f"{k}.bin", v, "application/octet-stream") for k, v in payloads[i % len(payloads)].items()}
+                    r = await client.post("/v1/predict", files=files)
+                await r.aread()
+            except httpx.HTTPError:  # counted as an error, not retried
+                return time.perf_counter() - s, 0
             return time.perf_counter() - s, r.status_code
 
         async def run(count: int, offset: int) -> tuple[list[float], list[int], float]:
@@ -223,8 +228,27 @@ async def load(url: str, route: str, key: str, n: int, concurrency: int, payload
 
         await run(warmup, 0)
         lat, codes, wall = await run(n, warmup)
-    errors = sum(c != 200 for c in codes)
-    return {"requests": n, "concurrency": concurrency, "rps": round(n / wall, 1), "errors": errors, **percentiles(lat)}
+    return {"latencies": lat, "errors": sum(c != 200 for c in codes), "wall": wall}
+
+
+def _server_metrics(url: str, key: str) -> dict:
+    """Mean batch size and model seconds per call, from the server's own Prometheus counters (whole run)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")) and family.name in ("tessera_batch_size", "tessera_inference_seconds"):
+                values[(family.name, sample.labels.get("model"), sample.name.rsplit("_", 1)[1])] = sample.value
+    out = {}
+    for model in ("embedder", "predictor"):
+        calls = values.get(("tessera_batch_size", model, "count"), 0)
+        if calls:
+            out[model] = {"model_calls": int(calls), "mean_batch_size": round(values[("tessera_batch_size", model, "sum")] / calls, 2),
+                          "mean_model_ms_per_call": round(1000 * values[("tessera_inference_seconds", model, "sum")] / calls, 2)}
+    return out
 
 
 def free_port() -> int:
@@ -269,6 +293,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--warmup", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=4, help="alternations between the batching and the one-by-one server per measurement")
     ap.add_argument("--train-rows", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -308,19 +333,32 @@ def main() -> None:
         print(f"  direct {name:16s} {row}")
     payloads, info = models["payloads"], models["info"]
     del models
+    # Both servers run at once (the idle one uses no CPU) and each measurement is split into
+    # --rounds rounds alternating between them, so load from other jobs on the machine falls on
+    # batching on and off alike instead of on whichever ran during a busy minute.
+    servers = {b: start_server(work, keys, b, args.torch_threads) for b in ("on", "off")}
     runs = []
-    for batching in ("on", "off"):
-        proc, url = start_server(work, keys, batching, args.torch_threads)
-        try:
-            for route in ("embed", "predict"):
-                for c in args.concurrency:
-                    n = args.requests if route == "embed" else max(args.requests // 2, 64)
-                    row = asyncio.run(load(url, route, key, n, c, payloads, args.warmup))
-                    row.update(route=route, batching=batching)
+    try:
+        for route in ("embed", "predict"):
+            for c in args.concurrency:
+                n = args.requests if route == "embed" else max(args.requests // 2, 64)
+                per_round = max(n // args.rounds, c)
+                acc = {b: {"latencies": [], "errors": 0, "wall": 0.0} for b in servers}
+                for r in range(args.rounds):
+                    for b in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                        got = asyncio.run(load(servers[b][1], route, key, per_round, c, payloads, args.warmup if r == 0 else c))
+                        for k in ("latencies", "errors", "wall"):
+                            acc[b][k] += got[k]
+                for b in ("on", "off"):
+                    a = acc[b]
+                    row = {"route": route, "batching": b, "concurrency": c, "requests": len(a["latencies"]),
+                           "rps": round(len(a["latencies"]) / a["wall"], 1), "errors": a["errors"], **percentiles(a["latencies"])}
                     runs.append(row)
-                    print(f"  {route:8s} batching={batching:3s} c={c:3d}  {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
+                    print(f"  {route:8s} batching={b:3s} c={c:3d}  {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
                           f"p95 {row['p95_ms']:7.1f}  p99 {row['p99_ms']:7.1f}  errors {row['errors']}", flush=True)
-        finally:
+        server_side = {b: _server_metrics(url, key) for b, (_, url) in servers.items()}
+    finally:
+        for proc, _ in servers.values():
             stop_server(proc)
 
     def pick(route: str, batching: str, c: int) -> dict:
@@ -343,13 +381,14 @@ def main() -> None:
         "benchmark": "serve",
         "summary": summary,
         "settings": {
-            "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
+            "rounds": args.rounds, "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
             "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": 2.0}, "batching_off": {"max_batch": 1},
             "server": "uvicorn, 1 process, 127.0.0.1; load generator: httpx.AsyncClient in a separate process",
             "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
         },
         "setup": info,
         "reference_direct": reference,
+        "server_side": server_side,
         "runs": runs,
         "machine": {
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),

@@ -17,8 +17,6 @@ import logging
 import os
 import random
 import re
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,7 +39,7 @@ from tessera.serve.auth import KeyRecord, KeyStore
 from tessera.serve.batching import Batcher
 from tessera.serve.feedback import FeedbackStore
 from tessera.serve.limits import BodySizeLimit, RateLimiter
-from tessera.serve.metrics import Metrics
+from tessera.serve.metrics import Metrics, RequestMetrics
 from tessera.serve.monitoring import REFERENCE_SAMPLE, DriftMonitor
 from tessera.serve.problems import Problem
 
@@ -295,20 +293,7 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"], allow_headers=["Authorization", "X-API-Key", "Content-Type"])
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request.state.request_id = uuid.uuid4().hex
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - start)
-        if response.status_code >= 400:
-            kind = getattr(request.state, "error_kind", None) or problems.TITLES.get(response.status_code, "error").lower().replace(" ", "_")
-            metrics.errors.labels(kind).inc()
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics, titles=problems.TITLES)  # outermost: sees every response, 413s included
 
     bearer = HTTPBearer(auto_error=False, description="An API key from `tessera serve keys add`.")
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False)

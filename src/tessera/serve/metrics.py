@@ -7,6 +7,10 @@ time rather than pushed on every request.
 
 from __future__ import annotations
 
+import time
+import uuid
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -46,3 +50,42 @@ class _DriftCollector:
                 families[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
             families[name].add_metric(list(labels.values()), value)
         yield from families.values()
+
+
+class RequestMetrics:
+    """ASGI middleware: a request id for every request (``X-Request-ID``), counts and latency per route, errors by kind.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs a task and a
+    memory stream per request. The route label is the matched route's template
+    (``/v1/items/{item_id}/media``), so ids do not explode the label set.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics, titles: dict[int, str]) -> None:
+        self.app, self.metrics, self.titles = app, metrics, titles
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id = uuid.uuid4().hex
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            m = self.metrics
+            m.requests.labels(path, scope["method"], str(status)).inc()
+            m.latency.labels(path).observe(time.perf_counter() - start)
+            if status >= 400:
+                kind = state.get("error_kind") or self.titles.get(status, "error").lower().replace(" ", "_")
+                m.errors.labels(kind).inc()

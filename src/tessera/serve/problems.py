@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tessera.errors import TesseraError
 
@@ -92,6 +93,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TesseraError)
     async def _tessera(request: Request, exc: TesseraError) -> JSONResponse:
         return problem_response(request, 422, str(exc), "unusable_input")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.info("client went away during %s %s", request.method, request.url.path)
+        return problem_response(request, 400, "the client disconnected before the request body was complete", "client_disconnected")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
