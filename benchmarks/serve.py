@@ -8,13 +8,17 @@ served by one real uvicorn server on 127.0.0.1, started as a separate process; t
 process is the load generator (async httpx), so the two do not share a Python
 interpreter but do share the machine's cores.
 
-Per server configuration (batching on: ``max_batch=32``, ``max_wait_ms=2``; off:
-``max_batch=1``, one model call per request), per route and per concurrency: a warm-up,
-then exactly ``--requests`` requests with at most ``C`` in flight, then it stops.
-``/v1/embed`` sends short varied captions as JSON; ``/v1/predict`` sends an AV-MNIST
-row's PNG and WAV as a multipart upload (every prediction is also logged to the feedback
-store, as in production). Figures: throughput (requests/s over the timed window) and
-p50/p95/p99 latency (client side, request sent to response read), errors.
+Two servers run side by side: batching on (``max_batch=32``, ``max_wait_ms=2``) and off
+(``max_batch=1``: one model call per request, in arrival order). Per route and concurrency
+``C``: exactly ``--requests`` requests per server (half for ``/v1/predict``) with at most
+``C`` in flight, split into ``--rounds`` rounds that alternate between the two servers (so
+other jobs' load on this shared machine falls on both alike), after a warm-up; then it
+stops. ``/v1/embed`` sends short varied captions as JSON; ``/v1/predict`` sends an AV-MNIST
+row's PNG and WAV as a multipart upload (each prediction is also logged to the feedback
+store, as in production). Figures: throughput (requests over the summed timed windows) and
+p50/p95/p99 latency (client side, request sent to response read), errors (non-200 or
+transport errors, never retried); and from each server's /metrics, mean batch size and
+model time per call. Model threads: ``tessera serve``'s default, cores - 1 (1 here).
 
 Reference, in this process before the servers start: the same model called directly,
 one value per call (latency and calls/s) and 32 values per call (rows/s): the cost of
@@ -31,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import platform
