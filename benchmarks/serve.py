@@ -8,7 +8,7 @@ served by one real uvicorn server on 127.0.0.1, started as a separate process; t
 process is the load generator (async httpx), so the two do not share a Python
 interpreter but do share the machine's cores.
 
-Two servers run side by side: batching on (``max_batch=32``, ``max_wait_ms=2``) and off
+Two servers run side by side: batching on (``max_batch=32``, ``max_wait_ms=10``, waited only under concurrency) and off
 (``max_batch=1``: one model call per request, in arrival order). Per route and concurrency
 ``C``: exactly ``--requests`` requests per server (half for ``/v1/predict``) with at most
 ``C`` in flight, split into ``--rounds`` rounds that alternate between the two servers (so
@@ -53,6 +53,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve.json"
+MAX_WAIT_MS = 10.0
 COLORS = ["red", "blue", "green", "yellow", "black", "white", "small", "large"]
 THINGS = ["dog", "cat", "bicycle", "boat", "house", "child", "car", "bird"]
 PLACES = ["on the beach", "in a park", "at night", "in the snow", "near a river", "on a street", "indoors", "in the rain"]
@@ -73,7 +74,7 @@ def serve(args: argparse.Namespace) -> None:
 
     config = ServeConfig(
         keys_file=Path(args.keys), feedback_db=args.feedback_db, batching=args.batching == "on",
-        max_batch=32, max_wait_ms=2.0, rate_per_minute=10**9, torch_threads=args.torch_threads,
+        max_batch=32, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
     )
     app = create_app(config, **load_models(args.model, None, args.embedder))
     # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
@@ -263,7 +264,7 @@ def free_port() -> int:
 def start_server(work: Path, key_file: Path, batching: str, torch_threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--keys", str(key_file), "--batching", batching,
-           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads)]
+           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads), "--max-wait-ms", str(MAX_WAIT_MS)]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -308,6 +309,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--embedder")
     ap.add_argument("--feedback-db")
+    ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--torch-threads", type=int, default=None, help="model threads in the server and the reference (default: as `tessera serve`: cores - 1)")
     args = ap.parse_args()
     if args.torch_threads is None:
@@ -385,7 +387,7 @@ def main() -> None:
         "summary": summary,
         "settings": {
             "rounds": args.rounds, "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
-            "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": 2.0}, "batching_off": {"max_batch": 1},
+            "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": MAX_WAIT_MS, "waits_only_after_a_batch_of_2_or_more": True}, "batching_off": {"max_batch": 1},
             "server": "uvicorn, 1 process, 127.0.0.1; load generator: httpx.AsyncClient in a separate process",
             "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
         },

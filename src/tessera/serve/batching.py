@@ -3,9 +3,10 @@
 A model call on 32 rows costs little more than on one (the work is matrix products that
 vectorise, plus fixed per-call overhead), so under load the server collects what is
 waiting and runs it together. Requests go into a queue; one worker thread takes the first
-waiting item, everything else already queued, and then waits at most ``max_wait_ms`` for
-more, up to ``max_batch``. At low load a request therefore waits at most ``max_wait_ms``;
-at high load batches fill while the previous one runs. ``max_batch=1`` is one-by-one
+waiting item, everything else already queued, and -- when the previous batch had more
+than one item, i.e. under concurrency -- waits at most ``max_wait_ms`` for more, up to
+``max_batch``. A lone request never waits; under load batches fill while the previous
+one runs. ``max_batch=1`` is one-by-one
 (the unbatched baseline).
 
 The batch function returns one result per item, or an exception for an item. If it raises
@@ -42,6 +43,7 @@ class Batcher(Generic[T, R]):
         self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait_ms / 1000.0
         self.name, self.on_batch = name, on_batch
         self._queue: queue.Queue = queue.Queue()
+        self._last_size = 1
         self._thread = threading.Thread(target=self._run, name=f"tessera-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -69,7 +71,11 @@ class Batcher(Generic[T, R]):
 
     def _collect(self, first: Any) -> tuple[list, bool]:
         batch = [first]
-        deadline = time.monotonic() + self.max_wait
+        # Wait for company only under concurrency (the last batch had some): alone, a request
+        # never waits. The wait also matters for another reason: while this thread runs the
+        # model's Python code it holds the GIL, and the event loop cannot parse the next
+        # requests; the pause lets them reach the queue, so batches grow instead of staying at 1-2.
+        deadline = time.monotonic() + (self.max_wait if self._last_size > 1 else 0.0)
         while len(batch) < self.max_batch:
             try:
                 nxt = self._queue.get_nowait()  # whatever is already waiting joins at once
@@ -84,6 +90,7 @@ class Batcher(Generic[T, R]):
             if nxt is _STOP:
                 return batch, True
             batch.append(nxt)
+        self._last_size = len(batch)
         return batch, False
 
     def _process(self, batch: list) -> None:
