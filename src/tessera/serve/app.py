@@ -59,7 +59,7 @@ class ServeConfig:
     rate_per_minute: int = 1200  # per key, unless the key sets its own
     batching: bool = True
     max_batch: int = 32
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 10.0  # waited only under concurrency (see Batcher)
     cors_origins: list[str] = field(default_factory=list)  # empty: CORS off
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
     # Model threads; None leaves torch's setting. The CLI gives cores - 1: on a busy 2-core machine

@@ -47,7 +47,7 @@ def serve_command(
     port: int = typer.Option(8000),
     batching: bool = typer.Option(True, help="Dynamic batching of concurrent requests."),
     max_batch: int = typer.Option(32, help="Most requests in one model call."),
-    max_wait_ms: float = typer.Option(2.0, help="Longest a request waits for others to batch with."),
+    max_wait_ms: float = typer.Option(10.0, help="Longest a batch waits for more requests (only under concurrency; a lone request never waits)."),
     max_body_mb: float = typer.Option(10.0, help="Largest request body accepted."),
     rate_per_minute: int = typer.Option(1200, help="Requests per minute per key (a key may set its own)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; default: CORS off)."),
