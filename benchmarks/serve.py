@@ -231,8 +231,10 @@ async def load(url: str, route: str, key: str, n: int, concurrency: int, payload
             return lat, codes, time.perf_counter() - start
 
         await run(warmup, 0)
+        cpu0 = time.process_time()
         lat, codes, wall = await run(n, warmup)
-    return {"latencies": lat, "errors": sum(c != 200 for c in codes), "wall": wall}
+        client_cpu = time.process_time() - cpu0
+    return {"latencies": lat, "errors": sum(c != 200 for c in codes), "wall": wall, "client_cpu": client_cpu}
 
 
 def _server_metrics(url: str, key: str) -> dict:
@@ -253,6 +255,15 @@ def _server_metrics(url: str, key: str) -> dict:
             out[model] = {"model_calls": int(calls), "mean_batch_size": round(values[("tessera_batch_size", model, "sum")] / calls, 2),
                           "mean_model_ms_per_call": round(1000 * values[("tessera_inference_seconds", model, "sum")] / calls, 2)}
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def free_port() -> int:
@@ -348,19 +359,24 @@ def main() -> None:
             for c in args.concurrency:
                 n = args.requests if route == "embed" else max(args.requests // 2, 64)
                 per_round = max(n // args.rounds, c)
-                acc = {b: {"latencies": [], "errors": 0, "wall": 0.0} for b in servers}
+                acc = {b: {"latencies": [], "errors": 0, "wall": 0.0, "client_cpu": 0.0, "server_cpu": 0.0} for b in servers}
                 for r in range(args.rounds):
                     for b in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                        before = _cpu_seconds(servers[b][0].pid)
                         got = asyncio.run(load(servers[b][1], route, key, per_round, c, payloads, args.warmup if r == 0 else c))
-                        for k in ("latencies", "errors", "wall"):
+                        got["server_cpu"] = _cpu_seconds(servers[b][0].pid) - before  # includes the warm-up
+                        for k in ("latencies", "errors", "wall", "client_cpu", "server_cpu"):
                             acc[b][k] += got[k]
                 for b in ("on", "off"):
                     a = acc[b]
                     row = {"route": route, "batching": b, "concurrency": c, "requests": len(a["latencies"]),
-                           "rps": round(len(a["latencies"]) / a["wall"], 1), "errors": a["errors"], **percentiles(a["latencies"])}
+                           "rps": round(len(a["latencies"]) / a["wall"], 1), "errors": a["errors"], **percentiles(a["latencies"]),
+                           # CPU seconds per second of the timed windows: how much of the 2 cores each side got
+                           "client_cpu_per_s": round(a["client_cpu"] / a["wall"], 2), "server_cpu_per_s": round(a["server_cpu"] / a["wall"], 2)}
                     runs.append(row)
                     print(f"  {route:8s} batching={b:3s} c={c:3d}  {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
-                          f"p95 {row['p95_ms']:7.1f}  p99 {row['p99_ms']:7.1f}  errors {row['errors']}", flush=True)
+                          f"p95 {row['p95_ms']:7.1f}  p99 {row['p99_ms']:7.1f}  errors {row['errors']}  "
+                          f"cpu/s client {row['client_cpu_per_s']:.2f} server {row['server_cpu_per_s']:.2f}", flush=True)
         server_side = {b: _server_metrics(url, key) for b, (_, url) in servers.items()}
     finally:
         for proc, _ in servers.values():
