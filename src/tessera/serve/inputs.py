@@ -1,0 +1,132 @@
+"""From request fields to table cells a model can decode, refusing anything that is not what it claims.
+
+A request names what it sends by the model's table column (``caption``) or input name, or
+by modality where the model has one input of it (``image``). Media arrive as bytes (an
+uploaded file, or base64 in JSON) and are sniffed by their content, not their name or
+declared type: a renamed executable is refused as "not an image" before any decoder sees
+it. Media cells are always bytes, never strings, so no request value can be read as a
+file path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import filetype
+
+from tessera.serve.problems import Problem
+
+MEDIA = ("image", "audio", "video")
+MAX_TEXT_CHARS = 20_000
+SERVABLE = ("image", "audio", "video", "text", "numeric", "categorical")
+# filetype reports some audio containers (e.g. MP4 audio) as video; accept what the decoders open.
+ACCEPTED_MIME = {
+    "image": ("image/",),
+    "audio": ("audio/", "video/mp4", "video/webm", "application/ogg"),
+    "video": ("video/",),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column a request may fill: which model input it feeds and what kind of value it holds."""
+
+    column: str
+    input: str
+    modality: str
+
+
+def fields_of(preprocessors: Mapping[str, Any]) -> dict[str, Field]:
+    """Request field names a model accepts: its columns, single-column input names, and unambiguous modalities."""
+    out: dict[str, Field] = {}
+    by_modality: dict[str, list[Field]] = {}
+    for name, pre in preprocessors.items():
+        for column in pre.columns:
+            f = Field(column, name, pre.modality)
+            out[column] = f
+            by_modality.setdefault(pre.modality, []).append(f)
+        if len(pre.columns) == 1:
+            out.setdefault(name, Field(pre.columns[0], name, pre.modality))
+    for modality, fs in by_modality.items():
+        if len(fs) == 1:
+            out.setdefault(modality, fs[0])
+    return out
+
+
+def resolve_field(name: str, fields: Mapping[str, Field], what: str = "this model") -> Field:
+    if name in fields:
+        return fields[name]
+    raise Problem(
+        422,
+        f"unknown input or modality {name!r}; {what} takes {sorted(fields)}",
+        kind="unknown_input",
+    )
+
+
+def sniff(data: bytes, modality: str, field: str, declared: str | None = None) -> None:
+    """Refuse media whose bytes are not of the field's modality (415), whatever the file is called."""
+    if not data:
+        raise Problem(422, f"field {field!r}: the {modality} is empty", kind="empty_media")
+    kind = filetype.guess(data)
+    mime = kind.mime if kind is not None else None
+    if mime is None or not mime.startswith(ACCEPTED_MIME[modality]):
+        found = f"looks like {mime}" if mime else "is not a recognised media file"
+        raise Problem(415, f"field {field!r}: expected an {modality} file, but the content {found}", kind="wrong_media_type")
+    if declared and declared not in ("application/octet-stream",) and not declared.startswith(ACCEPTED_MIME[modality]):
+        raise Problem(415, f"field {field!r}: declared as {declared}, which is not an {modality} type", kind="wrong_media_type")
+
+
+def media_from_base64(value: Any, field: str) -> bytes:
+    text = value.get("base64") if isinstance(value, dict) else value
+    if not isinstance(text, str):
+        raise Problem(422, f"field {field!r}: media in JSON must be a base64 string or {{\"base64\": ...}}", kind="invalid_request")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(422, f"field {field!r}: not valid base64", kind="invalid_request") from None
+
+
+def cell(field: Field, value: Any, *, name: str, declared_type: str | None = None, from_json: bool = False) -> Any:
+    """The table cell for one request value, checked for its modality."""
+    m = field.modality
+    if m in MEDIA:
+        if isinstance(value, (bytes, bytearray)):
+            data = bytes(value)
+        elif from_json:
+            data = media_from_base64(value, name)
+        else:
+            raise Problem(422, f"field {name!r}: send the {m} as a file upload, not as text", kind="invalid_request")
+        sniff(data, m, name, declared_type)
+        return data
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Problem(422, f"field {name!r}: a {m} value must be UTF-8 text, not a binary file", kind="invalid_request") from None
+    if m == "text":
+        if not isinstance(value, str):
+            raise Problem(422, f"field {name!r}: text must be a string", kind="invalid_request")
+        if len(value) > MAX_TEXT_CHARS:
+            raise Problem(413, f"field {name!r}: text is {len(value)} characters; at most {MAX_TEXT_CHARS}", kind="payload_too_large")
+        return value
+    if m == "numeric":
+        if isinstance(value, bool):
+            raise Problem(422, f"field {name!r}: expected a number, got a boolean", kind="invalid_request")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise Problem(422, f"field {name!r}: expected a number, got {str(value)[:40]!r}", kind="invalid_request") from None
+        if not math.isfinite(number):
+            raise Problem(422, f"field {name!r}: the number must be finite", kind="invalid_request")
+        return number
+    if m == "categorical":
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise Problem(422, f"field {name!r}: expected a category (string)", kind="invalid_request")
+        return str(value)
+    raise Problem(422, f"field {name!r}: {m} inputs cannot be sent to this server (it serves {list(SERVABLE)})", kind="unknown_modality")
