@@ -79,6 +79,21 @@ class Predictor:
         Separate from training so several models (a fusion model and its unimodal
         baselines) can share one decoded copy of the data.
         """
+        parts = self.split_data(table, schema, target=target)
+        report = SkipReport()
+        sources = {name: self._source(part, report, name) for name, part in parts.items()}
+        if len(report):
+            path = report.write(skip_report)
+            report.warn(path)
+        return self.pipeline, sources
+
+    def split_data(
+        self, table: Any, schema: Schema | dict | str | os.PathLike | None = None, *, target: str | list[str] | None = None
+    ) -> dict[str, Table]:
+        """Split the rows and fit the preprocessors on train, without decoding any media.
+
+        The Ray runner stops here and lets each worker decode its own share of the rows.
+        """
         cfg = self.train_config
         check_on_error(cfg.on_error)
         t = read_table(table)
@@ -93,12 +108,7 @@ class Predictor:
         if cfg.max_train_rows and len(parts["train"]) > cfg.max_train_rows:
             parts["train"] = parts["train"].sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
         self.pipeline = Pipeline.fit(parts["train"], schema)
-        report = SkipReport()
-        sources = {name: self._source(Table(frame, t.base_dir, t.source), report, name) for name, frame in parts.items()}
-        if len(report):
-            path = report.write(skip_report)
-            report.warn(path)
-        return self.pipeline, sources
+        return {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
         """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored.
