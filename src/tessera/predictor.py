@@ -147,20 +147,26 @@ class Predictor:
         return StreamSplit(self.pipeline, ds, workers, report)
 
     # -- inference --------------------------------------------------------------------------
-    def _outputs(self, table: Any, with_target: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _outputs(
+        self, table: Any, with_target: bool, report: SkipReport | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if self.model is None or self.pipeline is None:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         t = read_table(table)
-        report = SkipReport()
+        warn, report = report is None, SkipReport() if report is None else report
         source = self._source(t, report, with_target=with_target)
         out = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
-        if len(report):
+        if warn and len(report):
             report.warn()
         return out
 
-    def predict_proba(self, table: Any) -> pd.DataFrame:
-        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row."""
-        out, _, rows = self._outputs(table, with_target=False)
+    def predict_proba(self, table: Any, *, report: SkipReport | None = None) -> pd.DataFrame:
+        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row.
+
+        Rows skipped under ``on_error: skip`` are recorded in ``report`` when one is given
+        (else a warning names them).
+        """
+        out, _, rows = self._outputs(table, with_target=False, report=report)
         target = self.pipeline.target
         if target.task == "multiclass":
             return pd.DataFrame(torch.softmax(out, -1).numpy(), index=rows.numpy(), columns=[str(c) for c in target.classes])
@@ -168,8 +174,8 @@ class Predictor:
             return pd.DataFrame(torch.sigmoid(out).numpy(), index=rows.numpy(), columns=target.columns)
         raise TesseraError("predict_proba is for classification; use predict for regression")
 
-    def predict(self, table: Any) -> pd.Series | pd.DataFrame:
-        out, _, rows = self._outputs(table, with_target=False)
+    def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
+        out, _, rows = self._outputs(table, with_target=False, report=report)
         return self._decode(out, rows)
 
     def _decode(self, out: torch.Tensor, rows: torch.Tensor) -> pd.Series | pd.DataFrame:
