@@ -152,9 +152,13 @@ def predict(
     console.print(f"wrote {len(frame)} predictions to {output}")
 
 
-from tessera.evaluate.cli import register  # noqa: E402  (evaluate, compare, report)
+from tessera.align.cli import register as register_align  # noqa: E402  (align)
+from tessera.evaluate.cli import register as register_evaluate  # noqa: E402  (evaluate, compare, report)
+from tessera.index.cli import register as register_index  # noqa: E402  (index build/info/delete, search)
 
-register(app)
+register_evaluate(app)
+register_align(app)
+register_index(app)
 
 
 def main() -> None:

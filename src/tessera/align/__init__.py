@@ -1,23 +1,14 @@
 """A shared embedding space for every input: contrastive alignment, retrieval metrics, zero-shot classification."""
 
-from tessera.align.embedder import Embedder, compose
-from tessera.align.model import AlignModel, FeatureQueue, alignment_pairs, build_align_model, embed_split
-from tessera.align.retrieval import mean_average_precision, recall_at_k
-from tessera.align.train import fit_alignment, paired_recall_at_1
-from tessera.align.zeroshot import TEMPLATES, ZeroShotClassifier
+from tessera.lazy import lazy_exports
 
-__all__ = [
-    "TEMPLATES",
-    "AlignModel",
-    "Embedder",
-    "FeatureQueue",
-    "ZeroShotClassifier",
-    "alignment_pairs",
-    "build_align_model",
-    "compose",
-    "embed_split",
-    "fit_alignment",
-    "mean_average_precision",
-    "paired_recall_at_1",
-    "recall_at_k",
-]
+# Exported lazily (see tessera.lazy): the CLI imports tessera.align.cli without needing torch yet.
+_EXPORTS = {
+    "Embedder": "embedder", "compose": "embedder",
+    "AlignModel": "model", "FeatureQueue": "model", "alignment_pairs": "model", "build_align_model": "model",
+    "embed_split": "model", "mean_average_precision": "retrieval", "recall_at_k": "retrieval",
+    "fit_alignment": "train", "paired_recall_at_1": "train", "TEMPLATES": "zeroshot", "ZeroShotClassifier": "zeroshot",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

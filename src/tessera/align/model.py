@@ -147,13 +147,18 @@ class AlignModel(nn.Module):
 
 @torch.no_grad()
 def embed_split(model: AlignModel, split: CachedSplit, batch_size: int = 256) -> dict[str, tuple[Tensor, Tensor]]:
-    """Each input's embeddings ``(N, dim)`` and presence ``(N,)`` over a split, in order, on CPU; sets eval mode."""
+    """Each input's embeddings ``(N, dim)`` and presence ``(N,)`` over a split, in order, on CPU; sets eval mode.
+
+    Only the inputs the split holds are embedded (an image-only gallery needs no text tower).
+    """
     model.eval()
     device = next(model.parameters()).device
-    parts: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in model.encoders}
+    names = [n for n in model.encoders if n in split.inputs]
+    parts: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in names}
     for batch in split.batches(batch_size):
         batch = batch.to(device)
-        for name, emb in model(batch.inputs).items():
+        for name in names:
+            emb = model.embed(name, batch.inputs[name])
             parts[name].append((emb.float().cpu(), batch.inputs[name].present.cpu()))
     return {n: (torch.cat([e for e, _ in p]), torch.cat([m for _, m in p])) for n, p in parts.items()}
 

@@ -8,8 +8,7 @@
 * :mod:`~tessera.evaluate.run` and :mod:`~tessera.evaluate.report`: all of it as JSON and one HTML file.
 """
 
-from importlib import import_module
-from typing import Any
+from tessera.lazy import lazy_exports
 
 # Exported lazily: `tessera --help` imports the CLI wiring in this package and should not
 # pay for torch, scikit-learn and matplotlib up front.
@@ -21,11 +20,7 @@ _EXPORTS = {
     "evaluate_predictor": "run", "evaluate_split": "run",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"tessera.evaluate.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'tessera.evaluate' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

@@ -1,6 +1,9 @@
 """Embedded vector store for cross-modal search (LanceDB on local disk)."""
 
-from tessera.index.builder import IndexBuilder
-from tessera.index.store import VectorIndex, WriteCounts
+from tessera.lazy import lazy_exports
 
-__all__ = ["IndexBuilder", "VectorIndex", "WriteCounts"]
+# Exported lazily (see tessera.lazy): importing LanceDB takes seconds, `tessera --help` should not.
+_EXPORTS = {"IndexBuilder": "builder", "VectorIndex": "store", "WriteCounts": "store", "Searcher": "search", "index_table": "search"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)
