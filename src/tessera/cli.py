@@ -143,12 +143,13 @@ def predict(
     from tessera.predictor import Predictor
     from tessera.scale.runner import check_runner
 
+    ray_runner = check_runner(runner, address) == "ray"
+    if ray_runner and (output is None or output.suffix.lower() not in (".parquet", ".pq")):
+        raise TesseraError("--runner ray writes its predictions to a Parquet file: add --output FILE.parquet")
     pred = Predictor.load(model)
-    if check_runner(runner, address) == "ray":
+    if ray_runner:
         from tessera.scale.predict import predict_ray
 
-        if output is None or output.suffix.lower() not in (".parquet", ".pq"):
-            raise TesseraError("--runner ray writes its predictions to a Parquet file: add --output FILE.parquet")
         n = predict_ray(pred, str(table), output, proba=proba, address=address)
         console.print(f"wrote {n} predictions to {output}")
         return

@@ -16,7 +16,7 @@ def trained(tiny_table, tiny_schema):
     return Predictor(model={"dim": 8}, train={"epochs": 1, "batch_size": 16, "num_workers": 0}).fit(tiny_table, schema=schema)
 
 
-def test_ray_predictions_equal_local_ones_and_bad_rows_follow_on_error(ray_cluster, trained, tiny_table, tmp_path) -> None:
+def test_ray_predictions_equal_local_ones(ray_cluster, trained, tiny_table, tmp_path) -> None:
     out = tmp_path / "pred.parquet"
     assert predict_ray(trained, tiny_table, out, proba=True, batch_size=10) == 48
     got = pd.read_parquet(out).sort_index()
@@ -24,6 +24,9 @@ def test_ray_predictions_equal_local_ones_and_bad_rows_follow_on_error(ray_clust
     assert got.index.name == "row"
     pd.testing.assert_frame_equal(got, expected, check_names=False, atol=1e-6)
 
+
+@pytest.mark.slow
+def test_bad_rows_follow_on_error(ray_cluster, trained, tiny_table, tmp_path) -> None:
     frame = pd.read_csv(tiny_table)
     (tiny_table.parent / "broken.png").write_bytes(b"not a png")
     frame.loc[[3, 30], "image"] = "broken.png"

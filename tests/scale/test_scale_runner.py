@@ -29,11 +29,11 @@ def test_fit_config_runner_keys_are_validated() -> None:
     assert cfg.with_runner("local", None).runner == "local" and cfg.with_runner(None, None).address == "auto"
 
 
-def test_ray_predict_needs_a_parquet_output(tmp_path) -> None:
+def test_ray_predict_needs_a_parquet_output_and_a_known_runner(tmp_path) -> None:
     result = CliRunner().invoke(app, ["predict", str(tmp_path), "t.csv", "--runner", "ray"])
-    assert isinstance(result.exception, TesseraError)  # the saved model is checked first
+    assert isinstance(result.exception, TesseraError) and "add --output FILE.parquet" in str(result.exception)
     result = CliRunner().invoke(app, ["predict", str(tmp_path), "t.csv", "--runner", "spark"])
-    assert "runner must be one of" in str(result.exception) or "not a saved Tessera model" in str(result.exception)
+    assert isinstance(result.exception, SchemaError) and "runner must be one of" in str(result.exception)
 
 
 def test_a_data_error_raised_in_a_ray_task_arrives_as_itself(ray_cluster) -> None:
@@ -54,7 +54,7 @@ def test_fit_predict_and_index_build_with_runner_ray(ray_cluster, tiny_table, ti
     config = tmp_path / "fit.yaml"
     config.write_text(yaml.safe_dump({
         "data": {"table": str(tiny_table), "schema": schema},
-        "model": {"dim": 8}, "train": {"epochs": 2, "batch_size": 16, "num_workers": 0},
+        "model": {"dim": 8}, "train": {"epochs": 1, "batch_size": 16, "num_workers": 0},
         "output": "model", "runner": "ray", "workers": 2,
     }))
     result = runner.invoke(app, ["fit", str(config)])

@@ -148,8 +148,8 @@ def embed_table_ray(
 
     check_on_error(on_error)
     input_name = embedder._check_input(input_name)
-    t = read_for_ray(table)
     with ray_session(address), tessera_errors():
+        t = read_for_ray(table)
         for batch in embedded_blocks(embedder, t, input_name, batch_size=batch_size, num_actors=num_actors):
             good = apply_on_error(batch, on_error, report)
             if len(good):
@@ -179,11 +179,20 @@ def build_index_ray(
     content hash is already stored are left unchanged (they are still embedded: the hash
     is computed on the workers, beside the embedding).
     """
+    from tessera.scale.runner import ray_session, tessera_errors
+
+    with ray_session(address), tessera_errors():
+        return _build_index(
+            embedder, table, Path(out), input_name, embedder_path=embedder_path, id_column=id_column, metadata=metadata,
+            batch_size=batch_size, on_error=on_error, prune=prune, thumbnails=thumbnails, num_actors=num_actors,
+        )
+
+
+def _build_index(embedder, table, out, input_name, *, embedder_path, id_column, metadata, batch_size, on_error, prune, thumbnails, num_actors):
     from tessera.index.search import INDEX_META, MEDIA, BuildResult, _ids, _metadata, _open_or_create
     from tessera.index.store import WriteCounts
     from tessera.io import atomic_write_text
     from tessera.media import is_missing
-    from tessera.scale.runner import ray_session, tessera_errors
 
     check_on_error(on_error)
     input_name = embedder._check_input(input_name)
@@ -195,13 +204,12 @@ def build_index_ray(
     meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
     if modality in MEDIA and len(source_columns) == 1:
         meta_frame["path"] = [None if is_missing(v) or not isinstance(v, str) else v for v in frame[source_columns[0]]]
-    out = Path(out)
     index = _open_or_create(out, embedder.dim, meta_frame, modality == "image" and thumbnails)
     want_thumbs = "thumbnail" in index.metadata_columns and modality == "image"
     position = pd.Series(np.arange(len(frame)), index=frame.index)
     report = SkipReport()
     total = WriteCounts(added=0, updated=0, unchanged=0)
-    with ray_session(address), tessera_errors(), progress_bar("indexing (ray)", total=len(frame)) as advance:
+    with progress_bar("indexing (ray)", total=len(frame)) as advance:
         blocks = embedded_blocks(
             embedder, t, input_name, batch_size=batch_size, num_actors=num_actors, extras={"hash": True, "thumbnail": want_thumbs}
         )

@@ -11,7 +11,6 @@ output.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,13 +78,13 @@ def predict_ray(
     from tessera.scale.runner import ray_session, tessera_errors
 
     on_error = check_on_error(on_error or predictor.train_config.on_error)
-    t = read_for_ray(table)
-    columns = [c for spec in predictor.pipeline.schema.inputs.values() for c in spec.columns]
-    frame = t.frame[list(dict.fromkeys(columns))].copy()
-    frame[ROW] = t.frame.index.to_numpy()
     report = SkipReport()
     written = 0
-    with ray_session(address) as ray, tessera_errors(), atomic_path(output) as tmp, progress_bar("predicting (ray)", total=len(frame)) as advance:
+    with ray_session(address) as ray, tessera_errors(), atomic_path(output) as tmp:
+        t = read_for_ray(table)
+        columns = [c for spec in predictor.pipeline.schema.inputs.values() for c in spec.columns]
+        frame = t.frame[list(dict.fromkeys(columns))].copy()
+        frame[ROW] = t.frame.index.to_numpy()
         ds = ray.data.from_pandas([frame.iloc[s : s + batch_size] for s in range(0, len(frame), batch_size)])
         ds = ds.map_batches(
             PredictBatches,
@@ -97,19 +96,21 @@ def predict_ray(
         )
         writer = None
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-                advance(len(batch))
-                good = apply_on_error(batch, on_error, report)
-                if not len(good):
-                    continue
-                part = good.drop(columns=["ok", *ERROR_FIELDS]).rename(columns={ROW: "row"}).set_index("row")
-                part.index = part.index.astype(np.int64)
-                part = part.astype({c: d.numpy_dtype for c, d in part.dtypes.items() if isinstance(d, pd.ArrowDtype)})
-                arrow = pa.Table.from_pandas(part)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, arrow.schema)
-                writer.write_table(arrow.cast(writer.schema))
-                written += len(part)
+            with progress_bar("predicting (ray)", total=len(frame)) as advance:
+                for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                    advance(len(batch))
+                    good = apply_on_error(batch, on_error, report)
+                    if not len(good):
+                        continue
+                    part = good.drop(columns=["ok", *ERROR_FIELDS]).rename(columns={ROW: "row"}).set_index("row")
+                    part.index = part.index.astype(np.int64)
+                    # Ray Data hands out Arrow-backed columns; store the dtypes the local runner writes.
+                    part = part.astype({c: d.numpy_dtype for c, d in part.dtypes.items() if isinstance(d, pd.ArrowDtype)})
+                    arrow = pa.Table.from_pandas(part)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, arrow.schema)
+                    writer.write_table(arrow.cast(writer.schema))
+                    written += len(part)
         finally:
             if writer is not None:
                 writer.close()

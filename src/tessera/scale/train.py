@@ -199,9 +199,10 @@ def fit_ray(
 ) -> Any:
     """:meth:`Predictor.fit` on ``num_workers`` Ray Train workers; returns the predictor, trained.
 
-    ``storage`` holds Ray Train's checkpoints (default: a ``ray-checkpoints`` folder in the
+    ``storage`` holds Ray Train's checkpoints (default: ``<checkpoint_dir>.ray`` beside the
     predictor's ``checkpoint_dir``, else a temporary folder); on a multi-node cluster it must be
-    a path every node sees (shared disk or ``s3://``).
+    a path every node sees (shared disk or ``s3://``). A run started again with the same
+    ``storage`` and ``name`` continues from its last checkpoint.
     """
     from tessera.model import build_model
     from tessera.predictor import Predictor
@@ -213,7 +214,8 @@ def fit_ray(
     pipeline = predictor.pipeline
     cfg = predictor.train_config
     if storage is None:
-        storage = Path(cfg.checkpoint_dir) / "ray-checkpoints" if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="tessera-ray-"))
+        # Beside checkpoint_dir, not in it: the final save swaps that folder whole.
+        storage = Path(f"{cfg.checkpoint_dir}.ray") if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="tessera-ray-"))
     storage = str(storage) if "://" in str(storage) else str(Path(storage).resolve())
     with ray_session(address) as ray, tessera_errors():
         from ray.train import FailureConfig, RunConfig, ScalingConfig
