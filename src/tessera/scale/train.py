@@ -158,8 +158,11 @@ def worker_loop(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             resume = torch.load(Path(folder) / STATE_FILE, weights_only=False)
 
+    resumed_from = list(resume.get("resumed_from", [])) + [resume["epoch"]] if resume is not None else []
+
     def on_epoch_end(state: dict[str, Any]) -> None:
-        _report(rank, dict(state["history"][-1]), {**state, "skipped": [_error_fields(e) for e in errors]})
+        extra = {"skipped": [_error_fields(e) for e in errors], "resumed_from": resumed_from}
+        _report(rank, dict(state["history"][-1]), {**state, **extra})
 
     task = pipeline.target.task
     train(
@@ -248,6 +251,7 @@ def fit_ray(
         history=state["history"], best_epoch=state["best_epoch"], best_metric=state["best_metric"],
         metric_name="accuracy" if pipeline.target.task in ("multiclass", "multilabel") else "loss",
     )
+    predictor.result.resumed_from = state.get("resumed_from", [])  # epochs a restarted worker group resumed after
     if state["skipped"]:
         report = SkipReport([DataError(r, row=row, column=c, file=f) for r, row, c, f in state["skipped"]])
         report.warn(report.write(skip_report))
