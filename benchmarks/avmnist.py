@@ -244,7 +244,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     names = [*BASELINES, *FUSIONS]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--strategies", nargs="+", choices=names, help=f"default: all ({', '.join(names)})")
-    ap.add_argument("--seeds", type=int, help=f"training seeds 0..N-1 (default {FULL_PROTOCOL['seeds']})")
+    ap.add_argument("--seeds", type=int, help=f"how many training seeds (default {FULL_PROTOCOL['seeds']})")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--merge-with", type=Path, metavar="JSON",
+                    help="a previous result with the same settings but other seeds: its runs join these (per strategy), "
+                         "and its width check and missing-audio curve are kept instead of re-run")
     ap.add_argument("--epochs", type=int, help=f"default {FULL_PROTOCOL['epochs']} (early stopping, patience 3)")
     ap.add_argument("--max-train-rows", type=int, help="a fixed seeded sample of the 55,000 training rows")
     ap.add_argument("--max-val-rows", type=int, help="validate each epoch on the first N of the 5,000 val rows")
@@ -315,20 +319,27 @@ def main(argv: list[str] | None = None) -> int:
     rows = {k: len(v) for k, v in sources.items()}
     log(f"decoded {rows} in {decode_seconds:.0f} s")
 
+    previous = load_previous(args, rows, prepared) if args.merge_with else None
+    if previous is not None:
+        args.audio_width_check = 0  # kept from the previous result
     results: dict[str, dict] = {}
     keep: dict[str, torch.nn.Module] = {}  # seed-0 model of the missing-audio strategy, for its no-dropout curve
     for name in args.strategies:
         runs = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run, model = train_one(name, seed, pipeline, sources, args, audio_width=args.audio_width)
             runs.append(run)
             if name == args.missing_strategy and seed == 0:
                 keep[name] = model
             log(f"{name} seed {seed}: acc {run['test_accuracy']:.4f}, {run['epoch_seconds']:.1f} s/epoch, "
                 f"fit {run['fit_seconds']:.0f} s")
+        if previous is not None:
+            runs = sorted(previous["strategies"][name]["runs"] + runs, key=lambda r: r["seed"])
         results[name] = summarise(runs)
 
-    width_check = None
+    width_check = None if previous is None else previous["audio_width_check"]
+    if width_check is not None and previous is not None:
+        results[f"audio_only (width {width_check['width']})"] = previous["strategies"][f"audio_only (width {width_check['width']})"]
     if args.audio_width_check and args.audio_width_check != args.audio_width:
         width = args.audio_width_check
         runs = [train_one("audio_only", s, pipeline, sources, args, audio_width=width)[0] for s in range(args.seeds)]
@@ -338,6 +349,42 @@ def main(argv: list[str] | None = None) -> int:
         results[f"audio_only (width {args.audio_width_check})"] = checked
 
     # Missing audio: a model trained with modality dropout, tested with audio removed from some rows.
+    if previous is not None:
+        missing = {**previous["missing_audio"], "image_only_accuracy": results.get("image_only", {}).get("accuracy_mean")}
+    else:
+        missing = missing_audio_curve(args, pipeline, sources, results, keep)
+    finish(args, started, load_at_start, prepared, rows, decode_seconds, results, width_check, missing)
+    return 0
+
+
+def load_previous(args: argparse.Namespace, rows: dict, prepared: Any) -> dict:
+    """The earlier result to merge with, refused unless it was measured under the same settings."""
+    old = json.loads(args.merge_with.read_text())
+    st = old["settings"]
+    same = {
+        "rows": (st["rows"], rows),
+        "epochs": (st["epochs"], args.epochs),
+        "dataset key": (st["dataset"]["key"], prepared.meta.get("key")),
+        "audio width": (st["encoders"]["audio"]["options"]["width"], args.audio_width),
+        "model options": (st["model_options"], args.model_option),
+        "max val rows": (st["max_val_rows"], args.max_val_rows),
+    }
+    differ = {k: v for k, v in same.items() if v[0] != v[1]}
+    if differ:
+        raise SystemExit(f"--merge-with {args.merge_with}: settings differ (old, new): {differ}")
+    missing = [n for n in args.strategies if n not in old["strategies"]]
+    if missing:
+        raise SystemExit(f"--merge-with {args.merge_with}: it has no runs of {missing}")
+    clash = {r["seed"] for n in args.strategies for r in old["strategies"][n]["runs"]} & set(
+        range(args.first_seed, args.first_seed + args.seeds))
+    if clash:
+        raise SystemExit(f"--merge-with {args.merge_with}: seeds {sorted(clash)} were run already")
+    args.merged_seeds = old["settings"]["seeds"]
+    args.merge_seconds = old["settings"]["wall_seconds"]
+    return old
+
+
+def missing_audio_curve(args: argparse.Namespace, pipeline: Pipeline, sources: dict, results: dict, keep: dict) -> dict:
     run, model = train_one(
         args.missing_strategy, 0, pipeline, sources, args, audio_width=args.audio_width, dropout=args.missing_dropout
     )
@@ -351,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             reference = results[args.missing_strategy]["runs"][0]["test_accuracy"]
             point["accuracy_no_dropout"] = accuracy(keep[args.missing_strategy], test) if test else reference
         curve.append(point)
-    missing = {
+    return {
         "strategy": args.missing_strategy,
         "modality_dropout": args.missing_dropout,
         "image_only_accuracy": results["image_only"]["accuracy_mean"] if "image_only" in results else None,
@@ -359,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         "run": run,
     }
 
+
+def finish(args, started, load_at_start, prepared, rows, decode_seconds, results, width_check, missing) -> None:
+    args.seeds += getattr(args, "merged_seeds", 0)  # a merged result covers the earlier seeds too
     fusions = {k: v for k, v in results.items() if k in FUSIONS}
     best = max(fusions, key=lambda k: fusions[k]["accuracy_mean"]) if fusions else None
     summary = {
@@ -406,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch_threads": args.threads,
             "inference": {"rows": min(args.inference_rows, rows["test"]), "batch_size": 256},
             "decode_seconds": decode_seconds,
-            "wall_seconds": time.perf_counter() - started,
+            "wall_seconds": time.perf_counter() - started + getattr(args, "merge_seconds", 0.0),
             "estimated_full_protocol_training_hours": estimate_hours,
         },
         "strategies": results,
@@ -427,7 +477,6 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, args.out)
     print(f"\nwrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

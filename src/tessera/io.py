@@ -7,7 +7,11 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+import yaml
+
+from tessera.errors import SchemaError
 
 
 @contextmanager
@@ -52,3 +56,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
+    """A YAML file's content; a missing file or bad YAML is a SchemaError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SchemaError(f"{path}: not valid YAML: {e}") from None

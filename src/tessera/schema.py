@@ -148,14 +148,9 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Schema":
-        path = Path(path)
-        if not path.is_file():
-            raise SchemaError(f"schema file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise SchemaError(f"{path}: not valid YAML: {e}") from None
-        return cls.from_dict(data, source=str(path))
+        from tessera.io import read_yaml
+
+        return cls.from_dict(read_yaml(path, "schema file"), source=str(path))
 
     def save(self, path: str | os.PathLike) -> Path:
         from tessera.io import atomic_write_text

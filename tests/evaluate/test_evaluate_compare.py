@@ -52,7 +52,8 @@ def test_compare_command_trains_baselines_and_fusion(tiny_table, tiny_schema, tm
     schema = {**tiny_schema, "split": "split", "inputs": {k: tiny_schema["inputs"][k] for k in ("image", "audio")}}
     config = {
         "data": {"table": str(tiny_table), "schema": schema},
-        "model": {"dim": 16},
+        # An encoder set for one input must not break the baseline that lacks that input.
+        "model": {"dim": 16, "encoders": {"audio": {"name": "audio_cnn", "options": {"width": 8}}}},
         "train": {"epochs": 10, "batch_size": 12, "lr": 3e-3, "patience": 0},
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

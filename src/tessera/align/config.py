@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tessera.config import check_sections
+from tessera.io import read_yaml
 from tessera.errors import SchemaError
 
 MODEL_KEYS = {"dim", "encoder_dim", "loss", "anchor", "encoders", "init_temperature"}
@@ -58,17 +58,7 @@ class AlignConfig:
 
 
 def parse_align_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> AlignConfig:
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
-    unknown = set(raw) - {"data", "model", "train", "output"}
-    if unknown:
-        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output")
-    data = raw.get("data")
-    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
-        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
-    bad = set(data) - {"table", "recipe", "recipe_options", "schema", "inputs"}
-    if bad:
-        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: table, recipe, recipe_options, schema, inputs")
+    data = check_sections(raw, source, {"table", "recipe", "recipe_options", "schema", "inputs"})
     model = dict(raw.get("model") or {})
     bad = set(model) - MODEL_KEYS
     if bad:
@@ -86,13 +76,7 @@ def parse_align_config(raw: Any, source: str = "config", base_dir: str | os.Path
 
 def load_align_config(path: str | os.PathLike) -> AlignConfig:
     path = Path(path)
-    if not path.is_file():
-        raise SchemaError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SchemaError(f"{path}: not valid YAML: {e}") from None
-    return parse_align_config(raw, str(path), path.resolve().parent)
+    return parse_align_config(read_yaml(path), str(path), path.resolve().parent)
 
 
 def run_align(cfg: AlignConfig, output: str | os.PathLike | None = None):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -107,6 +107,14 @@ class Comparison:
         return {"split": self.split, "table": self.table.to_dict(orient="records"), "gain": self.gain}
 
 
+def model_for_inputs(model: dict | Any | None, keep: list[str]) -> Any:
+    """The model config with per-input settings (encoders) cut to ``keep``: a baseline has no audio encoder to set."""
+    from tessera.model import ModelConfig
+
+    cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+    return replace(cfg, encoders={k: v for k, v in cfg.encoders.items() if k in keep})
+
+
 def compare_models(
     pipeline: Any,
     sources: dict[str, Any],
@@ -146,7 +154,7 @@ def compare_models(
         if on_model is not None:
             on_model(label, keep)
         t0 = time.perf_counter()
-        predictor = Predictor(model=model, train=train).fit_prepared(pipeline.restrict(keep), sources)
+        predictor = Predictor(model=model_for_inputs(model, keep), train=train).fit_prepared(pipeline.restrict(keep), sources)
         seconds = time.perf_counter() - t0
         y_true, scores = predict_split(predictor.model, sources[split], pipeline.target)
         outcomes[label] = per_row_outcome(task, y_true, scores)

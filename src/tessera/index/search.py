@@ -96,7 +96,7 @@ def index_table(
 ) -> BuildResult:
     """Embed ``input_name`` of every row of ``table`` into the index at ``out`` (created if absent).
 
-    Ids come from ``id_column`` (default: the row number). ``metadata`` names the table
+    Ids come from ``id_column`` (default: a unique ``id`` column if the table has one, else the row number). ``metadata`` names the table
     columns stored beside each vector (default: every column that is not media); a media
     input also stores its ``path`` and, for images, a ``thumbnail`` (JPEG bytes).
     ``embedder_path`` is recorded in the index so :meth:`Searcher.open` finds the model.
@@ -107,6 +107,8 @@ def index_table(
     t = read_table(table)
     frame = t.frame
     source_columns = embedder.pipeline.preprocessors[input_name].columns
+    if id_column is None and "id" in frame.columns and frame["id"].is_unique:
+        id_column = "id"  # a table's own unique `id` column beats row numbers, which shift when rows go
     ids = _ids(frame, id_column, t.source)
     meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
     if modality in MEDIA and len(source_columns) == 1:
@@ -191,7 +193,11 @@ def _ids(frame: pd.DataFrame, id_column: str | None, source: str | None) -> list
 
 def _metadata(frame, metadata, source_columns, id_column, modality, source) -> pd.DataFrame:
     if metadata is None:
-        metadata = [c for c in frame.columns if c not in source_columns and c != id_column and not _is_media(frame[c])]
+        metadata = [
+            c for c in frame.columns
+            if c not in source_columns and c != id_column and c not in RESERVED and c not in ("path", "thumbnail")
+            and not _is_media(frame[c])
+        ]
     missing = [c for c in metadata if c not in frame.columns]
     if missing:
         raise SchemaError(f"metadata column(s) {missing} are not in {source or 'the table'}; columns: {list(frame.columns)}")
