@@ -34,26 +34,21 @@ def test_ray_embedding_matches_local(ray_cluster, embedder, big_table) -> None:
     np.testing.assert_allclose(np.stack([got[r] for r in range(2000)]), np.stack([expected[r] for r in range(2000)]), atol=1e-5)
 
 
-def corrupt(table_path, rows: list[int]) -> None:
-    frame = pd.read_parquet(table_path)
-    for r in rows:
-        bad = table_path.parent / f"bad{r}.png"
-        bad.write_bytes(b"this is not a PNG")
-        frame.loc[r, "image"] = bad.name
-    frame.to_parquet(table_path, index=False)
-
-
 @pytest.mark.slow
-def test_on_error_skip_reports_and_raise_names_the_row(ray_cluster, embedder, big_table, tmp_path) -> None:
-    corrupt(big_table, [7, 1234])
-    result = build_index_ray(embedder, big_table, tmp_path / "skip", "image", on_error="skip", batch_size=400)
-    assert len(result.index) == 1998 and result.counts.added == 1998
-    assert sorted(e.row for e in result.skipped.rows) == [7, 1234]
-    assert "bad7.png" in result.skipped.rows[0].file or "bad1234.png" in result.skipped.rows[0].file
+def test_on_error_skip_reports_and_raise_names_the_row(ray_cluster, embedder, tiny_table, tmp_path) -> None:
+    frame = pd.read_csv(tiny_table)
+    for r in (7, 40):
+        (tiny_table.parent / f"bad{r}.png").write_bytes(b"this is not a PNG")
+        frame.loc[r, "image"] = f"bad{r}.png"
+    frame.to_csv(tiny_table, index=False)
+    result = build_index_ray(embedder, tiny_table, tmp_path / "skip", "image", on_error="skip", batch_size=10)
+    assert len(result.index) == 46 and result.counts.added == 46
+    assert sorted(e.row for e in result.skipped.rows) == [7, 40]
+    assert all(e.file.endswith(f"bad{e.row}.png") and e.column == "image" for e in result.skipped.rows)
     assert "7" not in set(result.index.ids()) and "8" in set(result.index.ids())
 
-    with pytest.raises(DataError, match=r"row (7|1234), column 'image', file '.*bad") as info:
-        build_index_ray(embedder, big_table, tmp_path / "raise", "image", on_error="raise", batch_size=400)
+    with pytest.raises(DataError, match=r"row (7|40), column 'image', file '.*bad") as info:
+        build_index_ray(embedder, tiny_table, tmp_path / "raise", "image", on_error="raise", batch_size=10)
     assert type(info.value) is DataError  # not Ray's wrapper, whose message is a traceback dump
     assert "Traceback" not in str(info.value)
 

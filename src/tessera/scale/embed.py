@@ -113,7 +113,7 @@ def embedded_blocks(
         fn_constructor_args=(ray.put(embedder), input_name, t.base_dir, t.source, extras or {}),
         batch_size=None,  # one call per block: a block is the unit that is retried and written whole
         batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(num_actors, len(blocks)))),  # no idle model copies
         num_cpus=1,
     )
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):

@@ -85,13 +85,14 @@ def predict_ray(
         columns = [c for spec in predictor.pipeline.schema.inputs.values() for c in spec.columns]
         frame = t.frame[list(dict.fromkeys(columns))].copy()
         frame[ROW] = t.frame.index.to_numpy()
-        ds = ray.data.from_pandas([frame.iloc[s : s + batch_size] for s in range(0, len(frame), batch_size)])
+        blocks = [frame.iloc[s : s + batch_size] for s in range(0, len(frame), batch_size)]
+        ds = ray.data.from_pandas(blocks)
         ds = ds.map_batches(
             PredictBatches,
             fn_constructor_args=(ray.put(predictor), proba, t.base_dir, t.source),
             batch_size=None,
             batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=num_actors),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(num_actors, len(blocks)))),
             num_cpus=1,
         )
         writer = None
