@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -197,3 +198,24 @@ def test_warmup_cosine_values():
     assert warmup_cosine(100, total, warmup) == pytest.approx(0.0, abs=1e-12)
     assert warmup_cosine(150, total, warmup) == pytest.approx(0.0, abs=1e-12)  # clamped past the end
     assert warmup_cosine(0, 10, 0) == pytest.approx(1.0)  # no warmup
+
+
+def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_schema):
+    """The state handed to ``on_epoch_end`` is all a restarted worker needs (the Ray runner's resume)."""
+    from tessera.train import train
+
+    p = Predictor(model={"dim": 16, "modality_dropout": 0.3}, train={"epochs": 4, "batch_size": 16, "seed": 1, "patience": 0})
+    pipeline, sources = p.prepare_data(tiny_table, numeric_only(tiny_schema))
+    cfg = p.train_config
+
+    def fresh():
+        torch.manual_seed(cfg.seed)
+        return build_model(pipeline, p.model_config)
+
+    states: list[dict] = []
+    full = train(fresh(), sources["train"], sources["val"], "multiclass", cfg, on_epoch_end=lambda s: states.append(
+        {k: (copy.deepcopy(v)) for k, v in s.items()}))
+    resumed = train(fresh(), sources["train"], sources["val"], "multiclass", cfg, resume=states[1])  # "killed" after epoch 2
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
+    assert [s["epoch"] for s in states] == [1, 2, 3, 4]
+    assert strip(resumed.history) == strip(full.history) and resumed.best_epoch == full.best_epoch

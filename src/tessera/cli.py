@@ -113,6 +113,8 @@ def fit(
     resume: Optional[Path] = typer.Option(None, help="Fine-tune this saved model instead of training a new one (needs --extra-data)."),
     extra_data: list[Path] = typer.Option([], "--extra-data", help="With --resume: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
     epochs: int = typer.Option(3, help="With --resume: fine-tuning epochs."),
+    runner: Optional[str] = typer.Option(None, help="'local' or 'ray' (data-parallel on Ray Train; default: the config's runner)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: the config's, else a local cluster)."),
 ) -> None:
     """Train a model from a config and save it; or fine-tune a saved one on new rows (--resume MODEL --extra-data TABLE)."""
     if resume is not None:
@@ -134,7 +136,7 @@ def fit(
         for column, why in reasons.items():
             console.print(f"  {column}: {why}")
 
-    cfg = load_fit_config(config)
+    cfg = load_fit_config(config).with_runner(runner, address)
     predictor, out = run_fit(cfg, output=output, on_inferred=show)
     console.print(f"saved model to [bold]{out}[/bold]")
     for split, m in predictor.metrics.items():
@@ -147,12 +149,24 @@ def predict(
     table: Path = typer.Argument(..., help="The table to predict on."),
     output: Optional[Path] = typer.Option(None, help="Write predictions to this CSV/Parquet (default: print)."),
     proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
+    runner: str = typer.Option("local", help="'local' or 'ray' (a Ray actor pool; needs --output FILE.parquet)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: a local cluster)."),
 ) -> None:
     """Predict with a saved model; needs nothing but the model folder and the table."""
     from tessera.io import atomic_path
     from tessera.predictor import Predictor
+    from tessera.scale.runner import check_runner
 
+    ray_runner = check_runner(runner, address) == "ray"
+    if ray_runner and (output is None or output.suffix.lower() not in (".parquet", ".pq")):
+        raise TesseraError("--runner ray writes its predictions to a Parquet file: add --output FILE.parquet")
     pred = Predictor.load(model)
+    if ray_runner:
+        from tessera.scale.predict import predict_ray
+
+        n = predict_ray(pred, str(table), output, proba=proba, address=address)
+        console.print(f"wrote {n} predictions to {output}")
+        return
     result = pred.predict_proba(table) if proba else pred.predict(table)
     frame = result.to_frame() if hasattr(result, "to_frame") else result
     if output is None:

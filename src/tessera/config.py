@@ -7,6 +7,9 @@
     model: {fusion: concat, dim: 128}
     train: {epochs: 10, batch_size: 64}
     output: runs/products
+    runner: ray                 # optional: data-parallel training on Ray Train (default: local)
+    address: auto               # optional: an existing cluster ('auto', 'ray://HOST:PORT'); none: a local one
+    workers: 4                  # optional: Ray Train workers (default 2)
 
 Relative paths are relative to the config file, so a config travels with its data.
 """
@@ -14,7 +17,7 @@ Relative paths are relative to the config file, so a config travels with its dat
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,10 +34,24 @@ class FitConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     output: Path = Path("runs/model")
     base_dir: Path = Path(".")
+    runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
+    address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
+    workers: int = 2  # Ray Train workers
+
+    def with_runner(self, runner: str | None, address: str | None) -> "FitConfig":
+        """The config with command-line choices of runner and address (which win over the file's)."""
+        from tessera.scale.runner import check_runner
+
+        if address is None and (runner or self.runner) == self.runner:
+            address = self.address  # --runner local drops the file's cluster address with its runner
+        runner = runner or self.runner
+        return replace(self, runner=check_runner(runner, address), address=address)
 
 
 def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
-    data = check_sections(raw, source, {"table", "recipe", "recipe_options", "schema", "target"})
+    data = check_sections(
+        raw, source, {"table", "recipe", "recipe_options", "schema", "target"}, extra={"runner", "address", "workers"}
+    )
     try:
         model = ModelConfig.from_dict(raw.get("model"))
         train = TrainConfig.from_dict(raw.get("train"))
@@ -44,16 +61,31 @@ def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLi
     if train.checkpoint_dir and not Path(train.checkpoint_dir).is_absolute():
         train.checkpoint_dir = str(base / train.checkpoint_dir)  # relative to the config, like output
     output = Path(raw.get("output", "runs/model"))
-    return FitConfig(data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base)
+    runner, address, workers = raw.get("runner", "local"), raw.get("address"), raw.get("workers", 2)
+    if not isinstance(runner, str) or (address is not None and not isinstance(address, str)):
+        raise SchemaError(f"{source}: runner and address must be strings (runner: ray, address: auto)")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise SchemaError(f"{source}: workers must be a whole number >= 1, got {workers!r}")
+    from tessera.scale.runner import check_runner
+
+    try:
+        runner = check_runner(runner, address)
+    except SchemaError as e:
+        raise SchemaError(f"{source}: {e}") from None
+    return FitConfig(
+        data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base,
+        runner=runner, address=address, workers=workers,
+    )
 
 
-def check_sections(raw: Any, source: str, data_keys: set[str]) -> dict[str, Any]:
-    """The shared shape of Tessera's configs: data/model/train/output, with a table or recipe to read."""
+def check_sections(raw: Any, source: str, data_keys: set[str], extra: set[str] = frozenset()) -> dict[str, Any]:
+    """The shared shape of Tessera's configs: data/model/train/output (and ``extra`` keys), with a table or recipe to read."""
     if not isinstance(raw, dict):
         raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
-    unknown = set(raw) - {"data", "model", "train", "output"}
+    allowed = ["data", "model", "train", "output", *sorted(extra)]
+    unknown = set(raw) - set(allowed)
     if unknown:
-        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: data, model, train, output")
+        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: {', '.join(allowed)}")
     data = raw.get("data")
     if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
         raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
@@ -102,6 +134,12 @@ def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred
     from tessera.predictor import Predictor
 
     table, schema = resolve_data(cfg, on_inferred)
-    predictor = Predictor(model=cfg.model, train=cfg.train).fit(table, schema=schema, target=cfg.data.get("target"))
+    predictor = Predictor(model=cfg.model, train=cfg.train)
+    if cfg.runner == "ray":
+        from tessera.scale.train import fit_ray
+
+        fit_ray(predictor, table, schema, target=cfg.data.get("target"), num_workers=cfg.workers, address=cfg.address)
+    else:
+        predictor.fit(table, schema=schema, target=cfg.data.get("target"))
     out = predictor.save(output or cfg.output)
     return predictor, out

@@ -79,6 +79,21 @@ class Predictor:
         Separate from training so several models (a fusion model and its unimodal
         baselines) can share one decoded copy of the data.
         """
+        parts = self.split_data(table, schema, target=target)
+        report = SkipReport()
+        sources = {name: self._source(part, report, name) for name, part in parts.items()}
+        if len(report):
+            path = report.write(skip_report)
+            report.warn(path)
+        return self.pipeline, sources
+
+    def split_data(
+        self, table: Any, schema: Schema | dict | str | os.PathLike | None = None, *, target: str | list[str] | None = None
+    ) -> dict[str, Table]:
+        """Split the rows and fit the preprocessors on train, without decoding any media.
+
+        The Ray runner stops here and lets each worker decode its own share of the rows.
+        """
         cfg = self.train_config
         check_on_error(cfg.on_error)
         t = read_table(table)
@@ -93,12 +108,7 @@ class Predictor:
         if cfg.max_train_rows and len(parts["train"]) > cfg.max_train_rows:
             parts["train"] = parts["train"].sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
         self.pipeline = Pipeline.fit(parts["train"], schema)
-        report = SkipReport()
-        sources = {name: self._source(Table(frame, t.base_dir, t.source), report, name) for name, frame in parts.items()}
-        if len(report):
-            path = report.write(skip_report)
-            report.warn(path)
-        return self.pipeline, sources
+        return {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
         """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored.
@@ -137,20 +147,26 @@ class Predictor:
         return StreamSplit(self.pipeline, ds, workers, report)
 
     # -- inference --------------------------------------------------------------------------
-    def _outputs(self, table: Any, with_target: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _outputs(
+        self, table: Any, with_target: bool, report: SkipReport | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if self.model is None or self.pipeline is None:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         t = read_table(table)
-        report = SkipReport()
+        warn, report = report is None, SkipReport() if report is None else report
         source = self._source(t, report, with_target=with_target)
         out = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
-        if len(report):
+        if warn and len(report):
             report.warn()
         return out
 
-    def predict_proba(self, table: Any) -> pd.DataFrame:
-        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row."""
-        out, _, rows = self._outputs(table, with_target=False)
+    def predict_proba(self, table: Any, *, report: SkipReport | None = None) -> pd.DataFrame:
+        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row.
+
+        Rows skipped under ``on_error: skip`` are recorded in ``report`` when one is given
+        (else a warning names them).
+        """
+        out, _, rows = self._outputs(table, with_target=False, report=report)
         target = self.pipeline.target
         if target.task == "multiclass":
             return pd.DataFrame(torch.softmax(out, -1).numpy(), index=rows.numpy(), columns=[str(c) for c in target.classes])
@@ -158,8 +174,8 @@ class Predictor:
             return pd.DataFrame(torch.sigmoid(out).numpy(), index=rows.numpy(), columns=target.columns)
         raise TesseraError("predict_proba is for classification; use predict for regression")
 
-    def predict(self, table: Any) -> pd.Series | pd.DataFrame:
-        out, _, rows = self._outputs(table, with_target=False)
+    def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
+        out, _, rows = self._outputs(table, with_target=False, report=report)
         return self._decode(out, rows)
 
     def _decode(self, out: torch.Tensor, rows: torch.Tensor) -> pd.Series | pd.DataFrame:

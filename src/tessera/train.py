@@ -206,6 +206,16 @@ def score(task: str, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, f
     return {"loss": loss}
 
 
+class Collective(Protocol):
+    """What data-parallel training adds to the loop: gradients and epoch totals summed over workers."""
+
+    def average_gradients(self, model: nn.Module, count: int) -> None:
+        """Make every worker's gradients those of the global batch (this worker's part held ``count`` rows)."""
+        ...
+
+    def sum(self, values: list[float]) -> list[float]: ...
+
+
 def train(
     model: nn.Module,
     train_data: BatchSource,
@@ -213,11 +223,21 @@ def train(
     task: str,
     config: TrainConfig,
     on_improve: Callable[[nn.Module, TrainResult], None] | None = None,
+    *,
+    collective: Collective | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train in place; at the end the model holds the weights of the best validation epoch.
 
     ``on_improve(model, result)`` runs after each epoch that improves on the best so far,
     with the model holding that epoch's weights and ``result.history`` the epochs so far.
+
+    Data-parallel training (:mod:`tessera.scale.train`) runs this same loop on every worker:
+    ``train_data`` yields the worker's part of each global batch, ``collective`` sums the
+    gradients and the epoch's loss totals, and ``on_epoch_end(state)`` hands out everything
+    needed to continue (weights, optimizer, schedule, history, best weights, RNG), which
+    ``resume=state`` picks up after a failure.
     """
     check_modulation(model, task, config)
     aux_weight = float(getattr(model, "aux_weight", 0.0))
@@ -239,9 +259,18 @@ def train(
     metric_name = "accuracy" if task in ("multiclass", "multilabel") else "loss"
     sign = 1.0 if metric_name == "accuracy" else -1.0
     result = TrainResult(metric_name=metric_name)
-    best_state, bad_epochs, start = None, 0, time.perf_counter()
+    best_state, bad_epochs, start, first_epoch = None, 0, time.perf_counter(), 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        torch.set_rng_state(resume["rng"])
+        result.history, result.best_epoch, result.best_metric = list(resume["history"]), resume["best_epoch"], resume["best_metric"]
+        best_state, bad_epochs, first_epoch = resume["best_state"], resume["bad_epochs"], resume["epoch"]
+        stopped = config.patience and bad_epochs >= config.patience
+        first_epoch = config.epochs if stopped else first_epoch
 
-    for epoch in range(config.epochs):
+    for epoch in range(first_epoch, config.epochs):
         model.train()
         t0, seen, loss_sum, aux_sum, steps = time.perf_counter(), 0, 0.0, 0.0, 0
         coeff_sums: dict[str, float] = {}
@@ -263,6 +292,8 @@ def train(
                     if k < 1.0:
                         modulate_gradients(model.encoders[name], k)
                     coeff_sums[name] = coeff_sums.get(name, 0.0) + k
+                if collective is not None:
+                    collective.average_gradients(model, len(batch))
                 steps += 1
                 if config.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -271,6 +302,8 @@ def train(
                 seen += len(batch)
                 loss_sum += loss.item() * len(batch)
                 advance(len(batch), loss=loss_sum / seen)
+        if collective is not None:  # whole-epoch totals over all workers' rows
+            loss_sum, aux_sum, seen = collective.sum([loss_sum, aux_sum, float(seen)])
         # train_loss is the fused output's loss alone, comparable with and without the extras.
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "epoch_seconds": time.perf_counter() - t0}
         if aux_weight:
@@ -288,8 +321,23 @@ def train(
                 on_improve(model, result)
         else:
             bad_epochs += 1
-            if config.patience and bad_epochs >= config.patience:
-                break
+        if on_epoch_end is not None:
+            on_epoch_end(
+                {
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "best_metric": result.best_metric,
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                }
+            )
+        if config.patience and bad_epochs >= config.patience:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start

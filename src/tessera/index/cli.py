@@ -32,13 +32,24 @@ def build_command(
     batch_size: int = typer.Option(512, help="Rows per embedding batch and per atomic commit."),
     on_error: str = typer.Option("raise", help="A row that cannot be read: 'raise' (stop, naming it) or 'skip' (report and go on)."),
     prune: bool = typer.Option(False, help="Delete index rows whose id is no longer in the table."),
+    runner: str = typer.Option("local", help="'local' (this process) or 'ray' (decode and embed in a Ray actor pool)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: a local cluster)."),
+    workers: int = typer.Option(2, help="Ray actors, one model each (with --runner ray)."),
 ) -> None:
     """Embed one input of every row into the index; re-running embeds only new or changed rows (resumable)."""
     from tessera.align.embedder import Embedder
     from tessera.index.search import index_table
+    from tessera.scale.runner import check_runner
 
+    build = index_table
+    if check_runner(runner, address) == "ray":
+        from functools import partial
+
+        from tessera.scale.embed import build_index_ray
+
+        build = partial(build_index_ray, address=address, num_actors=workers)
     embedder = Embedder.load(model)
-    result = index_table(
+    result = build(
         embedder, table, out, input_name, embedder_path=model, id_column=id_column,
         metadata=metadata or None, batch_size=batch_size, on_error=on_error, prune=prune,
     )

@@ -1,0 +1,9 @@
+"""Scale-out on Ray: the same pipelines, preprocessors, embedder and training loop, run as Ray tasks.
+
+Nothing here imports Ray at module import time, so ``import tessera`` and the CLI stay fast
+(and work) without it; :func:`tessera.scale.runner.require_ray` names the extra to install.
+"""
+
+from tessera.scale.runner import RUNNERS, check_runner, ray_session
+
+__all__ = ["RUNNERS", "check_runner", "ray_session"]

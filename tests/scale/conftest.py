@@ -1,0 +1,45 @@
+"""A 2-CPU local Ray cluster per test module (starting one costs seconds), and tables big enough to split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from tessera.align import Embedder  # noqa: E402
+from tessera.pipeline import Pipeline  # noqa: E402
+from tessera.schema import Schema  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    """An untrained image + caption embedder: the tests compare runners, not retrieval quality."""
+    inputs = {  # as in the root conftest's TINY_SCHEMA
+        "image": {"modality": "image", "options": {"size": 16}},
+        "caption": {"modality": "text", "options": {"max_length": 12, "vocab_size": 200, "min_frequency": 1}},
+    }
+    schema = Schema.from_dict({"inputs": inputs})
+    fit_rows = pd.DataFrame({"image": ["a.png", "b.png"], "caption": ["a red square today", "a blue square at night"]})
+    pipeline = Pipeline.fit(fit_rows, schema)
+    torch.manual_seed(0)
+    return Embedder.create(pipeline, dim=16, encoder_dim=32)
+
+
+@pytest.fixture
+def big_table(tiny_table):
+    """2,000 rows cycling through the tiny table's rows (same media files), as Parquet beside them."""
+    frame = pd.read_csv(tiny_table)
+    big = pd.concat([frame] * (2000 // len(frame) + 1), ignore_index=True).iloc[:2000]
+    big["caption"] = big["caption"] + " " + big.index.astype(str)
+    out = tiny_table.parent / "big.parquet"
+    big.to_parquet(out, index=False)
+    return out
