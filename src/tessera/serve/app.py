@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field as PydField, ValidationError
@@ -437,8 +437,9 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
         path = await run_in_threadpool(_item_file, served.searcher, item_id)
         import filetype
 
-        kind = filetype.guess(str(path))
-        return FileResponse(path, media_type=kind.mime if kind else "application/octet-stream")
+        data = await run_in_threadpool(path.read_bytes)  # whole: indexed media are single images and clips
+        kind = filetype.guess(data)
+        return Response(data, media_type=kind.mime if kind else "application/octet-stream")
 
     # -- feedback --------------------------------------------------------------------------------
     @app.post("/v1/feedback", tags=["feedback"], status_code=201)
