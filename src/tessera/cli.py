@@ -6,7 +6,6 @@ unimodal baselines on AV-MNIST, or on the synthetic set when AV-MNIST is absent)
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional

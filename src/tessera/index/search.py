@@ -102,19 +102,10 @@ def index_table(
     ``embedder_path`` is recorded in the index so :meth:`Searcher.open` finds the model.
     """
     check_on_error(on_error)
-    input_name = embedder._check_input(input_name)
-    modality = embedder.inputs[input_name]
     t = read_table(table)
-    frame = t.frame
-    source_columns = embedder.pipeline.preprocessors[input_name].columns
-    if id_column is None and "id" in frame.columns and frame["id"].is_unique:
-        id_column = "id"  # a table's own unique `id` column beats row numbers, which shift when rows go
-    ids = _ids(frame, id_column, t.source)
-    meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
-    if modality in MEDIA and len(source_columns) == 1:
-        meta_frame["path"] = [None if is_missing(v) or not isinstance(v, str) else v for v in frame[source_columns[0]]]
-    out = Path(out)
-    index = _open_or_create(out, embedder.dim, meta_frame, modality == "image")
+    plan = plan_build(embedder, t, out, input_name, id_column, metadata, thumbnails)
+    frame, ids, meta_frame, index = t.frame, plan.ids, plan.metadata, plan.index
+    input_name, modality, source_columns = plan.input_name, plan.modality, plan.source_columns
     report = SkipReport()
     total = WriteCounts(added=0, updated=0, unchanged=0)
     with progress_bar("indexing", total=len(frame)) as advance:
@@ -135,23 +126,62 @@ def index_table(
             counts = _write(index, part, part_ids, hashes, meta, embed, vectors, t.base_dir, source_columns, modality)
             total = WriteCounts(total.added + counts.added, total.updated + counts.updated, total.unchanged + counts.unchanged)
             advance(len(part))
+    return finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)
+
+
+@dataclass
+class BuildPlan:
+    """What both runners (local, Ray) settle before embedding: ids, metadata and the open index."""
+
+    input_name: str
+    modality: str
+    source_columns: list[str]
+    ids: list[str]
+    metadata: pd.DataFrame
+    index: VectorIndex
+    out: Path
+
+
+def plan_build(
+    embedder: Embedder, t: Table, out: str | os.PathLike, input_name: str,
+    id_column: str | None, metadata: Sequence[str] | None, thumbnails: bool,
+) -> BuildPlan:
+    input_name = embedder._check_input(input_name)
+    modality = embedder.inputs[input_name]
+    frame = t.frame
+    source_columns = embedder.pipeline.preprocessors[input_name].columns
+    if id_column is None and "id" in frame.columns and frame["id"].is_unique:
+        id_column = "id"  # a table's own unique `id` column beats row numbers, which shift when rows go
+    ids = _ids(frame, id_column, t.source)
+    meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
+    if modality in MEDIA and len(source_columns) == 1:
+        meta_frame["path"] = [None if is_missing(v) or not isinstance(v, str) else v for v in frame[source_columns[0]]]
+    out = Path(out)
+    index = _open_or_create(out, embedder.dim, meta_frame, modality == "image" and thumbnails)
+    return BuildPlan(input_name, modality, source_columns, ids, meta_frame, index, out)
+
+
+def finish_build(
+    plan: BuildPlan, t: Table, total: WriteCounts, report: SkipReport, *, prune: bool, embedder_path: str | os.PathLike | None
+) -> BuildResult:
+    """Prune, compact, and record the embedder in the index folder, so a search needs only the index path."""
     deleted = 0
     if prune:
-        wanted = set(ids)
-        deleted = index.delete([i for i in index.ids() if i not in wanted])
+        wanted = set(plan.ids)
+        deleted = plan.index.delete([i for i in plan.index.ids() if i not in wanted])
     if total.added or total.updated or deleted:
-        index.optimize()
+        plan.index.optimize()
     info = {
         "embedder": None if embedder_path is None else str(Path(embedder_path).resolve()),
-        "input": input_name,
-        "modality": modality,
+        "input": plan.input_name,
+        "modality": plan.modality,
         "table": t.source,
         "base_dir": t.base_dir,
     }
-    atomic_write_text(out / INDEX_META, json.dumps(info, indent=2))
+    atomic_write_text(plan.out / INDEX_META, json.dumps(info, indent=2))
     if len(report):
         report.warn()
-    return BuildResult(index, total, deleted, report)
+    return BuildResult(plan.index, total, deleted, report)
 
 
 def _write(index, part, part_ids, hashes, meta, embed, vectors, base_dir, source_columns, modality) -> WriteCounts:

@@ -20,7 +20,6 @@ named, as a plain :class:`~tessera.errors.DataError`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -189,23 +188,15 @@ def build_index_ray(
 
 
 def _build_index(embedder, table, out, input_name, *, embedder_path, id_column, metadata, batch_size, on_error, prune, thumbnails, num_actors):
-    from tessera.index.search import INDEX_META, MEDIA, BuildResult, _ids, _metadata, _open_or_create
+    from tessera.index.search import finish_build, plan_build
     from tessera.index.store import WriteCounts
-    from tessera.io import atomic_write_text
-    from tessera.media import is_missing
 
     check_on_error(on_error)
-    input_name = embedder._check_input(input_name)
-    modality = embedder.inputs[input_name]
     t = read_for_ray(table)
     frame = t.frame
-    source_columns = embedder.pipeline.preprocessors[input_name].columns
-    ids = _ids(frame, id_column, t.source)
-    meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
-    if modality in MEDIA and len(source_columns) == 1:
-        meta_frame["path"] = [None if is_missing(v) or not isinstance(v, str) else v for v in frame[source_columns[0]]]
-    index = _open_or_create(out, embedder.dim, meta_frame, modality == "image" and thumbnails)
-    want_thumbs = "thumbnail" in index.metadata_columns and modality == "image"
+    plan = plan_build(embedder, t, out, input_name, id_column, metadata, thumbnails)
+    input_name, ids, meta_frame, index = plan.input_name, plan.ids, plan.metadata, plan.index
+    want_thumbs = "thumbnail" in index.metadata_columns and plan.modality == "image"
     position = pd.Series(np.arange(len(frame)), index=frame.index)
     report = SkipReport()
     total = WriteCounts(added=0, updated=0, unchanged=0)
@@ -226,20 +217,4 @@ def _build_index(embedder, table, out, input_name, *, embedder_path, id_column, 
                 [ids[p] for p in pos], np.stack(good["vector"].to_numpy()).astype(np.float32), meta, good["content_hash"].to_list()
             )
             total = WriteCounts(total.added + counts.added, total.updated + counts.updated, total.unchanged + counts.unchanged)
-    deleted = 0
-    if prune:
-        wanted = set(ids)
-        deleted = index.delete([i for i in index.ids() if i not in wanted])
-    if total.added or total.updated or deleted:
-        index.optimize()
-    info = {
-        "embedder": None if embedder_path is None else str(Path(embedder_path).resolve()),
-        "input": input_name,
-        "modality": modality,
-        "table": t.source,
-        "base_dir": t.base_dir,
-    }
-    atomic_write_text(out / INDEX_META, json.dumps(info, indent=2))
-    if len(report):
-        report.warn()
-    return BuildResult(index, total, deleted, report)
+    return finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)

@@ -49,7 +49,7 @@ class TorchCollective:
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
         buffer = torch.cat([flat * count, has, torch.tensor([float(count)])])
         dist.all_reduce(buffer)  # one message per step, not one per tensor
-        grads, has, total = buffer[: flat.numel()] / buffer[-1], buffer[flat.numel() : -1], buffer[-1]
+        grads, has = buffer[: flat.numel()] / buffer[-1], buffer[flat.numel() : -1]  # row-weighted mean
         offset = 0
         for p, h in zip(params, has):
             n = p.numel()
