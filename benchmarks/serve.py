@@ -46,6 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("TESSERA_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))  # as the other benchmarks
 os.environ.setdefault("TESSERA_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
