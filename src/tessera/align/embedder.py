@@ -102,7 +102,7 @@ class Embedder:
             )
         return names[0]
 
-    def _check_input(self, name: str) -> str:
+    def resolve_input(self, name: str) -> str:
         if name in self.pipeline.preprocessors:
             return name
         if name in set(self.inputs.values()):
@@ -119,7 +119,7 @@ class Embedder:
         raw bytes, or for a multi-column input a mapping of column to value. A value that
         cannot be decoded raises a :class:`~tessera.errors.DataError` naming its position.
         """
-        name = self._check_input(name)
+        name = self.resolve_input(name)
         columns = self.pipeline.preprocessors[name].columns
         if len(columns) == 1:
             frame = pd.DataFrame({columns[0]: pd.Series(list(values), dtype=object)})
@@ -145,7 +145,7 @@ class Embedder:
         Under ``on_error="skip"`` undecodable rows are left out (and recorded in ``report``);
         rows where the input is missing are left out too, as they have nothing to embed.
         """
-        name = self._check_input(name)
+        name = self.resolve_input(name)
         t = read_table(table)
         pipeline = self.pipeline.restrict([name])
         dataset = pipeline.dataset(t, with_target=False, on_error=on_error)

@@ -104,8 +104,7 @@ def index_table(
     check_on_error(on_error)
     t = read_table(table)
     plan = plan_build(embedder, t, out, input_name, id_column, metadata, thumbnails)
-    frame, ids, meta_frame, index = t.frame, plan.ids, plan.metadata, plan.index
-    input_name, modality, source_columns = plan.input_name, plan.modality, plan.source_columns
+    frame, ids, meta_frame, source_columns = t.frame, plan.ids, plan.metadata, plan.source_columns
     report = SkipReport()
     total = WriteCounts(added=0, updated=0, unchanged=0)
     with progress_bar("indexing", total=len(frame)) as advance:
@@ -114,16 +113,7 @@ def index_table(
             part_ids = ids[start : start + batch_size]
             hashes = [content_hash(_cell(part, source_columns, i), t.base_dir) for i in range(len(part))]
             meta = meta_frame.iloc[start : start + batch_size].reset_index(drop=True)
-            vectors: dict[int, np.ndarray] = {}
-
-            def embed(positions: np.ndarray) -> np.ndarray:
-                sub = Table(part.iloc[positions], t.base_dir, t.source)
-                for rows, vecs in embedder.embed_table(sub, input_name, on_error=on_error, report=report):
-                    vectors.update(zip(rows.tolist(), vecs))
-                return np.stack([vectors.get(part.index[p], np.zeros(embedder.dim, np.float32)) for p in positions])
-
-            # Rows that could not be embedded (skipped, or missing this input) must not enter the index.
-            counts = _write(index, part, part_ids, hashes, meta, embed, vectors, t.base_dir, source_columns, modality)
+            counts = _write_batch(embedder, plan, t, part, part_ids, hashes, meta, on_error, report)
             total = WriteCounts(total.added + counts.added, total.updated + counts.updated, total.unchanged + counts.unchanged)
             advance(len(part))
     return finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)
@@ -146,7 +136,7 @@ def plan_build(
     embedder: Embedder, t: Table, out: str | os.PathLike, input_name: str,
     id_column: str | None, metadata: Sequence[str] | None, thumbnails: bool,
 ) -> BuildPlan:
-    input_name = embedder._check_input(input_name)
+    input_name = embedder.resolve_input(input_name)
     modality = embedder.inputs[input_name]
     frame = t.frame
     source_columns = embedder.pipeline.preprocessors[input_name].columns
@@ -184,25 +174,30 @@ def finish_build(
     return BuildResult(plan.index, total, deleted, report)
 
 
-def _write(index, part, part_ids, hashes, meta, embed, vectors, base_dir, source_columns, modality) -> WriteCounts:
-    """Embed the new/changed rows of one batch and write those that produced a vector, in one commit."""
-    stored = index.get(part_ids, columns=["content_hash"])
+def _write_batch(embedder, plan, t, part, part_ids, hashes, meta, on_error, report) -> WriteCounts:
+    """Embed the new/changed rows of one batch and write, in one commit, those that produced a vector.
+
+    Rows that could not be embedded (skipped, or missing this input) must not enter the index.
+    """
+    stored = plan.index.get(part_ids, columns=["content_hash"])
     known = dict(zip(stored["id"], stored["content_hash"]))
-    todo = np.array([i for i, (rid, h) in enumerate(zip(part_ids, hashes)) if known.get(rid) != h], dtype=int)
+    todo = [i for i, (rid, h) in enumerate(zip(part_ids, hashes)) if known.get(rid) != h]
     unchanged = len(part_ids) - len(todo)
-    if not len(todo):
-        return WriteCounts(added=0, updated=0, unchanged=unchanged)
-    embed(todo)
-    ok = np.array([p for p in todo if part.index[p] in vectors], dtype=int)
-    if not len(ok):
+    vectors: dict[int, np.ndarray] = {}
+    if todo:
+        sub = Table(part.iloc[todo], t.base_dir, t.source)
+        for rows, vecs in embedder.embed_table(sub, plan.input_name, on_error=on_error, report=report):
+            vectors.update(zip(rows.tolist(), vecs))
+    ok = [p for p in todo if part.index[p] in vectors]
+    if not ok:
         return WriteCounts(added=0, updated=0, unchanged=unchanged)
     m = meta.iloc[ok].reset_index(drop=True)
-    if "thumbnail" in index.metadata_columns and modality == "image":
-        m["thumbnail"] = [thumbnail(_cell(part, source_columns, p), base_dir) for p in ok]
-    counts = index.add_or_update_if_changed(
+    if "thumbnail" in plan.index.metadata_columns and plan.modality == "image":
+        m["thumbnail"] = [thumbnail(_cell(part, plan.source_columns, p), t.base_dir) for p in ok]
+    counts = plan.index.upsert(
         [part_ids[p] for p in ok], np.stack([vectors[part.index[p]] for p in ok]), m, [hashes[p] for p in ok]
     )
-    return WriteCounts(counts.added, counts.updated, unchanged + counts.unchanged)
+    return WriteCounts(counts.added, counts.updated, unchanged)
 
 
 def _cell(frame: pd.DataFrame, columns: list[str], i: int) -> Any:

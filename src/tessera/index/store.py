@@ -212,15 +212,23 @@ class VectorIndex:
         self._maybe_build_ann()
         return WriteCounts(added=len(ids), updated=0)
 
-    def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadata: pd.DataFrame | None = None) -> WriteCounts:
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: pd.DataFrame | None = None,
+        content_hash: Sequence[str] | None = None,
+    ) -> WriteCounts:
         """Insert new ids and replace the vector (and the metadata columns given) of existing ones.
 
         Columns not in ``metadata`` keep their stored values (null for new rows).
+        ``content_hash`` records the source hashes that later builds compare against.
         """
         ids = _as_ids(ids)
         if not ids:
             return WriteCounts(added=0, updated=0)
-        counts = self._merge(self._rows(ids, vectors, metadata))
+        hashes = None if content_hash is None else [str(h) for h in content_hash]
+        counts = self._merge(self._rows(ids, vectors, metadata, hashes))
         self._maybe_build_ann()
         return counts
 

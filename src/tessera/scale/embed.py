@@ -146,7 +146,7 @@ def embed_table_ray(
     from tessera.scale.runner import ray_session, tessera_errors
 
     check_on_error(on_error)
-    input_name = embedder._check_input(input_name)
+    input_name = embedder.resolve_input(input_name)
     with ray_session(address), tessera_errors():
         t = read_for_ray(table)
         for batch in embedded_blocks(embedder, t, input_name, batch_size=batch_size, num_actors=num_actors):
