@@ -47,6 +47,27 @@ def test_truncation_keeps_sep(kind):
     assert tokens(pre, s.data)[0] == "[CLS]" and tokens(pre, s.data)[-1] == "[SEP]"
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_training_is_deterministic(kind):
+    # A capped vocabulary makes equally frequent merges compete: upstream WordPiece training
+    # broke those ties in hash-map order (huggingface/tokenizers#1794), a new vocabulary per run.
+    frame = pd.DataFrame({"t": [f"{w} {v}{w}" for w in ("red", "blue", "sandal", "shirt", "dog") for v in ("x", "qu", "z")] * 3})
+    vocabs = {
+        json.dumps(sorted(TextPreprocessor(["t"], tokenizer=kind, vocab_size=60).fit(frame).backend_tokenizer.get_vocab().items()))
+        for _ in range(6)
+    }
+    assert len(vocabs) == 1
+
+
+def test_wordpiece_continuation_pieces_are_ordinary_tokens():
+    pre = fitted("wordpiece")
+    tok = pre.backend_tokenizer
+    assert tok.token_to_id("##x") is not None  # "fox": learned as a piece ...
+    specials = {t.content for t in tok.get_added_tokens_decoder().values()}
+    assert specials == {"[PAD]", "[UNK]", "[CLS]", "[SEP]"}  # ... but not matched as a special token
+    assert tok.decode(tok.encode("the fox").ids) == "the fox"
+
+
 def test_wordpiece_lowercases_strips_accents_and_maps_unknown_words():
     pre = fitted("wordpiece")
     assert tokens(pre, pre.load(["THE Dog"], CTX).data)[:4] == ["[CLS]", "the", "dog", "[SEP]"]

@@ -17,7 +17,7 @@ from tessera.errors import DataError
 from tessera.predictor import Predictor
 from tessera.scale.train import fit_ray
 
-# No dropout, no batch normalisation and no tokenizer (training one is not deterministic): then
+# No dropout, no batch normalisation and no text (keeps the model tiny): then
 # the only difference between one process and two workers is float summation order, and the
 # curves must agree to ~1e-6.
 INPUTS = {

@@ -67,8 +67,7 @@ class TextPreprocessor(Preprocessor):
         texts = list(_training_texts(frame[self.columns[0]]))
         if not texts:
             raise DataError("no text in the training rows to train a tokenizer on", column=self.columns[0])
-        tok = self._new_tokenizer()
-        tok.train_from_iterator(texts, trainer=self._trainer(), length=len(texts))
+        tok = self._train(texts)
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -77,9 +76,25 @@ class TextPreprocessor(Preprocessor):
         self._set_tokenizer(tok)
         return self
 
-    def _new_tokenizer(self) -> Tokenizer:
+    def _train(self, texts: list[str]) -> Tokenizer:
+        tok = self._new_tokenizer()
+        if self.tokenizer != "wordpiece":
+            tok.train_from_iterator(texts, trainer=self._trainer(), length=len(texts))
+            return tok
+        # tokenizers numbers WordPiece's "##x" pieces in hash-map order and breaks ties between
+        # equally frequent merges by those numbers, so two runs on the same text gave different
+        # vocabularies (huggingface/tokenizers#1794). Declaring every "##x" piece up front (as a
+        # special token, the one way in) fixes their ids and so the whole run; the tokenizer is
+        # then rebuilt from the learned vocabulary with only the real special tokens.
+        pieces = _continuation_pieces(tok, texts)
+        tok.train_from_iterator(texts, trainer=self._trainer(pieces), length=len(texts))
+        fresh = self._new_tokenizer(tok.get_vocab())
+        fresh.add_special_tokens(SPECIAL_TOKENS)
+        return fresh
+
+    def _new_tokenizer(self, vocab: dict[str, int] | None = None) -> Tokenizer:
         if self.tokenizer == "wordpiece":
-            tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+            tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
             steps = [normalizers.NFD(), normalizers.StripAccents()]
             tok.normalizer = normalizers.Sequence(steps + [normalizers.Lowercase()] if self.lowercase else steps)
             tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -92,12 +107,12 @@ class TextPreprocessor(Preprocessor):
         tok.decoder = decoders.ByteLevel()
         return tok
 
-    def _trainer(self) -> trainers.Trainer:
+    def _trainer(self, fixed_pieces: Sequence[str] = ()) -> trainers.Trainer:
         if self.tokenizer == "wordpiece":
             return trainers.WordPieceTrainer(
                 vocab_size=self.vocab_size,
                 min_frequency=self.min_frequency,
-                special_tokens=SPECIAL_TOKENS,
+                special_tokens=[*SPECIAL_TOKENS, *fixed_pieces],
                 show_progress=False,
             )
         # The byte alphabet up front means any input, even unseen scripts, encodes without [UNK].
@@ -227,3 +242,13 @@ def _load_pretrained(name: str) -> Tokenizer:
     if hf_tok.pad_token_id is not None:
         tok.enable_padding(pad_id=hf_tok.pad_token_id, pad_token=hf_tok.pad_token)
     return tok
+
+
+def _continuation_pieces(tok: Tokenizer, texts: Sequence[str]) -> list[str]:
+    """Every "##c" piece WordPiece training will create: each character that follows another in a word."""
+    chars: set[str] = set()
+    for text in texts:
+        normalized = tok.normalizer.normalize_str(text) if tok.normalizer is not None else text
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(normalized):
+            chars.update(word[1:])
+    return [f"##{c}" for c in sorted(chars)]
