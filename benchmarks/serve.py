@@ -18,7 +18,11 @@ row's PNG and WAV as a multipart upload (each prediction is also logged to the f
 store, as in production). Figures: throughput (requests over the summed timed windows) and
 p50/p95/p99 latency (client side, request sent to response read), errors (non-200 or
 transport errors, never retried); and from each server's /metrics, mean batch size and
-model time per call. Model threads: ``tessera serve``'s default, cores - 1 (1 here).
+model time per call. Model threads: ``tessera serve``'s default, cores - 1 (1 here), unless
+``--torch-threads`` says otherwise. ``--quantize`` serves (and references) int8 Linear layers,
+as ``tessera serve --quantize``; the JSON then records how far they move the outputs from
+float32 (``int8_fidelity``: embedding cosine, top-10 neighbour overlap among 1,000 captions,
+predicted-class agreement).
 
 Reference, in this process before the servers start: the same model called directly,
 one value per call (latency and calls/s) and 32 values per call (rows/s): the cost of
@@ -77,7 +81,7 @@ def serve(args: argparse.Namespace) -> None:
         keys_file=Path(args.keys), feedback_db=args.feedback_db, batching=args.batching == "on",
         max_batch=32, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
     )
-    app = create_app(config, **load_models(args.model, None, args.embedder))
+    app = create_app(config, **load_models(args.model, None, args.embedder, quantize=args.quantize))
     # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
     # send its next request on a connection, and must not find it closed under it.
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30)
@@ -146,6 +150,36 @@ def build_models(work: Path, train_rows: int, epochs: int) -> dict:
 def percentiles(latencies_s: list[float]) -> dict:
     ms = np.asarray(latencies_s) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def quantize_in_place(models: dict, n: int = 1000) -> dict:
+    """Swap in int8 models (as the servers will) and say how far their outputs moved from float32."""
+    from tessera.quantize import quantize_int8
+
+    embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
+    texts = captions(n, seed=3)
+    columns = [c for p in predictor.pipeline.preprocessors.values() for c in p.columns]
+    rows = pd.DataFrame({c: pd.Series([p.get(c) for p in payloads], dtype=object) for c in columns})
+    before_vectors, before_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
+    embedder.model, predictor.model = quantize_int8(embedder.model), quantize_int8(predictor.model)
+    after_vectors, after_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
+
+    def top10(v: np.ndarray) -> np.ndarray:
+        sims = v @ v.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1)[:, :10]
+
+    cos = (before_vectors * after_vectors).sum(1) / (
+        np.linalg.norm(before_vectors, axis=1) * np.linalg.norm(after_vectors, axis=1))
+    overlap = [len(set(a) & set(b)) / 10 for a, b in zip(top10(before_vectors), top10(after_vectors))]
+    return {
+        "embed_cosine_to_float32_mean": round(float(cos.mean()), 4),
+        "embed_cosine_to_float32_min": round(float(cos.min()), 4),
+        "embed_top10_neighbour_overlap": round(float(np.mean(overlap)), 4),
+        "predict_same_class_fraction": round(float((before_proba.argmax(1) == after_proba.argmax(1)).mean()), 4),
+        "predict_max_probability_change": round(float(np.abs(before_proba - after_proba).max()), 4),
+        "captions": n, "predict_rows": len(rows),
+    }
 
 
 def direct_reference(models: dict, n: int) -> dict:
@@ -279,9 +313,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(work: Path, key_file: Path, batching: str, torch_threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(work: Path, key_file: Path, batching: str, torch_threads: int, quantize: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--keys", str(key_file), "--batching", batching,
+    cmd = [sys.executable, __file__, "--serve", *(["--quantize"] if quantize else []), "--port", str(port), "--keys", str(key_file), "--batching", batching,
            "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads), "--max-wait-ms", str(MAX_WAIT_MS)]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     url = f"http://127.0.0.1:{port}"
@@ -328,6 +362,7 @@ def main() -> None:
     ap.add_argument("--embedder")
     ap.add_argument("--feedback-db")
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--quantize", action="store_true", help="int8 Linear layers in the servers and the reference (`tessera serve --quantize`)")
     ap.add_argument("--torch-threads", type=int, default=None, help="model threads in the server and the reference (default: as `tessera serve`: cores - 1)")
     args = ap.parse_args()
     if args.torch_threads is None:
@@ -350,6 +385,9 @@ def main() -> None:
     models = build_models(work, args.train_rows, args.epochs)
     keys = work / "keys.json"
     _, key = KeyStore(keys).add("benchmark")
+    fidelity = quantize_in_place(models) if args.quantize else None
+    if fidelity:
+        print(f"int8 vs float32: {fidelity}", flush=True)
     print("direct reference...", flush=True)
     reference = direct_reference(models, args.requests)
     for name, row in reference.items():
@@ -359,7 +397,7 @@ def main() -> None:
     # Both servers run at once (the idle one uses no CPU) and each measurement is split into
     # --rounds rounds alternating between them, so load from other jobs on the machine falls on
     # batching on and off alike instead of on whichever ran during a busy minute.
-    servers = {b: start_server(work, keys, b, args.torch_threads) for b in ("on", "off")}
+    servers = {b: start_server(work, keys, b, args.torch_threads, args.quantize) for b in ("on", "off")}
     runs = []
     try:
         for route in ("embed", "predict"):
@@ -412,10 +450,12 @@ def main() -> None:
             "rounds": args.rounds, "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
             "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": MAX_WAIT_MS, "waits_only_after_a_batch_of_2_or_more": True}, "batching_off": {"max_batch": 1},
             "server": "uvicorn, 1 process, 127.0.0.1; load generator: aiohttp in a separate process",
+            "torch_threads": args.torch_threads, "quantize": "int8 Linear layers (tessera.quantize)" if args.quantize else None,
             "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
         },
         "setup": info,
         "reference_direct": reference,
+        "int8_fidelity": fidelity,
         "server_side": server_side,
         "runs": runs,
         "machine": {
