@@ -21,7 +21,13 @@ Per engine: build time (ingest + ANN index), single-query latency at k=10 (one q
 time, p50/p99), queries/s of that sequential loop (``qps``), and Recall@10 against the
 exact answers. The load average before and after is recorded: on a shared 2-core machine
 other jobs inflate every latency, the tail most.
-The LanceDB knobs (``nprobes``/``refine_factor`` for IVF-PQ, ``ef`` for HNSW) and FAISS's
+Warm caches: LanceDB reads an IVF partition from disk the first time a query probes it and
+keeps it in its index cache, so a server that has run for a while answers from memory. Before
+the sweep, each LanceDB handle answers ``--warmup-queries`` other queries (default 2000, not the
+timed ones) untimed at the sweep's widest setting; with ``--warmup-queries 0`` the timed
+queries also pay for first loads (on IVF-flat at 1M that doubled p99, ~20 ms).
+The LanceDB knobs (``nprobes`` for IVF-flat, Tessera's default; ``nprobes``/``refine_factor``
+for IVF-PQ; ``ef`` for HNSW) and FAISS's
 ``efSearch`` are each set to the cheapest setting from a short sweep on 200 queries that
 reaches Recall@10 >= 0.96 (lowest p50 among those that do); all figures are then taken on
 all queries (FAISS flat latency: ``--flat-latency-queries``, it is ~0.2 s a query at 1M).
@@ -33,7 +39,7 @@ Both engines use 2 CPU threads (FAISS via OpenMP, LanceDB via LANCE_CPU_THREADS)
 Summary keys: ``recall_at_10``, ``p99_ms``, ``p50_ms``, ``qps``, ``overhead_ratio`` (Tessera's),
 ``n``, and ``goals_met``; per-engine rows under ``engines``.
 
-Run: ``.venv/bin/python benchmarks/index.py [--n 1000000] [--ann ivf_pq|hnsw]``
+Run: ``.venv/bin/python benchmarks/index.py [--n 1000000] [--ann ivf_flat|ivf_pq|hnsw]``
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ TUNE_TARGET = 0.96  # tune a little above the goal: the sweep sees 200 queries, 
 P99_GOAL_MS = 10.0
 OVERHEAD_GOAL = 1.20
 IVF_SWEEP = [(nprobes, refine) for nprobes in (10, 20, 40, 80) for refine in (5, 10, 20)]
+FLAT_SWEEP = [1, 2, 3, 5, 8, 10, 20]  # IVF-flat: probes only (distances are exact, nothing to re-rank)
 HNSW_EF_SWEEP = [16, 32, 64, 128, 256, 512, 1024]
 FAISS_HNSW = {"M": 16, "efConstruction": 40}
 
@@ -88,10 +95,15 @@ def clustered_data(n: int, clusters: int, n_queries: int, seed: int = 0) -> tupl
         noise = rng.standard_normal((stop - start, DIM), dtype=np.float32) / np.sqrt(DIM, dtype=np.float32)
         chunk = centres[labels[start:stop]] + noise
         data[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    picks = rng.choice(n, n_queries, replace=False)
+    return data, labels, near_queries(data, n_queries, rng)
+
+
+def near_queries(data: np.ndarray, n_queries: int, rng: np.random.Generator) -> np.ndarray:
+    """Queries near the data: a random stored vector plus noise, renormalised."""
+    picks = rng.choice(len(data), n_queries, replace=False)
     queries = data[picks] + 0.3 * rng.standard_normal((n_queries, DIM), dtype=np.float32) / np.sqrt(DIM)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    return data, labels, queries.astype(np.float32)
+    return queries.astype(np.float32)
 
 
 def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
@@ -169,9 +181,11 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1_000_000, help="stored vectors")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--clusters", type=int, default=1000)
-    ap.add_argument("--ann", choices=["ivf_pq", "hnsw"], default="ivf_pq", help="Tessera's LanceDB index kind")
+    ap.add_argument("--ann", choices=["ivf_flat", "ivf_pq", "hnsw"], default="ivf_flat", help="Tessera's LanceDB index kind")
     ap.add_argument("--partitions", type=int, default=None, help="IVF partitions (default: VectorIndex's, sqrt(N))")
     ap.add_argument("--sub-vectors", type=int, default=None, help="PQ sub-vectors (default: VectorIndex's, dim/4)")
+    ap.add_argument("--warmup-queries", type=int, default=2000,
+                    help="other queries each LanceDB handle answers untimed before the sweep (0: time cold caches)")
     ap.add_argument("--flat-latency-queries", type=int, default=100, help="queries timed one by one on FAISS flat")
     ap.add_argument("--skip-faiss-hnsw", action="store_true", help="FAISS HNSW takes the longest to build at 1M")
     ap.add_argument("--workdir", type=Path, default=None, help="where the LanceDB table goes (default: a temp dir)")
@@ -184,6 +198,7 @@ def main() -> int:
     print(f"data: {args.n} x {DIM} in {args.clusters} clusters, {args.queries} queries", flush=True)
     data, labels, queries = clustered_data(args.n, args.clusters, args.queries)
     tune_q = queries[:200]
+    warm_q = near_queries(data, args.warmup_queries, np.random.default_rng(1))  # other queries, for warm-up only
     rows = []
 
     # FAISS flat: exact, and the ground truth
@@ -231,7 +246,7 @@ def main() -> int:
         if args.ann == "ivf_pq":
             index.build_ann("ivf_pq", num_partitions=args.partitions, num_sub_vectors=args.sub_vectors)
         else:
-            index.build_ann("hnsw", num_partitions=args.partitions)
+            index.build_ann(args.ann, num_partitions=args.partitions)
         ann_s = time.perf_counter() - start
         print(f"tessera {args.ann} index {ann_s:.1f} s", flush=True)
         del data
@@ -244,16 +259,22 @@ def main() -> int:
         sync_table.prewarm_index("vector_idx")
 
         def knobs(setting) -> dict:
+            if args.ann == "ivf_flat":
+                return {"nprobes": setting}
             if args.ann == "ivf_pq":
                 return {"nprobes": setting[0], "refine_factor": setting[1]}
             return {"ef": setting, "refine_factor": 1}
 
+        def tune(query, kn: dict):
+            if "refine_factor" in kn:
+                query = query.refine_factor(kn["refine_factor"])
+            return query.nprobes(kn["nprobes"]) if "nprobes" in kn else query.ef(max(kn["ef"], K))
+
         def bare_search(setting) -> Search:
             kn = knobs(setting)
             def search(q: np.ndarray) -> np.ndarray:
-                query = table.vector_search(q).distance_type("cosine").limit(K)
-                query = query.select(["id", "cluster", "_distance"]).refine_factor(kn["refine_factor"])
-                query = query.nprobes(kn["nprobes"]) if "nprobes" in kn else query.ef(max(kn["ef"], K))
+                query = table.vector_search(q).distance_type("cosine").limit(K).select(["id", "cluster", "_distance"])
+                query = tune(query, kn)
                 return np.array(LOOP.run(query.to_arrow()).column("id").to_pylist(), dtype=np.int64)
             return search
 
@@ -261,8 +282,7 @@ def main() -> int:
             kn = knobs(setting)
             def search(q: np.ndarray) -> np.ndarray:
                 query = sync_table.search(q, vector_column_name="vector").distance_type("cosine").limit(K)
-                query = query.select(["id", "cluster", "_distance"]).refine_factor(kn["refine_factor"])
-                query = query.nprobes(kn["nprobes"]) if "nprobes" in kn else query.ef(max(kn["ef"], K))
+                query = tune(query.select(["id", "cluster", "_distance"]), kn)
                 return np.array(query.to_arrow().column("id").to_pylist(), dtype=np.int64)
             return search
 
@@ -270,15 +290,22 @@ def main() -> int:
             kn = knobs(setting)
             return lambda q: index.search(q, k=K, **kn)["id"].to_numpy(dtype=np.int64)
 
+        sweep_settings = {"ivf_flat": FLAT_SWEEP, "ivf_pq": IVF_SWEEP, "hnsw": HNSW_EF_SWEEP}[args.ann]
+        start = time.perf_counter()
+        for engine in (tessera_search(sweep_settings[-1]), bare_search(sweep_settings[-1]), sync_search(sweep_settings[-1])):
+            for q in warm_q:
+                engine(q)
+        print(f"warm-up: {len(warm_q)} other queries per LanceDB handle in {time.perf_counter() - start:.0f} s", flush=True)
         setting, sweep = cheapest_setting(
-            IVF_SWEEP if args.ann == "ivf_pq" else HNSW_EF_SWEEP, bare_search, tune_q, truth[:200]
+            sweep_settings, bare_search, tune_q, truth[:200]
         )
         (t_lat, t_found), (b_lat, b_found), (s_lat, s_found) = time_interleaved(
             [tessera_search(setting), bare_search(setting), sync_search(setting)], queries
         )
         params = {
             "kind": args.ann, **knobs(setting),
-            "partitions": args.partitions or "sqrt(N)", "sub_vectors": args.sub_vectors or "dim/4",
+            "partitions": args.partitions or "sqrt(N)",
+            **({"sub_vectors": args.sub_vectors or "dim/4"} if args.ann == "ivf_pq" else {}),
         }
         bare = row("lancedb_bare", ingest_s + ann_s, b_lat, b_found, truth, params=params, sweep=sweep)
         sync = row("lancedb_sync", ingest_s + ann_s, s_lat, s_found, truth, params=params)
@@ -323,7 +350,7 @@ def main() -> int:
         },
         "settings": {
             "n": args.n, "dim": DIM, "clusters": args.clusters, "queries": args.queries, "k": K, "threads": THREADS,
-            "ann": args.ann, "tune_target_recall": TUNE_TARGET, "wall_s": round(time.perf_counter() - run_start, 1),
+            "ann": args.ann, "tune_target_recall": TUNE_TARGET, "warmup_queries": args.warmup_queries, "wall_s": round(time.perf_counter() - run_start, 1),
         },
         "machine": {
             "cpus": os.cpu_count(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(),

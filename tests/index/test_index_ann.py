@@ -1,4 +1,4 @@
-"""The ANN path: past ``ann_threshold`` rows the index builds IVF-PQ and keeps Recall@10 >= 0.9."""
+"""The ANN path: past ``ann_threshold`` rows the index builds IVF-flat and keeps Recall@10 >= 0.9."""
 
 from __future__ import annotations
 
@@ -34,17 +34,17 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return vectors, queries
 
 
-def test_crossing_the_threshold_builds_ivf_pq_and_keeps_recall(tmp_path, data):
+def test_crossing_the_threshold_builds_ivf_flat_and_keeps_recall(tmp_path, data):
     vectors, queries = data
     index = VectorIndex.create(tmp_path / "idx", DIM, ann_threshold=1500)
     index.add([str(i) for i in range(1500)], vectors[:1500])
     assert index.ann_kind is None  # at the threshold: still exact
     index.add([str(i) for i in range(1500, 2000)], vectors[1500:])
-    assert index.ann_kind == "ivf_pq" and VectorIndex.open(tmp_path / "idx").ann_kind == "ivf_pq"
+    assert index.ann_kind == "ivf_flat" and VectorIndex.open(tmp_path / "idx").ann_kind == "ivf_flat"
     assert recall_at_10(index, vectors, queries) >= 0.9
 
 
-@pytest.mark.parametrize("kind", ["ivf_pq", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf_flat", "ivf_pq", "hnsw"])
 def test_explicit_ann_with_few_partitions(tmp_path, data, kind):
     vectors, queries = data
     index = VectorIndex.create(tmp_path / "idx", DIM)
