@@ -58,3 +58,15 @@ def test_reduced_benchmark_writes_summary_and_missing_audio_curve(shared_data, t
     assert both["missing_audio"]["curve"] == curve
     with pytest.raises(SystemExit, match="seeds \\[1\\] were run already"):
         bench.main(["--reduced", "--first-seed", "1", "--seeds", "1", "--merge-with", str(merged), "--out", str(tmp_path / "x.json"), *strategies])
+
+    # Seeds split over processes: one run with --skip-extras, then --seeds 0 only merges the files.
+    third = tmp_path / "seed2.json"
+    assert bench.main(["--reduced", "--first-seed", "2", "--seeds", "1", "--skip-extras", "--out", str(third), *strategies]) == 0
+    assert json.loads(third.read_text())["missing_audio"] is None
+    final = tmp_path / "final.json"
+    assert bench.main(["--reduced", "--seeds", "0", "--merge-with", str(merged), "--merge-with", str(third),
+                       "--out", str(final), *strategies]) == 0
+    three = json.loads(final.read_text())
+    assert three["settings"]["seeds"] == 3
+    assert [r["seed"] for r in three["strategies"]["late"]["runs"]] == [0, 1, 2]
+    assert three["missing_audio"]["curve"] == curve
