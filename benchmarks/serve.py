@@ -152,14 +152,19 @@ def percentiles(latencies_s: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
 
 
+def payload_frame(predictor, payloads: list[dict]) -> pd.DataFrame:
+    """Upload payloads (column -> value) as the table rows the predictor reads."""
+    columns = [c for p in predictor.pipeline.preprocessors.values() for c in p.columns]
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in payloads], dtype=object) for c in columns})
+
+
 def quantize_in_place(models: dict, n: int = 1000) -> dict:
     """Swap in int8 models (as the servers will) and say how far their outputs moved from float32."""
     from tessera.quantize import quantize_int8
 
     embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
     texts = captions(n, seed=3)
-    columns = [c for p in predictor.pipeline.preprocessors.values() for c in p.columns]
-    rows = pd.DataFrame({c: pd.Series([p.get(c) for p in payloads], dtype=object) for c in columns})
+    rows = payload_frame(predictor, payloads)
     before_vectors, before_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
     embedder.model, predictor.model = quantize_int8(embedder.model), quantize_int8(predictor.model)
     after_vectors, after_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
@@ -201,10 +206,8 @@ def direct_reference(models: dict, n: int) -> dict:
         embedder.embed("text", texts[i : i + 32])
     out["embed_batch32"] = {"rows_per_s": round(n / (time.perf_counter() - start), 1)}
 
-    columns = [c for p in predictor.pipeline.preprocessors.values() for c in p.columns]
-
     def frame(rows: list[dict]) -> pd.DataFrame:
-        return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns})
+        return payload_frame(predictor, rows)
 
     m = max(n // 2, 64)
     for p in payloads[:10]:

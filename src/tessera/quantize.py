@@ -15,6 +15,8 @@ import warnings
 import torch
 from torch import nn
 
+TORCH_TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode) whose ``nn.Linear`` layers compute in int8.
@@ -37,6 +39,3 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         return quantize_dynamic(model.eval(), spec, dtype=torch.qint8, inplace=False)
-
-
-TORCH_TRANSFORMER_LAYERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
