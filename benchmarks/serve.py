@@ -8,8 +8,11 @@ served by one real uvicorn server on 127.0.0.1, started as a separate process; t
 process is the load generator (aiohttp), so the two do not share a Python
 interpreter but do share the machine's cores.
 
-Two servers run side by side: batching on (``max_batch=32``, ``max_wait_ms=10``, waited only under concurrency) and off
-(``max_batch=1``: one model call per request, in arrival order). Per route and concurrency
+Two servers run side by side, configured as ``tessera serve`` is by default: batching on
+(``max_batch=32``, ``max_wait_ms=10``, waited only under concurrency) and off (``max_batch=1``:
+one model call per request, in arrival order). Each runs its models in worker processes
+(``tessera serve``'s default: one per core up to 4, so 2 here, each with one thread), so both
+servers can run two model calls at once. Per route and concurrency
 ``C``: exactly ``--requests`` requests per server (half for ``/v1/predict``) with at most
 ``C`` in flight, split into ``--rounds`` rounds that alternate between the two servers (so
 other jobs' load on this shared machine falls on both alike), after a warm-up; then it
@@ -18,15 +21,16 @@ row's PNG and WAV as a multipart upload (each prediction is also logged to the f
 store, as in production). Figures: throughput (requests over the summed timed windows) and
 p50/p95/p99 latency (client side, request sent to response read), errors (non-200 or
 transport errors, never retried); and from each server's /metrics, mean batch size and
-model time per call. Model threads: ``tessera serve``'s default, cores - 1 (1 here), unless
-``--torch-threads`` says otherwise. ``--quantize`` serves (and references) int8 Linear layers,
+model time per call. ``--model-processes``, ``--torch-threads``, ``--max-batch`` and
+``--max-wait-ms`` override the defaults (``--model-processes 0``: models on threads of the server
+process, the pre-worker design). ``--quantize`` serves (and references) int8 Linear layers,
 as ``tessera serve --quantize``; the JSON then records how far they move the outputs from
 float32 (``int8_fidelity``: embedding cosine, top-10 neighbour overlap among 1,000 captions,
 predicted-class agreement).
 
-Reference, in this process before the servers start: the same model called directly,
-one value per call (latency and calls/s) and 32 values per call (rows/s): the cost of
-the model alone, without HTTP, JSON or queueing.
+Reference, in this process before the servers start: the same model called directly
+(one process, one model thread), one value per call (latency and calls/s) and 32 values per
+call (rows/s): the cost of the model alone, without HTTP, JSON or queueing.
 
 Summary keys: ``batching_speedup_c32`` (embed throughput with batching / without, at
 concurrency 32), ``embed_p50_ms``, ``embed_p99_ms`` (batching on, c=32), ``predict_p99_ms``
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -59,6 +64,7 @@ import pandas as pd  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve.json"
 MAX_WAIT_MS = 10.0
+MAX_BATCH = 32
 COLORS = ["red", "blue", "green", "yellow", "black", "white", "small", "large"]
 THINGS = ["dog", "cat", "bicycle", "boat", "house", "child", "car", "bird"]
 PLACES = ["on the beach", "in a park", "at night", "in the snow", "near a river", "on a street", "indoors", "in the rain"]
@@ -79,9 +85,12 @@ def serve(args: argparse.Namespace) -> None:
 
     config = ServeConfig(
         keys_file=Path(args.keys), feedback_db=args.feedback_db, batching=args.batching == "on",
-        max_batch=32, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
+        model_processes=args.model_processes,
     )
     app = create_app(config, **load_models(args.model, None, args.embedder, quantize=args.quantize))
+    gc.collect()  # as `tessera serve` does
+    gc.freeze()
     # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
     # send its next request on a connection, and must not find it closed under it.
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=30)
@@ -302,12 +311,16 @@ def _server_metrics(url: str, key: str) -> dict:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    """User + system CPU time of a process and its live children (the model workers; Linux /proc), 0 where unavailable."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: parent pid
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def free_port() -> int:
@@ -316,10 +329,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(work: Path, key_file: Path, batching: str, torch_threads: int, quantize: bool) -> tuple[subprocess.Popen, str]:
+def start_server(work: Path, key_file: Path, batching: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, __file__, "--serve", *(["--quantize"] if quantize else []), "--port", str(port), "--keys", str(key_file), "--batching", batching,
-           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"), "--torch-threads", str(torch_threads), "--max-wait-ms", str(MAX_WAIT_MS)]
+    cmd = [sys.executable, __file__, "--serve", *(["--quantize"] if args.quantize else []), "--port", str(port), "--keys", str(key_file), "--batching", batching,
+           "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"),
+           "--torch-threads", str(args.torch_threads), "--model-processes", str(args.model_processes), "--max-batch", str(args.max_batch),
+           "--max-wait-ms", str(args.max_wait_ms)]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -364,14 +379,18 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--embedder")
     ap.add_argument("--feedback-db")
-    ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_MS)
+    ap.add_argument("--max-batch", type=int, default=MAX_BATCH)
+    ap.add_argument("--model-processes", type=int, default=None, help="model worker processes per server (default: as `tessera serve`: one per core up to 4; 0: in the server process)")
     ap.add_argument("--quantize", action="store_true", help="int8 Linear layers in the servers and the reference (`tessera serve --quantize`)")
-    ap.add_argument("--torch-threads", type=int, default=None, help="model threads in the server and the reference (default: as `tessera serve`: cores - 1)")
+    ap.add_argument("--torch-threads", type=int, default=None, help="threads per model call in the servers and the reference (default: as `tessera serve`)")
     args = ap.parse_args()
-    if args.torch_threads is None:
-        from tessera.serve.cli import default_torch_threads
+    from tessera.serve.cli import default_model_processes, default_torch_threads
 
-        args.torch_threads = default_torch_threads()
+    if args.model_processes is None:
+        args.model_processes = default_model_processes()
+    if args.torch_threads is None:
+        args.torch_threads = default_torch_threads(args.model_processes)
     if args.serve:
         serve(args)
         return
@@ -400,7 +419,7 @@ def main() -> None:
     # Both servers run at once (the idle one uses no CPU) and each measurement is split into
     # --rounds rounds alternating between them, so load from other jobs on the machine falls on
     # batching on and off alike instead of on whichever ran during a busy minute.
-    servers = {b: start_server(work, keys, b, args.torch_threads, args.quantize) for b in ("on", "off")}
+    servers = {b: start_server(work, keys, b, args) for b in ("on", "off")}
     runs = []
     try:
         for route in ("embed", "predict"):
@@ -451,9 +470,10 @@ def main() -> None:
         "summary": summary,
         "settings": {
             "rounds": args.rounds, "requests_embed": args.requests, "requests_predict": max(args.requests // 2, 64), "warmup": args.warmup,
-            "concurrency": args.concurrency, "batching_on": {"max_batch": 32, "max_wait_ms": MAX_WAIT_MS, "waits_only_after_a_batch_of_2_or_more": True}, "batching_off": {"max_batch": 1},
+            "concurrency": args.concurrency, "batching_on": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "waits_only_after_a_batch_of_2_or_more": True},
+            "batching_off": {"max_batch": 1},
             "server": "uvicorn, 1 process, 127.0.0.1; load generator: aiohttp in a separate process",
-            "torch_threads": args.torch_threads, "quantize": "int8 Linear layers (tessera.quantize)" if args.quantize else None,
+            "model_processes": args.model_processes, "torch_threads": args.torch_threads, "quantize": "int8 Linear layers (tessera.quantize)" if args.quantize else None,
             "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
         },
         "setup": info,

@@ -82,3 +82,39 @@ def test_waits_at_most_max_wait_for_company() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Batcher(lambda items: items, max_batch=0)
+
+
+def test_two_workers_split_the_waiting_work_evenly_and_run_side_by_side() -> None:
+    sizes: list[int] = []
+    running, most_running = [0], [0]
+    lock = threading.Lock()
+
+    def slow(items: list[int]) -> list[int]:
+        with lock:
+            running[0] += 1
+            most_running[0] = max(most_running[0], running[0])
+            sizes.append(len(items))
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return items
+
+    batcher = Batcher(slow, max_batch=32, max_wait_ms=5, workers=2)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(batcher.submit(-1))  # occupies one worker while the rest queue up
+        await asyncio.sleep(0.02)
+        rest = await asyncio.gather(*(batcher.submit(i) for i in range(32)))
+        return [await first, *rest]
+
+    try:
+        assert asyncio.run(main()) == [-1, *range(32)]
+    finally:
+        batcher.close()
+    # the free worker takes an even share (17 of the 33 in sight), not all 32; the rest go to the other
+    assert sum(sizes) == 33 and max(sizes) <= 17 and most_running[0] == 2, sizes
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Batcher(lambda items: items, workers=0)

@@ -20,6 +20,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from tessera.serve.limits import BodySizeLimit, RateLimiter
 from tessera.serve.metrics import Metrics, RequestMetrics
 from tessera.serve.monitoring import REFERENCE_SAMPLE, DriftMonitor
 from tessera.serve.problems import Problem
+from tessera.serve.workers import InProcess, ModelCalls, WorkerProcesses, plain_value
 
 log = logging.getLogger("tessera.serve")
 PAGE = Path(__file__).parent / "page"
@@ -65,7 +67,10 @@ class ServeConfig:
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
     # Model threads; None leaves torch's setting. The CLI gives cores - 1: on a busy 2-core machine
     # two OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).
-    torch_threads: int | None = None
+    torch_threads: int | None = None  # per worker process when model_processes > 0
+    # 0: models run in this process, on the batchers' threads. N: N worker processes, each with a
+    # copy of the models (N x the memory), so model calls never wait on the event loop's GIL.
+    model_processes: int = 0
 
 
 # -- request bodies (JSON) ---------------------------------------------------------------------
@@ -163,63 +168,35 @@ SEARCH_FORM = {
 
 
 class Served:
-    """Loaded models, their batchers, and what requests may send to each."""
+    """Loaded models, where their calls run, their batchers, and what requests may send to each."""
 
     def __init__(self, config: ServeConfig, metrics: Metrics, predictor: Any = None, embedder: Any = None, searcher: Any = None) -> None:
         self.predictor, self.searcher = predictor, searcher
         self.embedder = embedder if embedder is not None else (searcher.embedder if searcher is not None else None)
         max_batch = config.max_batch if config.batching else 1
         wait = config.max_wait_ms if config.batching else 0.0
+        calls = ModelCalls(predictor, self.embedder)
+        self.runner = WorkerProcesses(calls, config.model_processes, config.torch_threads) if config.model_processes else InProcess(calls)
+        threads = max(1, self.runner.processes)  # one batch in flight per worker process
         self.predict_batcher = self.embed_batcher = None
         if predictor is not None:
-            predictor.train_config.on_error = "raise"  # a bad row must fail its own request, not vanish
-            predictor.train_config.num_workers = 0
             self.predict_fields = rq.fields_of(predictor.pipeline.preprocessors)
-            self.columns = [c for pre in predictor.pipeline.preprocessors.values() for c in pre.columns]
-            self.predict_batcher = Batcher(self._predict_rows, max_batch=max_batch, max_wait_ms=wait, name="predictor", on_batch=metrics.on_batch)
+            self.predict_batcher = Batcher(partial(self.runner.call, "predict"), max_batch=max_batch, max_wait_ms=wait, name="predictor",
+                                           on_batch=metrics.on_batch, workers=threads)
         if self.embedder is not None:
             self.embed_fields = rq.fields_of(self.embedder.pipeline.preprocessors)
-            self.embed_batcher = Batcher(self._embed_items, max_batch=max_batch, max_wait_ms=wait, name="embedder", on_batch=metrics.on_batch)
+            self.embed_batcher = Batcher(partial(self.runner.call, "embed"), max_batch=max_batch, max_wait_ms=wait, name="embedder",
+                                         on_batch=metrics.on_batch, workers=threads)
+
+    @property
+    def alive(self) -> bool:
+        return self.runner.alive and all(b.alive for b in (self.predict_batcher, self.embed_batcher) if b is not None)
 
     def close(self) -> None:
         for b in (self.predict_batcher, self.embed_batcher):
             if b is not None:
                 b.close()
-
-    # Batch functions run in the batcher's worker thread.
-    def _predict_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in self.columns})
-        target = self.predictor.pipeline.target
-        if target.task == "multiclass":
-            proba = self.predictor.predict_proba(frame)
-            classes = list(target.classes)
-            out = []
-            for i in range(len(rows)):
-                p = proba.loc[i].to_numpy()
-                out.append({"label": _plain(classes[int(p.argmax())]), "probabilities": {str(c): float(v) for c, v in zip(classes, p)}})
-            return out
-        if target.task == "multilabel":
-            proba = self.predictor.predict_proba(frame)
-            return [{"labels": [c for c in proba.columns if proba.loc[i, c] > 0.5], "probabilities": {c: float(proba.loc[i, c]) for c in proba.columns}} for i in range(len(rows))]
-        values = self.predictor.predict(frame)
-        return [{"value": _plain(values.loc[i])} for i in range(len(rows))]
-
-    def _embed_items(self, items: list[tuple[str, Any]]) -> list[np.ndarray]:
-        out: list[Any] = [None] * len(items)
-        groups: dict[str, list[int]] = {}
-        for i, (name, _) in enumerate(items):
-            groups.setdefault(name, []).append(i)
-        for name, positions in groups.items():
-            vectors = self.embedder.embed(name, [items[i][1] for i in positions])
-            if len(vectors) != len(positions):
-                raise RuntimeError("the embedder returned fewer vectors than values")
-            for i, v in zip(positions, vectors):
-                out[i] = v
-        return out
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
+        self.runner.close()
 
 
 def _reference_vectors(searcher: Any) -> dict[str, np.ndarray]:
@@ -309,7 +286,7 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     bearer = HTTPBearer(auto_error=False, description="An API key from `tessera serve keys add`.")
     header_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def require_key(
+    async def require_key(  # async: a sync dependency would cost every request a thread-pool hop
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         api_key: str | None = Depends(header_key),
@@ -344,8 +321,7 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:
         """Readiness: models loaded and their batch workers alive."""
-        workers = [b for b in (served.predict_batcher, served.embed_batcher) if b is not None]
-        ready = all(b._thread.is_alive() for b in workers)
+        ready = served.alive
         return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
@@ -363,7 +339,7 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
             out["predictor"] = {
                 "task": target.task,
                 "target": target.columns,
-                "classes": [_plain(c) for c in target.classes] if getattr(target, "classes", None) is not None else None,
+                "classes": [plain_value(c) for c in target.classes] if getattr(target, "classes", None) is not None else None,
                 "inputs": {n: p.modality for n, p in served.predictor.pipeline.preprocessors.items()},
                 "fields": {name: f.modality for name, f in served.predict_fields.items()},
             }

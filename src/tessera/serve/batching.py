@@ -7,7 +7,8 @@ waiting item, everything else already queued, and -- when the previous batch had
 than one item, i.e. under concurrency -- waits at most ``max_wait_ms`` for more, up to
 ``max_batch``. A lone request never waits; under load batches fill while the previous
 one runs. ``max_batch=1`` is one-by-one
-(the unbatched baseline).
+(the unbatched baseline). With ``workers`` > 1, that many threads take batches from the
+one queue, so several batches run at once (one per model worker process).
 
 The batch function returns one result per item, or an exception for an item. If it raises
 for the whole batch, each item is retried alone so that one bad request fails only itself.
@@ -37,6 +38,7 @@ class Batcher(Generic[T, R]):
         max_wait_ms: float = 2.0,
         name: str = "model",
         on_batch: Callable[[str, int, float], None] | None = None,
+        workers: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -44,8 +46,12 @@ class Batcher(Generic[T, R]):
         self.name, self.on_batch = name, on_batch
         self._queue: queue.Queue = queue.Queue()
         self._last_size = 1
-        self._thread = threading.Thread(target=self._run, name=f"tessera-batcher-{name}", daemon=True)
-        self._thread.start()
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._running = [0] * workers  # items each worker thread is running now
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"tessera-batcher-{name}-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
 
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result (or its exception, re-raised here)."""
@@ -54,29 +60,54 @@ class Batcher(Generic[T, R]):
         self._queue.put((item, future, loop))
         return await future
 
+    @property
+    def alive(self) -> bool:
+        """Every worker thread is running (readiness)."""
+        return all(t.is_alive() for t in self._threads)
+
     def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for t in self._threads:
+            t.join(timeout=10)
 
     # -- worker thread ---------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, worker: int) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
-            batch, stop = self._collect(first)
-            self._process(batch)
+            batch, stop = self._collect(first, worker)
+            self._running[worker] = len(batch)
+            try:
+                self._process(batch)
+            finally:
+                self._running[worker] = 0
             if stop:
                 return
 
-    def _collect(self, first: Any) -> tuple[list, bool]:
+    def _limit(self, taken: int, worker: int) -> int:
+        """This batch's size limit: with several workers, an even share of the work in sight.
+
+        Work in sight is what this batch holds, what waits in the queue, and what the other
+        workers are running. One worker taking all 32 waiting requests while the other idles
+        finishes later than two batches of 16 side by side (measured: p99 ~20 % lower at
+        concurrency 32 with a cap of 16 than of 32, two worker processes, 2 cores).
+        """
+        if len(self._running) == 1:
+            return self.max_batch
+        others = sum(self._running) - self._running[worker]
+        share = -(-(taken + self._queue.qsize() + others) // len(self._running))
+        return max(1, min(self.max_batch, share))
+
+    def _collect(self, first: Any, worker: int = 0) -> tuple[list, bool]:
         batch = [first]
         # Wait for company only under concurrency (the last batch had some): alone, a request
         # never waits. The wait also matters for another reason: while this thread runs the
         # model's Python code it holds the GIL, and the event loop cannot parse the next
         # requests; the pause lets them reach the queue, so batches grow instead of staying at 1-2.
         deadline = time.monotonic() + (self.max_wait if self._last_size > 1 else 0.0)
-        while len(batch) < self.max_batch:
+        while len(batch) < self._limit(len(batch), worker):
             try:
                 nxt = self._queue.get_nowait()  # whatever is already waiting joins at once
             except queue.Empty:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from tessera.errors import TesseraError
+from tessera.serve.workers import WorkerCrashed
 
 log = logging.getLogger("tessera.serve")
 MEDIA_TYPE = "application/problem+json"
@@ -93,6 +94,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TesseraError)
     async def _tessera(request: Request, exc: TesseraError) -> JSONResponse:
         return problem_response(request, 422, str(exc), "unusable_input")
+
+    @app.exception_handler(WorkerCrashed)
+    async def _worker(request: Request, exc: WorkerCrashed) -> JSONResponse:
+        log.error("%s on %s %s", exc, request.method, request.url.path)
+        return problem_response(request, 503, str(exc), "model_worker_restarted", {"Retry-After": "1"})
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
