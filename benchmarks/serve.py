@@ -28,7 +28,9 @@ model time per call. ``--model-processes``, ``--torch-threads``, ``--max-batch``
 process, the pre-worker design). ``--quantize`` serves (and references) int8 Linear layers,
 as ``tessera serve --quantize``; the JSON then records how far they move the outputs from
 float32 (``int8_fidelity``: embedding cosine, top-10 neighbour overlap among 1,000 captions,
-predicted-class agreement).
+predicted-class agreement). ``--runtime onnx`` runs the text embedder in ONNX Runtime, as
+``tessera serve --runtime onnx`` (exported at start; with ``--quantize``, int8 weights per
+channel), in the servers and the reference alike.
 
 Reference, in this process before the servers start: the same model called directly
 (one process, one model thread), one value per call (latency and calls/s) and 32 values per
@@ -90,7 +92,7 @@ def serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, rate_per_minute=10**9, torch_threads=args.torch_threads,
         model_processes=args.model_processes,
     )
-    app = create_app(config, **load_models(args.model, None, args.embedder, quantize=args.quantize))
+    app = create_app(config, **load_models(args.model, None, args.embedder, quantize=args.quantize, runtime=args.runtime))
     gc.collect()  # as `tessera serve` does
     gc.freeze()
     # keep-alive 30 s (uvicorn's default is 5): on a saturated machine a client can take seconds to
@@ -174,11 +176,12 @@ def quantize_in_place(models: dict, n: int = 1000) -> dict:
     from tessera.quantize import quantize_int8
 
     embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
+    embed_text = models["embed_text"]
     texts = captions(n, seed=3)
     rows = payload_frame(predictor, payloads)
     before_vectors, before_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
     embedder.model, predictor.model = quantize_int8(embedder.model), quantize_int8(predictor.model)
-    after_vectors, after_proba = embedder.embed("text", texts), predictor.predict_proba(rows).to_numpy()
+    after_vectors, after_proba = embed_text(texts), predictor.predict_proba(rows).to_numpy()
 
     def top10(v: np.ndarray) -> np.ndarray:
         sims = v @ v.T
@@ -200,21 +203,21 @@ def quantize_in_place(models: dict, n: int = 1000) -> dict:
 
 def direct_reference(models: dict, n: int) -> dict:
     """The models called in this process: one value per call, and 32 per call."""
-    embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
+    predictor, payloads, embed_text = models["predictor"], models["payloads"], models["embed_text"]
     texts = captions(n, seed=1)
     out = {}
     for t in texts[:20]:
-        embedder.embed("text", [t])
+        embed_text([t])
     lat = []
     start = time.perf_counter()
     for t in texts:
         s = time.perf_counter()
-        embedder.embed("text", [t])
+        embed_text([t])
         lat.append(time.perf_counter() - s)
     out["embed_single"] = {"calls_per_s": round(n / (time.perf_counter() - start), 1), **percentiles(lat)}
     start = time.perf_counter()
     for i in range(0, n, 32):
-        embedder.embed("text", texts[i : i + 32])
+        embed_text(texts[i : i + 32])
     out["embed_batch32"] = {"rows_per_s": round(n / (time.perf_counter() - start), 1)}
 
     def frame(rows: list[dict]) -> pd.DataFrame:
@@ -344,7 +347,7 @@ def start_server(work: Path, key_file: Path, batching: str, args: argparse.Names
     cmd = [sys.executable, __file__, "--serve", *(["--quantize"] if args.quantize else []), "--port", str(port), "--keys", str(key_file), "--batching", batching,
            "--model", str(work / "model"), "--embedder", str(work / "embedder"), "--feedback-db", str(work / f"feedback-{batching}.db"),
            "--torch-threads", str(args.torch_threads), "--model-processes", str(args.model_processes), "--max-batch", str(args.max_batch),
-           "--max-wait-ms", str(args.max_wait_ms)]
+           "--max-wait-ms", str(args.max_wait_ms), "--runtime", args.runtime]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -392,6 +395,7 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_MS)
     ap.add_argument("--max-batch", type=int, default=MAX_BATCH)
     ap.add_argument("--model-processes", type=int, default=None, help="model worker processes per server (default: as `tessera serve`: one per core up to 4; 0: in the server process)")
+    ap.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="text inputs in torch or ONNX Runtime (`tessera serve --runtime`)")
     ap.add_argument("--quantize", action="store_true", help="int8 Linear layers in the servers and the reference (`tessera serve --quantize`)")
     ap.add_argument("--torch-threads", type=int, default=None, help="threads per model call in the servers and the reference (default: as `tessera serve`)")
     args = ap.parse_args()
@@ -417,6 +421,14 @@ def main() -> None:
     models = build_models(work, args.train_rows, args.epochs)
     keys = work / "keys.json"
     _, key = KeyStore(keys).add("benchmark")
+    # The text path the servers run: torch, or (--runtime onnx) the ONNX Runtime export, made from
+    # the float32 embedder before any torch quantisation, as `tessera serve` makes it.
+    models["embed_text"] = lambda texts: models["embedder"].embed("text", texts)
+    if args.runtime == "onnx":
+        from tessera.onnx_text import onnx_text_inputs
+
+        onnx_text = onnx_text_inputs(models["embedder"], quantize=args.quantize, threads=args.torch_threads)["text"]
+        models["embed_text"] = onnx_text.embed
     fidelity = quantize_in_place(models) if args.quantize else None
     if fidelity:
         print(f"int8 vs float32: {fidelity}", flush=True)
@@ -487,7 +499,9 @@ def main() -> None:
             "concurrency": args.concurrency, "batching_on": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "waits_only_after_a_batch_of_2_or_more": True},
             "batching_off": {"max_batch": 1},
             "server": "uvicorn, 1 process, 127.0.0.1; load generator: aiohttp in a separate process",
-            "model_processes": args.model_processes, "torch_threads": args.torch_threads, "quantize": "int8 Linear layers (tessera.quantize)" if args.quantize else None,
+            "model_processes": args.model_processes, "torch_threads": args.torch_threads, "runtime": args.runtime, "quantize": None if not args.quantize else (
+                "int8: text in ONNX Runtime (per-channel dynamic quantisation), predictor int8 Linear layers (tessera.quantize)"
+                if args.runtime == "onnx" else "int8 Linear layers (tessera.quantize)"),
             "embed_payload": "JSON {input: text, text: caption of 5-7 words}", "predict_payload": "multipart: the row's PNG and WAV",
         },
         "setup": info,

@@ -170,12 +170,15 @@ SEARCH_FORM = {
 class Served:
     """Loaded models, where their calls run, their batchers, and what requests may send to each."""
 
-    def __init__(self, config: ServeConfig, metrics: Metrics, predictor: Any = None, embedder: Any = None, searcher: Any = None) -> None:
-        self.predictor, self.searcher = predictor, searcher
+    def __init__(self, config: ServeConfig, metrics: Metrics, predictor: Any = None, embedder: Any = None, searcher: Any = None,
+                 onnx_text: dict[str, Any] | None = None) -> None:
+        self.predictor, self.searcher, self.onnx_text = predictor, searcher, onnx_text or {}
         self.embedder = embedder if embedder is not None else (searcher.embedder if searcher is not None else None)
         max_batch = config.max_batch if config.batching else 1
         wait = config.max_wait_ms if config.batching else 0.0
-        calls = ModelCalls(predictor, self.embedder)
+        for m in self.onnx_text.values():
+            m.threads = config.torch_threads or 1
+        calls = ModelCalls(predictor, self.embedder, self.onnx_text)
         self.runner = WorkerProcesses(calls, config.model_processes, config.torch_threads) if config.model_processes else InProcess(calls)
         threads = max(1, self.runner.processes)  # one batch in flight per worker process
         self.predict_batcher = self.embed_batcher = None
@@ -241,8 +244,12 @@ def _json_response(payload: dict[str, Any]) -> Response:
 # -- the app -----------------------------------------------------------------------------------
 
 
-def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = None, searcher: Any = None) -> FastAPI:
-    """The app for these models. Pass loaded objects; ``tessera serve`` loads them from folders."""
+def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = None, searcher: Any = None,
+               onnx_text: dict[str, Any] | None = None) -> FastAPI:
+    """The app for these models. Pass loaded objects; ``tessera serve`` loads them from folders.
+
+    ``onnx_text``: text inputs of the embedder exported to ONNX Runtime (see :func:`load_models`).
+    """
     if predictor is None and embedder is None and searcher is None:
         from tessera.errors import TesseraError
 
@@ -255,7 +262,7 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     limiter = RateLimiter()
     monitor = DriftMonitor(predictor.pipeline if predictor is not None else None, _reference_vectors(searcher))
     metrics = Metrics(monitor)
-    served = Served(config, metrics, predictor, embedder, searcher)
+    served = Served(config, metrics, predictor, embedder, searcher, onnx_text)
     store = FeedbackStore(config.feedback_db)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-feedback")  # one writer: FIFO, no lock contention
 
@@ -344,7 +351,8 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
                 "fields": {name: f.modality for name, f in served.predict_fields.items()},
             }
         if served.embedder is not None:
-            out["embedder"] = {"inputs": served.embedder.inputs, "dim": served.embedder.dim}
+            out["embedder"] = {"inputs": served.embedder.inputs, "dim": served.embedder.dim,
+                               "onnx_runtime_inputs": sorted(served.onnx_text)}
         if served.searcher is not None:
             idx = served.searcher.index
             out["index"] = {
@@ -695,12 +703,19 @@ def load_models(
     embedder: str | os.PathLike | None,
     *,
     quantize: bool = False,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Load what the CLI names: a predictor folder, an index (with its recorded embedder), an embedder folder.
 
     ``quantize`` swaps every model's Linear layers for int8 ones (:mod:`tessera.quantize`):
-    faster on CPU, slightly different outputs.
+    faster on CPU, slightly different outputs. ``runtime="onnx"`` also exports the embedder's
+    sentence-transformers text inputs to ONNX Runtime (int8 weights with ``quantize``), returned
+    as ``onnx_text`` for :func:`create_app`; other inputs and the predictor stay in torch.
     """
+    if runtime not in ("torch", "onnx"):
+        from tessera.errors import TesseraError
+
+        raise TesseraError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     out: dict[str, Any] = {}
     if model is not None:
         from tessera.predictor import Predictor
@@ -714,6 +729,13 @@ def load_models(
         from tessera.index.search import Searcher
 
         out["searcher"] = Searcher.open(index, out.get("embedder"))
+    if runtime == "onnx":
+        from tessera.onnx_text import onnx_text_inputs
+
+        source = out.get("embedder") or getattr(out.get("searcher"), "embedder", None)
+        out["onnx_text"] = onnx_text_inputs(source, quantize=quantize) if source is not None else {}
+        if not out["onnx_text"]:
+            log.warning("--runtime onnx: no sentence-transformers text input to export; everything runs in torch")
     if quantize:
         from tessera.quantize import quantize_int8
 

@@ -57,6 +57,7 @@ def serve_command(
         None, help="Worker processes that run the models, each with its own copy (default: one per CPU core up to 4; 0 runs them in the server process)."),
     torch_threads: Optional[int] = typer.Option(None, help="Threads per model call (default: cores / model processes; in-process: cores - 1, leaving one for HTTP)."),
     quantize: bool = typer.Option(False, help="Int8 Linear layers: faster on CPU, outputs move slightly (see benchmarks/serve.py)."),
+    runtime: str = typer.Option("torch", help="'onnx': run sentence-transformers text inputs in ONNX Runtime (exported at start; needs tessera[onnx])."),
 ) -> None:
     """Start the HTTP API and search page under uvicorn."""
     if ctx.invoked_subcommand is not None:
@@ -73,7 +74,7 @@ def serve_command(
     )
     config.model_processes = model_processes if model_processes is not None else default_model_processes()
     config.torch_threads = torch_threads if torch_threads is not None else default_torch_threads(config.model_processes)
-    app = create_app(config, **load_models(model, index, embedder, quantize=quantize))
+    app = create_app(config, **load_models(model, index, embedder, quantize=quantize, runtime=runtime))
     # The loaded models are long-lived objects; frozen, the garbage collector stops re-scanning them.
     gc.collect()
     gc.freeze()

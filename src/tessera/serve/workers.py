@@ -33,8 +33,9 @@ START_TIMEOUT_S = 300.0  # loading torch and a model in a fresh interpreter; gen
 class ModelCalls:
     """The batch functions behind the routes, over the loaded models. Picklable, so a worker can hold a copy."""
 
-    def __init__(self, predictor: Any = None, embedder: Any = None) -> None:
+    def __init__(self, predictor: Any = None, embedder: Any = None, onnx_text: dict[str, Any] | None = None) -> None:
         self.predictor, self.embedder = predictor, embedder
+        self.onnx_text = onnx_text or {}  # input name -> tessera.onnx_text.OnnxText, used instead of the torch path
         if predictor is not None:
             predictor.train_config.on_error = "raise"  # a bad row must fail its own request, not vanish
             predictor.train_config.num_workers = 0
@@ -71,7 +72,8 @@ class ModelCalls:
         for i, (name, _) in enumerate(items):
             groups.setdefault(name, []).append(i)
         for name, positions in groups.items():
-            vectors = self.embedder.embed(name, [items[i][1] for i in positions])
+            values = [items[i][1] for i in positions]
+            vectors = self.onnx_text[name].embed(values) if name in self.onnx_text else self.embedder.embed(name, values)
             if len(vectors) != len(positions):
                 raise RuntimeError("the embedder returned fewer vectors than values")
             for i, v in zip(positions, vectors):
