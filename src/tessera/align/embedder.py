@@ -27,7 +27,10 @@ import tessera
 from tessera.align.model import AlignModel, build_align_model
 from tessera.errors import SchemaError, SkipReport, TesseraError
 from tessera.io import atomic_dir
+from tessera.media import is_missing
 from tessera.pipeline import Pipeline, iterate
+from tessera.preprocess.base import ModalityBatch
+from tessera.preprocess.text import TextPreprocessor
 from tessera.schema import Schema
 from tessera.table import Table, read_table
 
@@ -120,7 +123,10 @@ class Embedder:
         cannot be decoded raises a :class:`~tessera.errors.DataError` naming its position.
         """
         name = self.resolve_input(name)
-        columns = self.pipeline.preprocessors[name].columns
+        pre = self.pipeline.preprocessors[name]
+        if isinstance(pre, TextPreprocessor) and values and all(isinstance(v, str) and not is_missing(v) for v in values):
+            return self._embed_texts(name, pre, list(values), batch_size)
+        columns = pre.columns
         if len(columns) == 1:
             frame = pd.DataFrame({columns[0]: pd.Series(list(values), dtype=object)})
         else:
@@ -128,6 +134,21 @@ class Embedder:
         table = Table(frame, None if base_dir is None else str(base_dir), "query")
         parts = [v for _, v in self.embed_table(table, name, batch_size=batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+    @torch.no_grad()
+    def _embed_texts(self, name: str, pre: TextPreprocessor, texts: list[str], batch_size: int) -> np.ndarray:
+        """Plain strings: one tokenizer call per batch (Rust), none of the table machinery.
+
+        Same ids and mask as the table path, which a server's small batches would otherwise pay
+        for on every call (~2-3 ms per batch of 16-32 captions, ~5-8 % of MiniLM's int8 forward).
+        """
+        device = next(self.model.parameters()).device
+        parts = []
+        for i in range(0, len(texts), batch_size):
+            ids, mask = pre.encode_batch(texts[i : i + batch_size])
+            batch = ModalityBatch(torch.from_numpy(ids), torch.ones(len(ids), dtype=torch.bool), torch.from_numpy(mask)).to(device)
+            parts.append(self.model.embed(name, batch).float().cpu().numpy())
+        return np.concatenate(parts)
 
     @torch.no_grad()
     def embed_table(
