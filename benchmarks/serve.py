@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+from functools import partial
 import json
 import os
 import platform
@@ -172,7 +173,10 @@ def payload_frame(predictor, payloads: list[dict]) -> pd.DataFrame:
 
 
 def quantize_in_place(models: dict, n: int = 1000) -> dict:
-    """Swap in int8 models (as the servers will) and say how far their outputs moved from float32."""
+    """Swap in int8 models (as the servers will) and say how far their outputs moved from float32.
+
+    The text vectors after are what ``models["embed_text"]`` gives: torch int8, or the int8 ONNX
+    export under ``--runtime onnx``."""
     from tessera.quantize import quantize_int8
 
     embedder, predictor, payloads = models["embedder"], models["predictor"], models["payloads"]
@@ -423,7 +427,7 @@ def main() -> None:
     _, key = KeyStore(keys).add("benchmark")
     # The text path the servers run: torch, or (--runtime onnx) the ONNX Runtime export, made from
     # the float32 embedder before any torch quantisation, as `tessera serve` makes it.
-    models["embed_text"] = lambda texts: models["embedder"].embed("text", texts)
+    models["embed_text"] = partial(models["embedder"].embed, "text")
     if args.runtime == "onnx":
         from tessera.onnx_text import onnx_text_inputs
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -65,9 +64,10 @@ class ServeConfig:
     max_wait_ms: float = 10.0  # waited only under concurrency (see Batcher)
     cors_origins: list[str] = field(default_factory=list)  # empty: CORS off
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
-    # Model threads; None leaves torch's setting. The CLI gives cores - 1: on a busy 2-core machine
-    # two OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).
-    torch_threads: int | None = None  # per worker process when model_processes > 0
+    # Threads per model call (per worker process when model_processes > 0); None leaves torch's
+    # setting. The CLI gives cores / processes, or cores - 1 in-process: on a busy 2-core machine two
+    # OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).
+    torch_threads: int | None = None
     # 0: models run in this process, on the batchers' threads. N: N worker processes, each with a
     # copy of the models (N x the memory), so model calls never wait on the event loop's GIL.
     model_processes: int = 0

@@ -158,7 +158,6 @@ class WorkerProcesses:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for w in self._workers:
             self._idle.put(w)
-        self._closed = False
         self._lock = threading.Lock()
 
     def call(self, kind: str, items: list) -> Sequence[Any]:
@@ -167,7 +166,7 @@ class WorkerProcesses:
             try:
                 worker.conn.send((kind, items))
                 status, value = worker.conn.recv()
-            except (EOFError, OSError, BrokenPipeError) as e:
+            except (EOFError, OSError) as e:  # the worker died: the pipe is closed or broken
                 code = worker.process.exitcode
                 worker = self._restart(worker)
                 raise WorkerCrashed(f"the model worker process exited (exit code {code}) while running this batch; it has been restarted") from e
