@@ -15,7 +15,10 @@ from torch.nn import functional as F
 from tessera.errors import SchemaError
 from tessera.model import build_model
 from tessera.predictor import Predictor
-from tessera.train import TrainConfig, balanced_aux_loss, loss_fn, ogm_coefficients, warmup_cosine
+from tessera.tasks import Multiclass
+from tessera.train import TrainConfig, balanced_aux_loss, ogm_coefficients
+
+CROSS_ENTROPY = Multiclass(["label"]).loss
 
 
 def numeric_only(schema: dict) -> dict:
@@ -30,14 +33,16 @@ def test_aux_heads_give_per_input_logits_zero_where_absent(tiny_table, tiny_sche
     model = build_model(pipeline, pred.model_config).eval()
     batch = next(iter(sources["train"].batches(8)))
     batch.inputs["image"].present[:3] = False  # encoders zero absent rows; their logits must be zero too
-    fused = model(batch.inputs)
-    assert fused.shape == (8, 4)
-    assert set(model.last_unimodal_logits) == set(tiny_schema["inputs"])
-    assert all(v.shape == (8, 4) for v in model.last_unimodal_logits.values())
-    assert not model.last_unimodal_logits["image"][:3].any() and model.last_unimodal_logits["image"][3:].any()
+    out = model(batch.inputs)
+    assert out.logits.shape == (8, 4)
+    assert set(out.unimodal_logits) == set(tiny_schema["inputs"])
+    assert all(v.shape == (8, 4) for v in out.unimodal_logits.values())
+    assert not out.unimodal_logits["image"][:3].any() and out.unimodal_logits["image"][3:].any()
+    assert not out.present["image"][:3].any() and out.present["image"][3:].all()
     if fusion == "late":  # late fusion's own per-input heads are reused, none are added
         assert len(model.aux_heads) == 0
-        assert model.last_unimodal_logits["audio"] is model.fusion.last_unimodal_logits["audio"]
+        features, masks, present = model.encode(batch.inputs)
+        torch.testing.assert_close(out.unimodal_logits["audio"], model.fusion(features, masks, present).unimodal_logits["audio"])
     else:
         assert set(model.aux_heads) == set(tiny_schema["inputs"])
 
@@ -51,7 +56,7 @@ def test_aux_loss_ignores_absent_rows_and_weights_inputs_equally():
         "c": torch.zeros(4, dtype=torch.bool),  # absent from the whole batch: left out of the mean
     }
     y = torch.tensor([0, 2, 1, 1])
-    got = balanced_aux_loss(loss_fn("multiclass"), logits, present, y)
+    got = balanced_aux_loss(CROSS_ENTROPY, logits, present, y)
     # By hand: a over its 3 present rows, b over its single row, then the mean of the two.
     ce_a = sum(-torch.log_softmax(logits["a"][i], -1)[y[i]] for i in (0, 1, 3)) / 3
     ce_b = -torch.log_softmax(logits["b"][1], -1)[y[1]]
@@ -62,8 +67,8 @@ def test_aux_loss_ignores_absent_rows_and_weights_inputs_equally():
     changed = {k: v.detach().clone() for k, v in logits.items()}
     changed["a"][2] = 100.0
     changed["b"][[0, 2, 3]] = -100.0
-    torch.testing.assert_close(balanced_aux_loss(loss_fn("multiclass"), changed, present, y), got.detach())
-    assert balanced_aux_loss(loss_fn("multiclass"), logits, {k: torch.zeros(4, dtype=torch.bool) for k in logits}, y) is None
+    torch.testing.assert_close(balanced_aux_loss(CROSS_ENTROPY, changed, present, y), got.detach())
+    assert balanced_aux_loss(CROSS_ENTROPY, logits, {k: torch.zeros(4, dtype=torch.bool) for k in logits}, y) is None
 
 
 # -- OGM-GE ---------------------------------------------------------------------------------
@@ -187,19 +192,7 @@ def test_finished_run_leaves_the_final_model_in_the_checkpoint(tiny_table, tiny_
     pd.testing.assert_frame_equal(loaded.predict_proba(tiny_table), p.predict_proba(tiny_table))
 
 
-# -- schedule -------------------------------------------------------------------------------
-def test_warmup_cosine_values():
-    total, warmup = 100, 10
-    assert warmup_cosine(0, total, warmup) == pytest.approx(0.1)  # linear ramp to the full rate
-    assert warmup_cosine(4, total, warmup) == pytest.approx(0.5)
-    assert warmup_cosine(9, total, warmup) == pytest.approx(1.0)
-    assert warmup_cosine(10, total, warmup) == pytest.approx(1.0)  # cosine starts at the top
-    assert warmup_cosine(55, total, warmup) == pytest.approx(0.5)  # halfway through the decay
-    assert warmup_cosine(100, total, warmup) == pytest.approx(0.0, abs=1e-12)
-    assert warmup_cosine(150, total, warmup) == pytest.approx(0.0, abs=1e-12)  # clamped past the end
-    assert warmup_cosine(0, 10, 0) == pytest.approx(1.0)  # no warmup
-
-
+# -- resume ---------------------------------------------------------------------------------
 def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_schema):
     """The state handed to ``on_epoch_end`` is all a restarted worker needs (the Ray runner's resume)."""
     from tessera.train import train
@@ -213,9 +206,9 @@ def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_
         return build_model(pipeline, p.model_config)
 
     states: list[dict] = []
-    full = train(fresh(), sources["train"], sources["val"], "multiclass", cfg, on_epoch_end=lambda s: states.append(
+    full = train(fresh(), sources["train"], sources["val"], pipeline.target, cfg, on_epoch_end=lambda s: states.append(
         {k: (copy.deepcopy(v)) for k, v in s.items()}))
-    resumed = train(fresh(), sources["train"], sources["val"], "multiclass", cfg, resume=states[1])  # "killed" after epoch 2
+    resumed = train(fresh(), sources["train"], sources["val"], pipeline.target, cfg, resume=states[1])  # "killed" after epoch 2
     strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
     assert [s["epoch"] for s in states] == [1, 2, 3, 4]
     assert strip(resumed.history) == strip(full.history) and resumed.best_epoch == full.best_epoch

@@ -68,7 +68,9 @@ def fine_tune(
     sources = {name: cache_split(pipeline, pipeline.dataset(Table(f, table.base_dir, table.source), on_error="raise"), report=report)
                for name, f in splits.items()}
     previous = predictor.result.history if predictor.result else []
-    result = train(predictor.model, sources["train"], sources.get("val"), pipeline.target.task, cfg)
+    result = train(
+        predictor.model, sources["train"], sources.get("val"), pipeline.target, cfg, aux_weight=predictor.model_config.aux_loss_weight
+    )
     result.history = [*previous, *({**h, "fine_tune": True} for h in result.history)]
     predictor.result = result
     predictor.model.eval()

@@ -21,6 +21,7 @@ from tessera.pipeline import Pipeline, split_frame
 from tessera.preprocess import LoadContext, Sample, load_located
 from tessera.schema import MEDIA_MODALITIES, Schema, infer_schema, resolve_schema
 from tessera.table import read_table
+from tessera.tasks import TASKS
 
 
 def _open(path: Path, schema_path: Path | None):
@@ -107,7 +108,7 @@ def inspect_table(
     console.print(grid)
     if sch.target:
         console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
-        if sch.task == "multiclass":
+        if sch.task and TASKS.get(sch.task).exclusive_classes:  # a class count is worth showing
             counts = frame[sch.target[0]].value_counts()
             facts["classes"] = {str(k): int(v) for k, v in counts.items()}
             shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])

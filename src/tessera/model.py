@@ -2,7 +2,8 @@
 
 ``build_model`` is the factory: it reads the data facts an encoder needs (channels, vocabulary
 size, number of mel bands ...) off the fitted preprocessors, so a config only names
-components and their sizes.
+components and their sizes. A forward returns a :class:`ModelOutput`: the logits, and what
+the training loss needs besides them (per-input logits, presence after modality dropout).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 
 from tessera.encoders import DEFAULT_ENCODER, create_encoder
 from tessera.errors import SchemaError
-from tessera.fusion import create_fusion
+from tessera.fusion import FUSIONS, Fusion, create_fusion
 from tessera.fusion.base import pooled_present
 from tessera.pipeline import Pipeline
 from tessera.preprocess import ModalityBatch, Preprocessor
@@ -46,6 +47,25 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def aux_loss_weight(self) -> float:
+        """The weight the training loop gives the per-input loss: ``aux_weight`` with ``aux_heads``, else 0."""
+        return self.aux_weight if self.aux_heads else 0.0
+
+
+@dataclass
+class ModelOutput:
+    """What a forward returns. ``logits``: ``(B, num_outputs)``.
+
+    ``unimodal_logits``: per input ``(B, num_outputs)``, rows where the input is absent (or
+    was dropped) zeroed; empty unless the model has aux heads or a fusion with per-input
+    heads. ``present``: per input ``(B,)``, after modality dropout.
+    """
+
+    logits: torch.Tensor
+    unimodal_logits: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
 
 
 def data_facts(pre: Preprocessor) -> dict[str, Any]:
@@ -92,11 +112,11 @@ class MultimodalModel(nn.Module):
     Late and hybrid fusions already classify each input, so their logits are reused.
     """
 
-    def __init__(self, encoders: dict[str, nn.Module], fusion: nn.Module, num_outputs: int, config: ModelConfig) -> None:
+    def __init__(self, encoders: dict[str, nn.Module], fusion: Fusion, num_outputs: int, config: ModelConfig) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
-        fusion_heads = getattr(fusion, "produces_logits", False)
+        fusion_heads = fusion.produces_logits
         if fusion_heads:  # late/hybrid fusions end in their own heads
             self.head: nn.Module = nn.Identity()
         else:
@@ -106,24 +126,18 @@ class MultimodalModel(nn.Module):
         self.aux_heads = nn.ModuleDict()
         if config.aux_heads and not fusion_heads:
             self.aux_heads.update({n: nn.Linear(e.output_dim, num_outputs) for n, e in encoders.items()})
-        self.has_unimodal_logits = bool(self.aux_heads) or hasattr(fusion, "last_unimodal_logits")
-        self.aux_weight = config.aux_weight if config.aux_heads else 0.0  # read by train.py
-        # Set by each forward, for the training loss: per-input logits (absent rows zeroed)
-        # and the presence flags after modality dropout.
-        self.last_unimodal_logits: dict[str, torch.Tensor] = {}
-        self.last_present: dict[str, torch.Tensor] = {}
+        # Per-input logits come from the aux heads or, with late/hybrid fusion, from the fusion.
+        self.has_unimodal_logits = bool(self.aux_heads) or fusion_heads
 
-    def forward(self, inputs: dict[str, ModalityBatch]) -> torch.Tensor:
+    def forward(self, inputs: dict[str, ModalityBatch]) -> ModelOutput:
         features, masks, present = self.encode(inputs)
-        out = self.head(self.fusion(features, masks, present))
-        self.last_present = present
+        fused = self.fusion(features, masks, present)
+        logits = self.head(fused.fused)
         if self.aux_heads:
-            self.last_unimodal_logits = {
-                n: self._aux_logits(n, features[n], masks[n], present[n]) for n in self.aux_heads
-            }
-        elif self.has_unimodal_logits:
-            self.last_unimodal_logits = dict(self.fusion.last_unimodal_logits)
-        return out
+            unimodal = {n: self._aux_logits(n, features[n], masks[n], present[n]) for n in self.aux_heads}
+        else:
+            unimodal = dict(fused.unimodal_logits)
+        return ModelOutput(logits, unimodal, present)
 
     def _aux_logits(self, name: str, x: torch.Tensor, mask: torch.Tensor | None, present: torch.Tensor) -> torch.Tensor:
         """An input's own logits from its pooled features; rows where it is absent (or dropped) are zero."""
@@ -177,10 +191,8 @@ def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
         raise SchemaError("a supervised model needs a target column in the schema")
     encoders = build_encoders(pipeline, config.encoders, config.dim)
     dims = {n: e.output_dim for n, e in encoders.items()}
-    from tessera.fusion import FUSIONS
-
     options = dict(config.fusion_options)
-    if getattr(FUSIONS.get(config.fusion), "produces_logits", False):
+    if FUSIONS.get(config.fusion).produces_logits:
         options["num_outputs"] = pipeline.target.num_outputs
     fusion = create_fusion(config.fusion, dims, **options)
     return MultimodalModel(encoders, fusion, pipeline.target.num_outputs, config)

@@ -1,4 +1,4 @@
-"""From a table to batches: the fitted preprocessors of every input plus the target encoder.
+"""From a table to batches: the fitted preprocessors of every input plus the task, which encodes the target.
 
 The pipeline is the part of a trained model that knows about data. It is fitted on the
 training rows only, saved with the model, and re-applied unchanged at predict time.
@@ -28,7 +28,7 @@ from tessera.preprocess import LoadContext, ModalityBatch, Preprocessor, collate
 from tessera.progress import progress_bar
 from tessera.schema import SPLIT_VALUES, Schema
 from tessera.table import Table
-from tessera.target import TargetEncoder
+from tessera.tasks import Task, create_task, infer_task
 
 
 @dataclass
@@ -51,14 +51,14 @@ class Batch:
 
 
 class Pipeline:
-    def __init__(self, schema: Schema, preprocessors: dict[str, Preprocessor], target: TargetEncoder | None) -> None:
+    def __init__(self, schema: Schema, preprocessors: dict[str, Preprocessor], target: Task | None) -> None:
         self.schema = schema
         self.preprocessors = preprocessors
         self.target = target
 
     @classmethod
     def fit(cls, train: pd.DataFrame, schema: Schema) -> "Pipeline":
-        """Create and fit every preprocessor (and the target encoder) on the training rows."""
+        """Create and fit every preprocessor (and the task's target encoding) on the training rows."""
         schema.validate(train, require_target=bool(schema.target))
         preprocessors = {}
         for name, spec in schema.inputs.items():
@@ -70,7 +70,7 @@ class Pipeline:
             preprocessors[name] = pre
         target = None
         if schema.target:
-            target = TargetEncoder(schema.target, schema.task or "multiclass").fit(train)
+            target = create_task(schema.task or infer_task(train, schema.target), schema.target).fit(train)
         return cls(schema, preprocessors, target)
 
     def restrict(self, inputs: list[str]) -> "Pipeline":
@@ -96,7 +96,7 @@ class Pipeline:
     def from_state(cls, state: dict[str, Any]) -> "Pipeline":
         schema = Schema.from_dict(state["schema"])
         pres = {n: Preprocessor.from_state(s) for n, s in state["preprocessors"].items()}
-        target = None if state["target"] is None else TargetEncoder.from_state(state["target"])
+        target = None if state["target"] is None else Task.from_state(state["target"])
         return cls(schema, pres, target)
 
     # -- data ----------------------------------------------------------------------------------

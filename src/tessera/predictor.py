@@ -128,8 +128,10 @@ class Predictor:
             self.save(checkpoint_dir)
 
         on_improve = save_checkpoint if checkpoint_dir else None
-        task = pipeline.target.task
-        self.result = train(self.model, sources["train"], sources.get("val"), task, self.train_config, on_improve)
+        self.result = train(
+            self.model, sources["train"], sources.get("val"), pipeline.target, self.train_config, on_improve,
+            aux_weight=self.model_config.aux_loss_weight,
+        )
         if "test" in sources:
             self.metrics = {"test": self._metrics(sources["test"])}
         if checkpoint_dir:
@@ -164,37 +166,31 @@ class Predictor:
         """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row.
 
         Rows skipped under ``on_error: skip`` are recorded in ``report`` when one is given
-        (else a warning names them).
+        (else a warning names them). The task decides the columns; tasks without
+        probabilities (regression) raise.
         """
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        target = self.pipeline.target
-        if target.task == "multiclass":
-            return pd.DataFrame(torch.softmax(out, -1).numpy(), index=rows.numpy(), columns=[str(c) for c in target.classes])
-        if target.task == "multilabel":
-            return pd.DataFrame(torch.sigmoid(out).numpy(), index=rows.numpy(), columns=target.columns)
-        raise TesseraError("predict_proba is for classification; use predict for regression")
+        return self.pipeline.target.probabilities(out, rows.numpy())
 
     def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
+        """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed by table row."""
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        return self._decode(out, rows)
+        return self.pipeline.target.predictions(out, rows.numpy())
 
-    def _decode(self, out: torch.Tensor, rows: torch.Tensor) -> pd.Series | pd.DataFrame:
-        target = self.pipeline.target
-        if target.task == "multiclass":
-            return pd.Series(target.decode(out.argmax(-1).numpy()), index=rows.numpy(), name=target.columns[0])
-        if target.task == "multilabel":
-            return pd.DataFrame((out > 0).int().numpy(), index=rows.numpy(), columns=target.columns)
-        return pd.Series(target.decode(out.squeeze(-1).numpy()), index=rows.numpy(), name=target.columns[0])
+    def predict_records(self, table: Any) -> list[dict[str, Any]]:
+        """One JSON-ready answer per row, in table order, as the server returns them."""
+        out, _, _ = self._outputs(table, with_target=False)
+        return self.pipeline.target.served(out)
 
     def evaluate(self, table: Any) -> dict[str, float]:
         out, y, _ = self._outputs(table, with_target=True)
         if y is None:
             raise SchemaError(f"evaluate needs the target column(s) {self.pipeline.target.columns} in the table")
-        return classification_or_regression_metrics(self.pipeline.target.task, out, y, self.pipeline.target)
+        return self.pipeline.target.summary_metrics(out, y)
 
     def _metrics(self, source) -> dict[str, float]:
         out, y, _ = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
-        return classification_or_regression_metrics(self.pipeline.target.task, out, y, self.pipeline.target)
+        return self.pipeline.target.summary_metrics(out, y)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -239,36 +235,6 @@ def _drop_unknown_targets(frame: pd.DataFrame, schema: Schema, split: str) -> pd
     if not known.any():
         raise DataError(f"no {split} rows have a target value", column=", ".join(schema.target))
     return frame[known]
-
-
-def classification_or_regression_metrics(task: str, out: torch.Tensor, y: torch.Tensor, target) -> dict[str, float]:
-    from sklearn import metrics as skm
-
-    if task == "multiclass":
-        pred = out.argmax(-1).numpy()
-        true = y.numpy()
-        return {
-            "accuracy": float(skm.accuracy_score(true, pred)),
-            "balanced_accuracy": float(skm.balanced_accuracy_score(true, pred)),
-            "macro_f1": float(skm.f1_score(true, pred, average="macro")),
-            "n": int(len(true)),
-        }
-    if task == "multilabel":
-        pred = (out > 0).int().numpy()
-        true = y.numpy().astype(int)
-        return {
-            "subset_accuracy": float(skm.accuracy_score(true, pred)),
-            "macro_f1": float(skm.f1_score(true, pred, average="macro", zero_division=0)),
-            "n": int(len(true)),
-        }
-    pred = target.decode(out.squeeze(-1).numpy())
-    true = target.decode(y.numpy())
-    return {
-        "mae": float(skm.mean_absolute_error(true, pred)),
-        "rmse": float(np.sqrt(skm.mean_squared_error(true, pred))),
-        "r2": float(skm.r2_score(true, pred)),
-        "n": int(len(true)),
-    }
 
 
 def _json_default(o: Any) -> Any:

@@ -8,7 +8,7 @@ tabular models consume them; every other column is its own input.
 YAML form::
 
     target: label          # a column, a list of columns (multilabel), or null
-    task: multiclass       # multiclass | multilabel | regression (inferred when absent)
+    task: multiclass       # a task registered in tessera.tasks (inferred from the target when absent)
     split: split           # optional column holding train / val / test
     inputs:
       photo: {modality: image, options: {size: 64}}
@@ -31,10 +31,10 @@ import yaml
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import URL_PREFIXES, is_missing
+from tessera.tasks import TASKS, infer_task
 
 MODALITIES = ("image", "audio", "video", "text", "numeric", "categorical", "timeseries")
 MEDIA_MODALITIES = ("image", "audio", "video")
-TASKS = ("multiclass", "multilabel", "regression")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 
 EXTENSIONS = {
@@ -109,10 +109,10 @@ class Schema:
         if target is not None:
             target = [target] if isinstance(target, str) else list(target)
         task = d.get("task")
-        if task == "binary":
-            task = "multiclass"
-        if task is not None and task not in TASKS:
-            raise SchemaError(f"{source}: task must be one of {list(TASKS)} (or 'binary'), got {task!r}")
+        if task is not None:
+            if task not in TASKS:
+                raise SchemaError(f"{source}: task must be one of {TASKS.known()}, got {task!r}")
+            task = TASKS.canonical(task)  # e.g. binary is multiclass
         schema = cls(inputs=inputs, target=target, task=task, split=d.get("split"), ignore=list(d.get("ignore") or []))
         schema._check_consistent(source)
         return schema
@@ -130,8 +130,8 @@ class Schema:
         for t in self.target or []:
             if t in used:
                 raise SchemaError(f"{source}: target column '{t}' is also an input ('{used[t]}')")
-        if self.task == "multilabel" and self.target and len(self.target) < 2:
-            raise SchemaError(f"{source}: a multilabel task needs a list of 0/1 target columns")
+        if self.task and self.target:
+            TASKS.get(self.task).check_columns(self.target, source)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -316,17 +316,6 @@ def infer_modality(col: pd.Series, base_dir: str | None = None, sample: int = 20
     if low_card and words <= 4:
         return "categorical", f"{n_unique} distinct short values"
     return "text", f"free text (about {words:.0f} words per value)"
-
-
-def infer_task(df: pd.DataFrame, target: list[str]) -> str:
-    if len(target) > 1:
-        return "multilabel"
-    y = df[target[0]].dropna()
-    if pd.api.types.is_float_dtype(y) and not (y % 1 == 0).all():
-        return "regression"
-    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y) and y.nunique() > max(20, 0.2 * len(y)):
-        return "regression"
-    return "multiclass"
 
 
 def infer_schema(

@@ -4,9 +4,11 @@ A lean loop of our own rather than Lightning: the whole thing is this file, it r
 same on cached tensors and on streamed batches, and determinism with a seed is easy to
 see. Checkpointing is a callback so the caller decides where a "best" model is written.
 
-Two optional remedies for modality imbalance (one input learns fast and starves the
-others) use the per-input logits a model exposes as ``last_unimodal_logits``: a balanced
-auxiliary loss (``model.aux_heads``) and OGM-GE gradient modulation (``gradient_modulation``).
+The task (:mod:`tessera.tasks`) supplies the loss, the quick validation score and which of
+its numbers early stopping watches. Two optional remedies for modality imbalance (one input
+learns fast and starves the others) use the per-input logits a model returns in its
+:class:`~tessera.model.ModelOutput`: a balanced auxiliary loss (``model.aux_heads`` with
+``aux_weight``) and OGM-GE gradient modulation (``gradient_modulation``).
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from tessera.errors import SchemaError
+from tessera.optim import adamw, warmup_cosine_schedule
 from tessera.pipeline import Batch
 from tessera.progress import progress_bar
+from tessera.tasks import Task, tasks_where
+
+if TYPE_CHECKING:
+    from tessera.model import MultimodalModel
 
 
 MODULATIONS = ("none", "ogm_ge")
@@ -84,21 +90,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if task == "multiclass":
-        return lambda out, y: F.cross_entropy(out, y.long())
-    if task == "multilabel":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out, y.float())
-    return lambda out, y: F.mse_loss(out.squeeze(-1), y.float())
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def balanced_aux_loss(
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     logits: dict[str, torch.Tensor],
@@ -155,21 +146,22 @@ def modulate_gradients(module: nn.Module, k: float) -> None:
         p.grad = p.grad * k + torch.zeros_like(p.grad).normal_(0, std + 1e-8)
 
 
-def check_modulation(model: nn.Module, task: str, config: TrainConfig) -> None:
+def check_modulation(model: MultimodalModel, task: Task, config: TrainConfig, aux_weight: float) -> None:
     """Fail before the first epoch, not at the first step, when OGM-GE cannot work."""
     if config.gradient_modulation != "ogm_ge":
         return
-    if task != "multiclass":
+    if not task.exclusive_classes:
+        suitable = ", ".join(tasks_where(lambda cls: cls.exclusive_classes))
         raise SchemaError(
-            f"gradient_modulation 'ogm_ge' scores the true class's probability, so it needs a multiclass target; "
-            f"this task is {task}"
+            f"gradient_modulation 'ogm_ge' scores the true class's probability, so it needs a target of one class "
+            f"per row ({suitable}); this task is {task.name}"
         )
-    if not getattr(model, "has_unimodal_logits", False):
+    if not model.has_unimodal_logits:
         raise SchemaError(
             "gradient_modulation 'ogm_ge' needs per-input logits: set model.aux_heads: true "
             "(or use a fusion with its own per-input heads: late, hybrid)"
         )
-    if len(getattr(model, "aux_heads", ())) and not getattr(model, "aux_weight", 0.0):
+    if len(model.aux_heads) and not aux_weight:
         raise SchemaError("gradient_modulation 'ogm_ge' scores inputs with the aux heads; they only learn with aux_weight > 0")
 
 
@@ -189,21 +181,11 @@ def run_inference(model: nn.Module, source: BatchSource, batch_size: int, device
     outs, targets, rows = [], [], []
     for batch in source.batches(batch_size):
         batch = batch.to(device)
-        outs.append(model(batch.inputs).float().cpu())
+        outs.append(model(batch.inputs).logits.float().cpu())
         if batch.target is not None:
             targets.append(batch.target.cpu())
         rows.append(batch.rows)
     return torch.cat(outs), (torch.cat(targets) if targets else None), torch.cat(rows)
-
-
-def score(task: str, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Quick metrics for training-time monitoring (the evaluation module has the full set)."""
-    loss = float(loss_fn(task)(outputs, target))
-    if task == "multiclass":
-        return {"loss": loss, "accuracy": float((outputs.argmax(-1) == target).float().mean())}
-    if task == "multilabel":
-        return {"loss": loss, "accuracy": float(((outputs > 0) == (target > 0.5)).float().mean())}
-    return {"loss": loss}
 
 
 class Collective(Protocol):
@@ -217,13 +199,14 @@ class Collective(Protocol):
 
 
 def train(
-    model: nn.Module,
+    model: MultimodalModel,
     train_data: BatchSource,
     val_data: BatchSource | None,
-    task: str,
+    task: Task,
     config: TrainConfig,
     on_improve: Callable[[nn.Module, TrainResult], None] | None = None,
     *,
+    aux_weight: float = 0.0,
     collective: Collective | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
@@ -232,6 +215,8 @@ def train(
 
     ``on_improve(model, result)`` runs after each epoch that improves on the best so far,
     with the model holding that epoch's weights and ``result.history`` the epochs so far.
+    ``aux_weight`` weighs the per-input loss of a model with aux heads
+    (:attr:`tessera.model.ModelConfig.aux_loss_weight`).
 
     Data-parallel training (:mod:`tessera.scale.train`) runs this same loop on every worker:
     ``train_data`` yields the worker's part of each global batch, ``collective`` sums the
@@ -239,25 +224,17 @@ def train(
     needed to continue (weights, optimizer, schedule, history, best weights, RNG), which
     ``resume=state`` picks up after a failure.
     """
-    check_modulation(model, task, config)
-    aux_weight = float(getattr(model, "aux_weight", 0.0))
+    check_modulation(model, task, config, aux_weight)
     modulate = config.gradient_modulation == "ogm_ge"
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr
-    )
+    optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_fraction * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
-    criterion = loss_fn(task)
-    metric_name = "accuracy" if task in ("multiclass", "multilabel") else "loss"
-    sign = 1.0 if metric_name == "accuracy" else -1.0
+    scheduler = warmup_cosine_schedule(optimizer, steps_per_epoch * config.epochs, config.warmup_fraction)
+    metric_name = task.monitor.metric
+    sign = 1.0 if task.monitor.higher_is_better else -1.0
     result = TrainResult(metric_name=metric_name)
     best_state, bad_epochs, start, first_epoch = None, 0, time.perf_counter(), 0
     if resume is not None:
@@ -277,11 +254,12 @@ def train(
         with progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(train_data)) as advance:
             for batch in train_data.batches(config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
                 batch = batch.to(device)
-                loss = criterion(model(batch.inputs), batch.target)
+                output = model(batch.inputs)
+                loss = task.loss(output.logits, batch.target)
                 total_loss = loss
-                unimodal, present = getattr(model, "last_unimodal_logits", {}), getattr(model, "last_present", {})
+                unimodal, present = output.unimodal_logits, output.present
                 if aux_weight:
-                    aux = balanced_aux_loss(criterion, unimodal, present, batch.target)
+                    aux = balanced_aux_loss(task.loss, unimodal, present, batch.target)
                     if aux is not None:
                         total_loss = loss + aux_weight * aux
                         aux_sum += aux.item() * len(batch)
@@ -311,7 +289,7 @@ def train(
         record.update({f"ogm_coeff_{n}": k_sum / max(steps, 1) for n, k_sum in coeff_sums.items()})  # epoch means
         if val_data is not None and len(val_data):
             out, y, _ = run_inference(model, val_data, config.batch_size * 2, device)
-            record.update({f"val_{k}": v for k, v in score(task, out, y).items()})
+            record.update({f"val_{k}": v for k, v in task.quick_score(out, y).items()})
         result.history.append(record)
         current = record.get(f"val_{metric_name}", -record["train_loss"] if sign > 0 else record["train_loss"])
         if best_state is None or sign * current > sign * result.best_metric:

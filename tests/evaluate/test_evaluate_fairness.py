@@ -9,6 +9,9 @@ from tessera.evaluate.fairness import (
     group_labels,
     modality_combination,
 )
+from tessera.tasks import Multiclass, Multilabel, Regression
+
+MULTICLASS, REGRESSION = Multiclass(["y"]), Regression(["y"])
 
 Y_TRUE = np.array([0, 0, 1, 1, 0, 0, 1, 1])
 Y_PRED = np.array([0, 0, 1, 0, 1, 1, 1, 1])  # group b always says 1
@@ -17,7 +20,7 @@ GROUPS = np.array(list("aaaabbbb"), dtype=object)
 
 def test_binary_hand_example():
     frame = pd.DataFrame({"g": GROUPS})
-    (result,) = fairness_analysis("multiclass", Y_TRUE, Y_PRED, frame, ["g"], n_classes=2)
+    (result,) = fairness_analysis(MULTICLASS, Y_TRUE, Y_PRED, frame, ["g"], n_classes=2)
     a, b = result["groups"]
     assert (a["group"], a["n"], a["accuracy"]) == ("a", 4, 0.75)
     assert a["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)  # class 0: 2TP/(2TP+FP+FN) = 4/5; class 1: 2/3
@@ -49,12 +52,17 @@ def test_groups_from_columns_and_modality_combinations():
     assert combos.tolist() == ["image+audio", "audio", "image", "(none)"]
 
     present = {"image": np.array([True] * 4 + [False] * 4), "audio": np.ones(8, bool)}
-    out = fairness_analysis("multiclass", Y_TRUE, Y_PRED, pd.DataFrame({"g": GROUPS}), [], present, n_classes=2)
+    out = fairness_analysis(MULTICLASS, Y_TRUE, Y_PRED, pd.DataFrame({"g": GROUPS}), [], present, n_classes=2)
     assert [r["group"] for r in out[0]["groups"]] == ["audio", "image+audio"] and out[0]["column"] == "inputs present"
 
 
 def test_regression_groups():
-    (result,) = fairness_analysis("regression", np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 4.0, 6.0]),
+    (result,) = fairness_analysis(REGRESSION, np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 4.0, 6.0]),
                                   pd.DataFrame({"g": list("aabb")}), ["g"])
     assert [g["mae"] for g in result["groups"]] == [0.0, 1.5]
     assert result["largest_gap"]["mae"] == 1.5 and result["demographic_parity_difference"] is None
+
+
+def test_multilabel_has_no_group_analysis():
+    y = np.array([[0, 1], [1, 1]])
+    assert fairness_analysis(Multilabel(["a", "b"]), y, y, pd.DataFrame({"g": list("ab")}), ["g"]) == []

@@ -4,6 +4,9 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from tessera.evaluate import metrics as m
+from tessera.tasks import create_task
+
+METRICS = {name: create_task(name, ["a", "b"]).metrics() for name in ("multiclass", "multilabel", "regression")}
 
 
 def fake_classifier(n: int, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +29,7 @@ def test_classification_metrics_equal_sklearn():
     assert m.log_loss(y, p) == pytest.approx(skm.log_loss(y, p))
     # the weighted forms with every row counted once give the same values
     once = np.ones((1, len(y)))
-    for fn in m.METRICS["multiclass"].values():
+    for fn in METRICS["multiclass"].values():
         assert fn.weighted(y, p, once)[0] == pytest.approx(fn(y, p)), fn.__name__
     yb, pb = fake_classifier(200, k=2, seed=1)
     assert m.auroc(yb, pb) == pytest.approx(skm.roc_auc_score(yb, pb[:, 1]))
@@ -70,7 +73,7 @@ def test_regression_metrics_equal_sklearn():
 
 @pytest.mark.parametrize("name", ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "log_loss"])
 def test_bootstrap_interval_contains_the_value_and_narrows_with_more_rows(name):
-    fn = m.METRICS["multiclass"][name]
+    fn = METRICS["multiclass"][name]
     widths = []
     for n in (80, 2000):
         y, p = fake_classifier(n, seed=n)
@@ -86,7 +89,7 @@ def test_regression_bootstrap_intervals():
     y = rng.normal(size=300)
     pred = y + rng.normal(scale=0.5, size=300)
     for name in ("mae", "rmse", "r2"):
-        value, low, high = m.bootstrap_ci(m.METRICS["regression"][name], y, pred, n_boot=200)
+        value, low, high = m.bootstrap_ci(METRICS["regression"][name], y, pred, n_boot=200)
         assert low <= value <= high
 
 
@@ -99,7 +102,7 @@ def test_weighted_bootstrap_equals_sklearn_on_each_resample(task):
     y[3:] = np.minimum(y[3:], 2)
     if task == "regression":
         y, p = y + p[:, 0], y + p[:, 1]
-    for name, fn in m.METRICS[task].items():
+    for name, fn in METRICS[task].items():
         fast = m.bootstrap_ci(fn, y, p, n_boot=150, seed=5)
         slow = m.bootstrap_ci(lambda a, b: fn(a, b), y, p, n_boot=150, seed=5)  # no .weighted: the loop
         assert fast == pytest.approx(slow), name
@@ -107,11 +110,11 @@ def test_weighted_bootstrap_equals_sklearn_on_each_resample(task):
 
 def test_task_metrics_and_tables():
     y, p = fake_classifier(60)
-    out = m.task_metrics("multiclass", y, p, n_boot=50)
+    out = m.task_metrics(create_task("multiclass", ["y"]), y, p, n_boot=50)
     assert set(out) == {"accuracy", "balanced_accuracy", "macro_f1", "auroc", "log_loss", "ece", "n"}
     assert out["n"] == 60 and all(out[k]["low"] <= out[k]["high"] for k in out if k != "n")
     assert np.asarray(m.confusion(y, p)).sum() == 60
     rows = m.per_class_metrics(y, p, ["a", "b", "c"])
     assert [r["class"] for r in rows] == ["a", "b", "c"] and sum(r["support"] for r in rows) == 60
-    ml = m.task_metrics("multilabel", (p > 0.3).astype(int), p, n_boot=20)
+    ml = m.task_metrics(create_task("multilabel", ["a", "b", "c"]), (p > 0.3).astype(int), p, n_boot=20)
     assert ml["subset_accuracy"]["value"] == skm.accuracy_score((p > 0.3).astype(int), (p > 0.5).astype(int))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tessera.errors import SchemaError
-from tessera.fusion import FUSIONS, create_fusion
+from tessera.fusion import FUSIONS, Fusion, FusionOutput, create_fusion
 
 DIMS = {"a": 8, "b": 6, "c": 4}  # a, c pooled; b tokens (B, 5, 6) with a mask
 NUM_OUTPUTS = 3
@@ -63,7 +63,10 @@ def fusion(request) -> nn.Module:
 
 def test_output_shape_and_finite(fusion):
     features, masks, present = make_inputs()
-    out = fusion(features, masks, present)
+    result = fusion(features, masks, present)
+    assert isinstance(fusion, Fusion) and isinstance(result, FusionOutput)
+    assert bool(result.unimodal_logits) == fusion.produces_logits  # only fusions with per-input heads return them
+    out = result.fused
     assert out.shape == (len(B_LENGTHS), fusion.output_dim)
     assert torch.isfinite(out).all()  # includes a sample with one input and one with none
 
@@ -72,7 +75,7 @@ def test_absent_inputs_and_padding_do_not_change_output(fusion):
     fusion.eval()
     features, masks, present = make_inputs()
     with torch.no_grad():
-        before = fusion(features, masks, present)
+        before = fusion(features, masks, present).fused
     g = torch.Generator().manual_seed(1)
     noisy = dict(features)
     for name in ("a", "c"):
@@ -83,7 +86,7 @@ def test_absent_inputs_and_padding_do_not_change_output(fusion):
     junk = 100 * torch.randn(features["b"].shape, generator=g)
     noisy["b"] = torch.where(masks["b"].unsqueeze(-1), features["b"], junk)
     with torch.no_grad():
-        after = fusion(noisy, masks, present)
+        after = fusion(noisy, masks, present).fused
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
 
 
@@ -92,7 +95,7 @@ def test_only_one_input_present_is_finite_with_gradients(fusion):
     only_b = {n: torch.zeros_like(p) if n != "b" else p | True for n, p in present.items()}
     masks = {**masks, "b": masks["b"] | (torch.arange(5) == 0)}  # every row has at least one valid b token
     features = {n: x if n == "b" else torch.zeros_like(x) for n, x in features.items()}
-    out = fusion(features, masks, only_b)
+    out = fusion(features, masks, only_b).fused
     assert torch.isfinite(out).all()
     out.square().sum().backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in fusion.parameters())
@@ -105,7 +108,7 @@ def test_gradients_reach_every_parameter(fusion):
     all_present = {name: torch.ones(n, dtype=torch.bool) for name in DIMS}
     masks = {**masks, "b": torch.arange(5).unsqueeze(0) < torch.tensor([5, 3, 1, 2, 4, 1]).unsqueeze(1)}
     features = {name: torch.randn_like(x) for name, x in features.items()}
-    fusion(features, masks, all_present).square().sum().backward()
+    fusion(features, masks, all_present).fused.square().sum().backward()
     dead = [name for name, p in fusion.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, dead
 
@@ -114,12 +117,12 @@ def test_one_sample_does_not_depend_on_the_rest_of_the_batch(fusion):
     fusion.eval()
     features, masks, present = make_inputs()
     with torch.no_grad():
-        full = fusion(features, masks, present)
+        full = fusion(features, masks, present).fused
         part = fusion(
             {n: x[:2] for n, x in features.items()},
             {n: None if m is None else m[:2] for n, m in masks.items()},
             {n: p[:2] for n, p in present.items()},
-        )
+        ).fused
     torch.testing.assert_close(part, full[:2], atol=1e-5, rtol=1e-5)
 
 
@@ -130,16 +133,17 @@ def test_create_fusion_rejects_unknown_options(name):
 
 
 @pytest.mark.parametrize("name", ["late", "hybrid"])
-def test_logit_fusions_need_num_outputs_and_expose_unimodal_logits(name):
+def test_logit_fusions_need_num_outputs_and_return_unimodal_logits(name):
     assert FUSIONS[name].produces_logits is True
     with pytest.raises(SchemaError, match="num_outputs"):
         create_fusion(name, DIMS)
     fusion = make(name).eval()
     features, masks, present = make_inputs()
-    out = fusion(features, masks, present)
+    result = fusion(features, masks, present)
+    out = result.fused
     assert fusion.output_dim == NUM_OUTPUTS and out.shape == (len(B_LENGTHS), NUM_OUTPUTS)
-    assert set(fusion.last_unimodal_logits) == set(DIMS)
-    for n, logits in fusion.last_unimodal_logits.items():
+    assert set(result.unimodal_logits) == set(DIMS)
+    for n, logits in result.unimodal_logits.items():
         assert logits.shape == (len(B_LENGTHS), NUM_OUTPUTS)
         assert (logits[~present[n]] == 0).all()
 
@@ -147,8 +151,9 @@ def test_logit_fusions_need_num_outputs_and_expose_unimodal_logits(name):
 def test_late_mean_is_the_average_over_present_inputs():
     fusion = make("late", combine="mean").eval()
     features, masks, present = make_inputs()
-    out = fusion(features, masks, present)
-    stacked = torch.stack([fusion.last_unimodal_logits[n] for n in DIMS], dim=1)
+    result = fusion(features, masks, present)
+    out = result.fused
+    stacked = torch.stack([result.unimodal_logits[n] for n in DIMS], dim=1)
     count = torch.stack([present[n] for n in DIMS], dim=1).sum(dim=1, keepdim=True).clamp(min=1)
     torch.testing.assert_close(out, stacked.sum(dim=1) / count)
 

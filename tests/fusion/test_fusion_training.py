@@ -55,12 +55,12 @@ def test_overfits_a_label_that_needs_two_inputs(name, options):
     opt = torch.optim.Adam(params, lr=3e-3)
     for _ in range(120):  # all reach 100% by ~100 steps across seeds
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(head(model(features, masks, present)), y)
+        loss = nn.functional.cross_entropy(head(model(features, masks, present).fused), y)
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        accuracy = (head(model(features, masks, present)).argmax(dim=1) == y).float().mean().item()
+        accuracy = (head(model(features, masks, present).fused).argmax(dim=1) == y).float().mean().item()
     assert accuracy == 1.0, (name, accuracy, loss.item())
 
 

@@ -27,6 +27,7 @@ from tessera.losses import clip_loss, siglip_loss
 from tessera.model import build_encoders
 from tessera.pipeline import CachedSplit, Pipeline
 from tessera.preprocess import ModalityBatch
+from tessera.tasks import tasks_where
 
 LOSSES = ("clip", "siglip")
 # Initial temperatures of the papers: CLIP 0.07; SigLIP t' = log 10, i.e. 0.1, with bias -10.
@@ -184,8 +185,9 @@ def build_align_model(
     built = build_encoders(pipeline, dict(encoders or {}), encoder_dim)
     num_classes = None
     if classifier:
-        if pipeline.target is None or pipeline.target.task != "multiclass":
-            raise SchemaError("classifier=True needs a multiclass target in the schema")
+        if pipeline.target is None or not pipeline.target.exclusive_classes:
+            suitable = ", ".join(tasks_where(lambda cls: cls.exclusive_classes))
+            raise SchemaError(f"classifier=True needs a target of one class per row in the schema (a task such as {suitable})")
         num_classes = pipeline.target.num_outputs
     return AlignModel(built, dim, anchor=anchor, loss=loss, init_temperature=init_temperature, num_classes=num_classes)
 

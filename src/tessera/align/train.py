@@ -1,8 +1,8 @@
 """Train an :class:`AlignModel` on paired rows: AdamW, warmup then cosine, gradient clipping.
 
-Lean on purpose (the shape of nanoGPT's loop): the schedule comes from
-:func:`tessera.train.warmup_cosine`, the progress bar from :mod:`tessera.progress`, and
-validation is retrieval between the first two inputs.
+Lean on purpose (the shape of nanoGPT's loop): the optimiser and schedule come from
+:mod:`tessera.optim` (shared with the supervised loop), the progress bar from
+:mod:`tessera.progress`, and validation is retrieval between the first two inputs.
 
 Mixing in a supervised loss. ``weight_schedule(epoch) -> (w_contrastive, w_supervised)``
 weighs the two terms each epoch, e.g. ``lambda e: (1.0, 0.0) if e < 5 else (1.0, 0.5)``
@@ -11,7 +11,7 @@ cross-entropy of the model's linear ``classifier`` (``build_align_model(classifi
 on the anchor's embedding, over rows whose batch carries a target; without a classifier or
 target it is skipped. Mixing with the *fusion* model's supervised loss
 (:class:`tessera.model.MultimodalModel` sharing these encoders) is not implemented yet: it
-would add ``w_supervised * loss_fn(task)(fusion_model(batch.inputs), batch.target)`` to the
+would add ``w_supervised * task.loss(fusion_model(batch.inputs).logits, batch.target)`` to the
 same step, with both models' parameters in the optimizer.
 """
 
@@ -30,7 +30,8 @@ from tessera.errors import SchemaError
 from tessera.losses import MAX_LOGIT_SCALE
 from tessera.pipeline import CachedSplit
 from tessera.progress import progress_bar
-from tessera.train import resolve_device, warmup_cosine
+from tessera.optim import adamw, warmup_cosine_schedule
+from tessera.train import resolve_device
 
 WeightSchedule = Callable[[int], tuple[float, float]]
 
@@ -93,16 +94,8 @@ def fit_alignment(
     model.to(dev)
     torch.manual_seed(seed)
     trainable = [p for p in model.parameters() if p.requires_grad]  # frozen pretrained towers stay out
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},  # biases, norms, temperature
-        ],
-        lr=lr,
-    )
-    total = max(1, len(train) // batch_size) * epochs
-    warmup = int(warmup_fraction * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+    optimizer = adamw(trainable, lr=lr, weight_decay=weight_decay)  # no decay on biases, norms, temperature
+    scheduler = warmup_cosine_schedule(optimizer, max(1, len(train) // batch_size) * epochs, warmup_fraction)
     queue = FeatureQueue(queue_size, model.dim) if queue_size else None
     history: list[dict[str, float]] = []
     locked = locked_embeddings(model, train, batch_size * 2)

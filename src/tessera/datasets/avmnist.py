@@ -26,6 +26,7 @@ import pandas as pd
 from tessera.datasets import esc50, fsdd
 from tessera.datasets.build import Built, png_bytes, track, wav_bytes
 from tessera.errors import SchemaError, TesseraError
+from tessera.tasks import Multiclass
 
 VERSION = 1
 SOURCES = ("mnist", "fsdd", "esc50")
@@ -112,7 +113,7 @@ def build(
 
     schema = {
         "target": "label",
-        "task": "multiclass",
+        "task": Multiclass.name,
         "split": "split",
         "inputs": {
             "image": {"modality": "image", "options": {"size": 28, "channels": 1}},

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tessera.datasets.build import Built
 from tessera.errors import SchemaError, TesseraError
+from tessera.tasks import Multiclass
 
 VERSION = 1
 SOURCES = ("esc50",)
@@ -108,7 +109,7 @@ def build(
     )
     schema = {
         "target": "category",
-        "task": "multiclass",
+        "task": Multiclass.name,
         "split": "split",
         "inputs": {"audio": {"modality": "audio", "column": "audio", "options": dict(AUDIO_OPTIONS)}},
         "ignore": ["class_id", "fold", "src_file", "take"],

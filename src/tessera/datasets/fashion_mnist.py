@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tessera.datasets.build import Built, png_bytes, track
+from tessera.tasks import Multiclass
 
 VERSION = 1
 SOURCES = ("fashion_mnist",)
@@ -54,7 +55,7 @@ def build(
     frame = pd.concat(frames, ignore_index=True)
     schema = {
         "target": "label",
-        "task": "multiclass",
+        "task": Multiclass.name,
         "split": "split",
         "inputs": {"image": {"modality": "image", "options": {"size": 28, "channels": 1}}},
         "ignore": ["source_index"],

@@ -14,6 +14,7 @@ import pandas as pd
 
 from tessera.datasets.build import Built
 from tessera.errors import TesseraError
+from tessera.tasks import Multiclass
 
 VERSION = 1
 SOURCES = ("fsdd",)
@@ -57,7 +58,7 @@ def build(home: Path, out_dir: Path, *, progress: bool = True, val_takes: int = 
     )
     schema = {
         "target": "digit",
-        "task": "multiclass",
+        "task": Multiclass.name,
         "split": "split",
         "inputs": {"audio": {"modality": "audio", "column": "audio", "options": dict(AUDIO_OPTIONS)}},
         "ignore": ["speaker", "take"],

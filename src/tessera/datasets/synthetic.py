@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from tessera.datasets.build import Built, png_bytes, wav_bytes
+from tessera.tasks import Multiclass
 
 VERSION = 1
 SOURCES: tuple[str, ...] = ()  # generated; needs no raw data
@@ -42,7 +43,7 @@ SPLIT_FRACTIONS = (0.7, 0.15)  # train, val; the rest is test
 
 SCHEMA = {
     "target": "label",
-    "task": "multiclass",
+    "task": Multiclass.name,
     "split": "split",
     "inputs": {
         "image": {"modality": "image", "options": {"size": IMAGE_SIZE, "channels": 3}},

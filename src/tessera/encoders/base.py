@@ -9,18 +9,19 @@ out as zeros, so fusion can rely on one convention whatever the encoder.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from tessera.errors import SchemaError
-from tessera.registry import check_options
+from tessera.registry import Registry
 
 if TYPE_CHECKING:  # encoders only read .data/.present/.mask; no import-time link to the preprocessors
     from tessera.preprocess.base import ModalityBatch
 
-ENCODERS: dict[str, type[Encoder]] = {}
+ENCODERS: Registry[Encoder] = Registry("encoder", "tessera.encoders", attribute="encoder_name")
+register_encoder = ENCODERS.register  # @register_encoder("name") on an Encoder subclass
 
 DEFAULT_ENCODER: dict[str, str] = {
     "image": "image_cnn",
@@ -33,24 +34,9 @@ DEFAULT_ENCODER: dict[str, str] = {
 }
 
 
-def register_encoder(name: str) -> Callable[[type[Encoder]], type[Encoder]]:
-    def deco(cls: type[Encoder]) -> type[Encoder]:
-        cls.encoder_name = name
-        ENCODERS[name] = cls
-        return cls
-
-    return deco
-
-
 def create_encoder(name: str, **kwargs: Any) -> Encoder:
     """Create an encoder by registry name; config mistakes fail with what would have been accepted."""
-    import tessera.encoders  # noqa: F401  (registers the built-in encoders)
-
-    if name not in ENCODERS:
-        raise SchemaError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
-    cls = ENCODERS[name]
-    check_options(cls, kwargs, what=f"encoder {name!r}")
-    return cls(**kwargs)
+    return ENCODERS.create(name, **kwargs)
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from tessera.errors import SchemaError
-from tessera.evaluate.metrics import MAIN_METRIC, METRICS, bootstrap_ci, percentile_interval, predict_split, resampled_means
+from tessera.evaluate.metrics import bootstrap_ci, percentile_interval, predict_split, resampled_means
 
 EXACT_BELOW = 25  # discordant pairs under which McNemar's chi-square approximation is poor
 
@@ -85,15 +85,6 @@ def paired_error_reduction(
     return {"gain": float(diff.mean()), "low": low, "high": high, "p_value": p, "method": "Wilcoxon signed-rank"}
 
 
-def per_row_outcome(task: str, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Correctness per row (classification) or absolute error (regression): what pairs compare."""
-    if task == "multiclass":
-        return scores.argmax(1) == y_true
-    if task == "multilabel":
-        return ((scores > 0.5) == (y_true > 0)).all(1)
-    return np.abs(y_true - scores)
-
-
 @dataclass
 class Comparison:
     """Results of :func:`compare_models`; ``predictors`` holds the trained models by name."""
@@ -146,8 +137,9 @@ def compare_models(
         warnings.warn(
             "no test split: comparing on the validation rows, which also chose each model's best epoch", stacklevel=2
         )
-    task = pipeline.target.task
-    main = MAIN_METRIC[task]
+    task = pipeline.target
+    metrics = task.metrics()
+    main = task.main_metric.metric
     runs = [(f"{name} only", [name]) for name in inputs] + [("fusion", inputs)]
     rows, outcomes, predictors = [], {}, {}
     for label, keep in runs:
@@ -157,27 +149,23 @@ def compare_models(
         predictor = Predictor(model=model_for_inputs(model, keep), train=train).fit_prepared(pipeline.restrict(keep), sources)
         seconds = time.perf_counter() - t0
         y_true, scores = predict_split(predictor.model, sources[split], pipeline.target)
-        outcomes[label] = per_row_outcome(task, y_true, scores)
+        outcomes[label] = task.per_row_outcome(y_true, scores)
         predictors[label] = predictor
         row: dict[str, Any] = {"model": label, "inputs": ", ".join(keep)}
         row[main], row[f"{main}_low"], row[f"{main}_high"] = bootstrap_ci(
-            METRICS[task][main], y_true, scores, n_boot=n_boot, alpha=alpha, seed=seed
+            metrics[main], y_true, scores, n_boot=n_boot, alpha=alpha, seed=seed
         )
         for name in ("macro_f1", "mae", "rmse"):
-            if name in METRICS[task]:
-                row[name] = METRICS[task][name](y_true, scores)
+            if name in metrics:
+                row[name] = metrics[name](y_true, scores)
         row["n"] = int(len(y_true))
         row["epochs"] = len(predictor.result.history)
         row["seconds"] = seconds
         rows.append(row)
     table = pd.DataFrame(rows)
     unimodal = table[table["model"] != "fusion"]
-    best = unimodal.loc[unimodal[main].idxmax(), "model"]
-    if task == "regression":
-        gain = paired_error_reduction(outcomes["fusion"], outcomes[best], n_boot=n_boot, alpha=alpha, seed=seed)
-        gain["measure"] = "MAE reduction"
-    else:
-        gain = paired_gain(outcomes["fusion"], outcomes[best], n_boot=n_boot, alpha=alpha, seed=seed)
-        gain["measure"] = "accuracy gain" if task == "multiclass" else "subset accuracy gain"
+    best_row = unimodal[main].idxmax() if task.main_metric.higher_is_better else unimodal[main].idxmin()
+    best = unimodal.loc[best_row, "model"]
+    gain = task.paired_gain(outcomes["fusion"], outcomes[best], n_boot=n_boot, alpha=alpha, seed=seed)
     gain.update({"fusion": "fusion", "baseline": str(best), "alpha": alpha})
     return Comparison(table=table, gain=gain, split=split, predictors=predictors)

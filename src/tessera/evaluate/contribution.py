@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from tessera.errors import SchemaError
-from tessera.evaluate.metrics import MAIN_METRIC, main_score, predict_split
+from tessera.evaluate.metrics import predict_split
 from tessera.pipeline import CachedSplit
 from tessera.preprocess import ModalityBatch
 
@@ -107,7 +107,7 @@ def contribution_analysis(
     def value(subset: frozenset[str]) -> float:
         if subset not in memo:
             y, scores = predict_split(model, without_inputs(split, set(inputs) - subset), target, batch_size)
-            memo[subset] = main_score(target.task, y, scores)
+            memo[subset] = target.main_score(y, scores)
         return memo[subset]
 
     everything = frozenset(inputs)
@@ -138,7 +138,7 @@ def contribution_analysis(
             record["warning"] = f"the model gives the same answers with or without {name!r}"
         records.append(record)
     return {
-        "metric": MAIN_METRIC[target.task],
+        "metric": target.main_metric.metric,
         "full": full,
         "none": none,
         "threshold": threshold,

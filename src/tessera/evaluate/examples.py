@@ -24,17 +24,6 @@ AUDIO_RATE = 16000  # clips are resampled down to this (enough to hear what is g
 TEXT_CHARS = 2000
 
 
-def per_row_loss(task: str, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """How wrong each row is: cross-entropy of the true class, summed label BCE, or absolute error."""
-    eps = np.finfo(np.float64).eps
-    if task == "multiclass":
-        return -np.log(np.clip(scores[np.arange(len(y_true)), y_true], eps, 1.0))
-    if task == "multilabel":
-        p = np.clip(scores, eps, 1 - eps)
-        return -(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)).sum(1)
-    return np.abs(y_true - scores)
-
-
 def worst_examples(
     pipeline: Any,
     y_true: np.ndarray,
@@ -44,22 +33,13 @@ def worst_examples(
     base_dir: str | None,
     k: int = 8,
 ) -> list[dict[str, Any]]:
-    """The ``k`` highest-loss rows: row number, truth, prediction, loss and every input's cell."""
+    """The ``k`` highest-loss rows (by the task's per-row loss): row number, truth, prediction, loss and every input's cell."""
     target = pipeline.target
-    loss = per_row_loss(target.task, y_true, scores)
+    loss = target.per_row_loss(y_true, scores)
     out = []
     for i in np.argsort(-loss, kind="stable")[:k]:
         row = int(rows[i])
-        example: dict[str, Any] = {"row": row, "loss": float(loss[i])}
-        if target.task == "multiclass":
-            example["true"] = str(target.classes[int(y_true[i])])
-            example["predicted"] = str(target.classes[int(scores[i].argmax())])
-            example["confidence"] = float(scores[i].max())
-        elif target.task == "multilabel":
-            example["true"] = ", ".join(c for c, v in zip(target.columns, y_true[i]) if v) or "(none)"
-            example["predicted"] = ", ".join(c for c, v in zip(target.columns, scores[i]) if v > 0.5) or "(none)"
-        else:
-            example["true"], example["predicted"] = float(y_true[i]), float(scores[i])
+        example: dict[str, Any] = {"row": row, "loss": float(loss[i]), **target.describe_row(y_true[i], scores[i])}
         example["inputs"] = [
             cell_media(name, pre, [frame.at[row, c] for c in pre.columns], base_dir)
             for name, pre in pipeline.preprocessors.items()

@@ -20,11 +20,13 @@ into quartiles; missing values form their own group.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
+
+if TYPE_CHECKING:
+    from tessera.tasks import Task
 
 MISSING_GROUP = "(missing)"
 
@@ -47,21 +49,13 @@ def group_labels(values: pd.Series, max_groups: int = 20) -> pd.Series:
     return values.astype(object).map(lambda v: MISSING_GROUP if pd.isna(v) else str(v))
 
 
-def group_table(task: str, y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[Any]) -> pd.DataFrame:
+def group_table(task: Task, y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[Any]) -> pd.DataFrame:
     """One row per group: n and the task's metrics on that group's rows."""
     groups = np.asarray(groups, dtype=object)
     records = []
     for g in sorted(set(groups.tolist()), key=str):
         sel = groups == g
-        yt, yp = y_true[sel], y_pred[sel]
-        record: dict[str, Any] = {"group": str(g), "n": int(sel.sum())}
-        if task == "regression":
-            record["mae"] = float(skm.mean_absolute_error(yt, yp))
-            record["rmse"] = float(skm.root_mean_squared_error(yt, yp))
-        else:
-            record["accuracy"] = float(skm.accuracy_score(yt, yp))
-            record["macro_f1"] = float(skm.f1_score(yt, yp, average="macro", zero_division=0))
-        records.append(record)
+        records.append({"group": str(g), "n": int(sel.sum()), **task.group_metrics(y_true[sel], y_pred[sel])})
     return pd.DataFrame(records)
 
 
@@ -91,7 +85,7 @@ def equalized_odds_difference(y_true: np.ndarray, y_pred: np.ndarray, groups: Se
 
 
 def fairness_analysis(
-    task: str,
+    task: Task,
     y_true: np.ndarray,
     y_pred: np.ndarray,
     frame: pd.DataFrame,
@@ -102,11 +96,11 @@ def fairness_analysis(
 ) -> list[dict[str, Any]]:
     """Per-group tables and gaps for each group column (rows of ``frame`` aligned with y).
 
-    ``y_pred`` holds class indices (classification) or values (regression). ``present``
-    (input -> bool per row) adds the 'inputs present' grouping. Multilabel targets get
-    no analysis here (per label it is the binary case; not implemented yet).
+    ``y_pred`` holds the task's point predictions (class indices, values). ``present``
+    (input -> bool per row) adds the 'inputs present' grouping. Tasks without
+    ``group_analysis`` (multilabel) get none; parity gaps are for tasks that define them.
     """
-    if task == "multilabel":
+    if not task.group_analysis:
         return []
     groupings = [(c, group_labels(frame[c], max_groups).to_numpy()) for c in columns]
     if present:
@@ -121,10 +115,7 @@ def fairness_analysis(
             "largest_gap": {m: float(table[m].max() - table[m].min()) for m in metric_names},
             "demographic_parity_difference": None,
             "equalized_odds_difference": None,
+            **task.parity_gaps(y_true, y_pred, groups, n_classes),
         }
-        if task == "multiclass":
-            k = n_classes if n_classes is not None else int(max(y_true.max(), y_pred.max())) + 1
-            result["demographic_parity_difference"] = demographic_parity_difference(y_pred, groups, k)
-            result["equalized_odds_difference"] = equalized_odds_difference(y_true, y_pred, groups, k)
         out.append(result)
     return out

@@ -7,7 +7,8 @@ compute; intervals are the percentile bootstrap over test rows.
 
 Every classification metric takes ``(y_true, proba)`` with ``y_true`` class indices
 ``(n,)`` and ``proba`` ``(n, K)``, so one resample serves label and probability metrics
-alike. Regression metrics take ``(y_true, y_pred)`` in the target's own units.
+alike. Regression metrics take ``(y_true, y_pred)`` in the target's own units. Which
+metrics a task reports, and its main one, is the task's to say (:mod:`tessera.tasks`).
 
 Calling scikit-learn once per resample costs 1000 x (5 to 50 ms) on 10 000 rows, a minute
 for AUROC alone. So the bootstrap works on resample *counts* (how often each row was
@@ -20,7 +21,7 @@ tests check this against the per-resample loop, which remains for the other metr
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from sklearn.calibration import calibration_curve
 
 from tessera.errors import SchemaError
 
+if TYPE_CHECKING:
+    from tessera.tasks import Task
+
 Metric = Callable[[np.ndarray, np.ndarray], float]
 Weighted = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (y, scores, counts (B, n)) -> (B,)
 ECE_BINS = 15
@@ -36,31 +40,15 @@ CHUNK_ELEMENTS = 4_000_000  # resample counts held at once (B x n float64: 32 MB
 
 
 # -- model outputs to what metrics take -----------------------------------------------------
-def scores_from_outputs(task: str, outputs: torch.Tensor, target: Any) -> np.ndarray:
-    """Class probabilities, label probabilities, or decoded values."""
-    if task == "multiclass":
-        return torch.softmax(outputs.double(), -1).numpy()  # float64, so rows sum to 1 as sklearn checks
-    if task == "multilabel":
-        return torch.sigmoid(outputs.double()).numpy()
-    return np.asarray(target.decode(outputs.squeeze(-1).numpy()), dtype=np.float64)
-
-
-def true_values(task: str, y: torch.Tensor, target: Any) -> np.ndarray:
-    """Encoded targets as metrics take them (regression back in the target's units)."""
-    if task in ("multiclass", "multilabel"):
-        return y.numpy().astype(np.int64)
-    return np.asarray(target.decode(y.numpy()), dtype=np.float64)
-
-
-def predict_split(model: torch.nn.Module, split: Any, target: Any, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``(y_true, scores)`` of a model on a whole split, on the device the model is on."""
+def predict_split(model: torch.nn.Module, split: Any, target: Task, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, scores)`` of a model on a whole split, as the task's metrics take them."""
     from tessera.train import run_inference
 
     device = next(model.parameters()).device
     outputs, y, _ = run_inference(model, split, batch_size, device)
     if y is None:
         raise SchemaError("the split has no target values to evaluate against")
-    return true_values(target.task, y, target), scores_from_outputs(target.task, outputs, target)
+    return target.true_values(y), target.scores(outputs)
 
 
 def _with_weighted(weighted: Weighted) -> Callable[[Metric], Metric]:
@@ -264,26 +252,6 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(skm.r2_score(y_true, y_pred))
 
 
-METRICS: dict[str, dict[str, Metric]] = {
-    "multiclass": {
-        "accuracy": accuracy,
-        "balanced_accuracy": balanced_accuracy,
-        "macro_f1": macro_f1,
-        "auroc": auroc,
-        "log_loss": log_loss,
-        "ece": ece,
-    },
-    "multilabel": {"subset_accuracy": subset_accuracy, "macro_f1": multilabel_macro_f1, "auroc": multilabel_auroc},
-    "regression": {"mae": mae, "rmse": rmse, "r2": r2},
-}
-# The one number the other analyses (contribution, robustness, comparison) track; higher is better.
-MAIN_METRIC = {"multiclass": "accuracy", "multilabel": "subset_accuracy", "regression": "r2"}
-
-
-def main_score(task: str, y_true: np.ndarray, scores: np.ndarray) -> float:
-    return METRICS[task][MAIN_METRIC[task]](y_true, scores)
-
-
 # -- bootstrap -----------------------------------------------------------------------------------
 def bootstrap_ci(
     metric_fn: Metric,
@@ -346,7 +314,7 @@ def percentile_interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 def task_metrics(
-    task: str,
+    task: Task,
     y_true: np.ndarray,
     scores: np.ndarray,
     *,
@@ -356,7 +324,7 @@ def task_metrics(
 ) -> dict[str, Any]:
     """Every metric of the task as ``{name: {value, low, high}}``, plus ``n``."""
     out: dict[str, Any] = {}
-    for name, fn in METRICS[task].items():
+    for name, fn in task.metrics().items():
         value, low, high = bootstrap_ci(fn, y_true, scores, n_boot=n_boot, alpha=alpha, seed=seed)
         out[name] = {"value": value, "low": low, "high": high}
     out["n"] = int(len(y_true))

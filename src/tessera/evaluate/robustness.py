@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from tessera.evaluate.contribution import hide
-from tessera.evaluate.metrics import MAIN_METRIC, main_score, predict_split
+from tessera.evaluate.metrics import predict_split
 from tessera.pipeline import CachedSplit
 from tessera.preprocess import ModalityBatch
 from tessera.preprocess.audio import LOG_EPS
@@ -55,7 +55,7 @@ UNKNOWN_CATEGORY = 1
 
 def _score(model: torch.nn.Module, split: CachedSplit, target: Any, batch_size: int) -> float:
     y, scores = predict_split(model, split, target, batch_size)
-    return main_score(target.task, y, scores)
+    return target.main_score(y, scores)
 
 
 def _replace(split: CachedSplit, name: str, batch: ModalityBatch) -> CachedSplit:
@@ -83,7 +83,7 @@ def missing_curve(
             rows = torch.zeros(len(split), dtype=torch.bool)
             rows[order[: int(round(fraction * len(split)))]] = True
             value = _score(model, _replace(split, name, hide(split.inputs[name], rows)), target, batch_size)
-            records.append({"input": name, "fraction_missing": float(fraction), "metric": MAIN_METRIC[target.task], "value": value})
+            records.append({"input": name, "fraction_missing": float(fraction), "metric": target.main_metric.metric, "value": value})
     return pd.DataFrame(records)
 
 
@@ -119,7 +119,7 @@ def noise_curve(
                     "noise": kind,
                     "level": float(level),
                     "severity": severity,
-                    "metric": MAIN_METRIC[target.task],
+                    "metric": target.main_metric.metric,
                     "value": value,
                 }
             )

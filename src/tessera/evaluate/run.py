@@ -13,7 +13,6 @@ import datetime as dt
 import warnings
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 import tessera
@@ -22,22 +21,11 @@ from tessera.evaluate.compare import Comparison
 from tessera.evaluate.contribution import contribution_analysis
 from tessera.evaluate.examples import worst_examples
 from tessera.evaluate.fairness import fairness_analysis
-from tessera.evaluate.metrics import (
-    MAIN_METRIC,
-    confusion,
-    ece,
-    per_class_metrics,
-    predict_split,
-    reliability,
-    task_metrics,
-)
+from tessera.evaluate.metrics import predict_split, task_metrics
 from tessera.evaluate.robustness import missing_curve, noise_curve
 from tessera.pipeline import CachedSplit, cache_split
 from tessera.schema import SPLIT_VALUES
 from tessera.table import Table, read_table
-
-SCATTER_POINTS = 2000  # regression report: predicted vs true, subsampled
-
 
 def evaluate_predictor(
     predictor: Any,
@@ -107,7 +95,6 @@ def evaluate_split(
     if unknown:
         raise SchemaError(f"group column(s) {unknown} are not in the table; columns: {list(frame.columns)}")
     target = pipeline.target
-    task = target.task
     y, scores = predict_split(model, split, target)
     rows = split.rows.numpy()
     inputs = list(model.encoders)
@@ -116,17 +103,17 @@ def evaluate_split(
             **(meta or {}),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "tessera_version": tessera.__version__,
-            "task": task,
+            "task": target.name,
             "target": target.columns,
             "classes": [str(c) for c in target.classes],
             "inputs": {n: pipeline.preprocessors[n].modality for n in inputs},
             "n": int(len(y)),
-            "main_metric": MAIN_METRIC[task],
+            "main_metric": target.main_metric.metric,
             "n_boot": n_boot,
             "alpha": alpha,
             "seed": seed,
         },
-        "summary": task_metrics(task, y, scores, n_boot=n_boot, alpha=alpha, seed=seed),
+        "summary": task_metrics(target, y, scores, n_boot=n_boot, alpha=alpha, seed=seed),
         "confusion": None,
         "per_class": None,
         "calibration": None,
@@ -137,17 +124,11 @@ def evaluate_split(
         "fairness": None,
         "examples": [],
     }
-    if task == "multiclass":
-        results["confusion"] = {"labels": results["meta"]["classes"], "matrix": confusion(y, scores)}
-        results["per_class"] = per_class_metrics(y, scores, results["meta"]["classes"])
-        results["calibration"] = {**reliability(y, scores), "ece": ece(y, scores)}
-    if task == "regression":
-        keep = np.random.default_rng(seed).permutation(len(y))[:SCATTER_POINTS]
-        results["scatter"] = {"true": y[keep].tolist(), "predicted": scores[keep].tolist()}
+    results.update(target.report_sections(y, scores, seed))  # confusion and calibration, or a scatter ...
     if contribution and len(inputs) > 1:
         unimodal = None
         if comparison is not None:
-            main = MAIN_METRIC[task]
+            main = target.main_metric.metric
             unimodal = {r["inputs"]: r[main] for r in comparison.table.to_dict(orient="records") if r["model"] != "fusion"}
         results["contribution"] = contribution_analysis(model, split, target, unimodal=unimodal)
     if robustness:
@@ -155,10 +136,10 @@ def evaluate_split(
             "missing": missing_curve(model, split, target, seed=seed).to_dict(orient="records"),
             "noise": noise_curve(model, pipeline, split, target, seed=seed).to_dict(orient="records"),
         }
-    y_pred = scores.argmax(1) if task == "multiclass" else scores
     present = {n: split.inputs[n].present.numpy() for n in inputs}
     results["fairness"] = fairness_analysis(
-        task, y, y_pred, frame.loc[rows], group_columns, present if len(inputs) > 1 else None, n_classes=len(target.classes) or None
+        target, y, target.point_predictions(scores), frame.loc[rows], group_columns, present if len(inputs) > 1 else None,
+        n_classes=len(target.classes) or None,
     )
     if n_examples:
         results["examples"] = worst_examples(pipeline, y, scores, rows, frame, base_dir, k=n_examples)

@@ -1,51 +1,62 @@
-"""Fusion registry: strategies are created by name from config, all with one interface.
+"""The contract every fusion strategy follows, and the registry that creates them by name.
 
 A fusion module takes per-input features keyed by input name — pooled ``(B, D_i)`` or
 tokens ``(B, T_i, D_i)`` with a ``(B, T_i)`` mask — plus each input's ``present`` flags
-``(B,)``, and returns one ``(B, output_dim)`` tensor for the task head. Absent inputs
-must not leak into the result: that is what makes missing-modality training work.
+``(B,)``, and returns a :class:`FusionOutput`: one ``(B, output_dim)`` tensor for the task
+head, and for strategies that classify each input on its own (late, hybrid) those per-input
+logits, returned rather than kept on the module so a forward has no hidden side effects.
+Absent inputs must not leak into the result: that is what makes missing-modality training work.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from tessera.encoders.base import masked_mean
-from tessera.errors import SchemaError
-from tessera.registry import check_options
-
-FUSIONS: dict[str, type[nn.Module]] = {}
+from tessera.registry import Registry
 
 
-def register_fusion(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        FUSIONS[name] = cls
-        return cls
+@dataclass
+class FusionOutput:
+    """``fused``: ``(B, output_dim)``, logits when the strategy ``produces_logits``.
 
-    return deco
+    ``unimodal_logits``: per input ``(B, num_outputs)``, rows where the input is absent
+    zeroed; empty for strategies without per-input heads.
+    """
 
-
-def create_fusion(name: str, input_dims: dict[str, int], **options: Any) -> nn.Module:
-    import tessera.fusion  # noqa: F401  (registers the built-in strategies)
-
-    if name not in FUSIONS:
-        raise SchemaError(f"unknown fusion {name!r}; known: {sorted(FUSIONS)}")
-    cls = FUSIONS[name]
-    check_options(cls, options, what=f"fusion '{name}'", supplied=("input_dims",))
-    return cls(input_dims, **options)
+    fused: torch.Tensor
+    unimodal_logits: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def pool(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(B, D) stays; (B, T, D) becomes the mean over valid tokens (zeros when none are valid)."""
-    if features.dim() == 2:
-        return features
-    if mask is None:
-        return features.mean(dim=1)
-    w = mask.unsqueeze(-1).to(features.dtype)
-    return (features * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+class Fusion(nn.Module):
+    """Base class: subclasses set ``output_dim`` in ``__init__`` and implement ``forward``.
+
+    ``produces_logits``: the strategy ends in its own classifier(s), takes ``num_outputs``,
+    and the model adds no head of its own.
+    """
+
+    output_dim: int
+    produces_logits: ClassVar[bool] = False
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor | None],
+        present: dict[str, torch.Tensor],
+    ) -> FusionOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+FUSIONS: Registry[Fusion] = Registry("fusion", "tessera.fusion")
+register_fusion = FUSIONS.register  # @register_fusion("name") on a Fusion subclass
+
+
+def create_fusion(name: str, input_dims: dict[str, int], **options: Any) -> Fusion:
+    return FUSIONS.create(name, input_dims, **options)
 
 
 # -- helpers shared by the strategies ------------------------------------------------------

@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tessera.fusion.base import pooled_present, presence_matrix, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, pooled_present, presence_matrix, register_fusion
 
 
 @register_fusion("concat")
-class ConcatFusion(nn.Module):
+class ConcatFusion(Fusion):
     def __init__(self, input_dims: dict[str, int], hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
         self.names = list(input_dims)
@@ -25,7 +25,7 @@ class ConcatFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         parts = [pooled_present(features[n], masks[n], present[n]) for n in self.names]
         parts.append(presence_matrix(present, self.names).to(parts[0].dtype))
-        return self.mlp(torch.cat(parts, dim=-1))
+        return FusionOutput(self.mlp(torch.cat(parts, dim=-1)))

@@ -12,7 +12,7 @@ from torch import nn
 
 from tessera.encoders.base import masked_mean
 from tessera.errors import SchemaError
-from tessera.fusion.base import as_tokens, feed_forward, masked_attention, presence_matrix, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, as_tokens, feed_forward, masked_attention, presence_matrix, register_fusion
 
 
 class CrossBlock(nn.Module):
@@ -31,7 +31,7 @@ class CrossBlock(nn.Module):
 
 
 @register_fusion("cross_attention")
-class CrossAttentionFusion(nn.Module):
+class CrossAttentionFusion(Fusion):
     def __init__(
         self, input_dims: dict[str, int], dim: int = 64, heads: int = 4, hidden: int = 128, dropout: float = 0.1
     ) -> None:
@@ -52,7 +52,7 @@ class CrossAttentionFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         tokens, valid = {}, {}
         for name in self.names:
             x, valid[name] = as_tokens(features[name], masks[name], present[name])
@@ -65,4 +65,4 @@ class CrossAttentionFusion(nn.Module):
             pooled.append(masked_mean(torch.cat(streams, dim=-1), valid[target]))
         # Presence flags let the MLP tell an absent target from one whose pooled stream is zero.
         pooled.append(presence_matrix(present, self.names).to(pooled[0].dtype))
-        return self.mlp(torch.cat(pooled, dim=-1))
+        return FusionOutput(self.mlp(torch.cat(pooled, dim=-1)))

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from tessera.encoders.base import MaskedTransformer
-from tessera.fusion.base import as_tokens, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, as_tokens, register_fusion
 
 
 @register_fusion("early")
-class EarlyFusion(nn.Module):
+class EarlyFusion(Fusion):
     def __init__(
         self, input_dims: dict[str, int], dim: int = 64, depth: int = 2, heads: int = 4, dropout: float = 0.1
     ) -> None:
@@ -32,7 +32,7 @@ class EarlyFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         batch = len(present[self.names[0]])
         tokens = [self.cls.expand(batch, -1, -1)]
         valid = [torch.ones(batch, 1, dtype=torch.bool, device=self.cls.device)]  # [CLS] is never empty
@@ -41,4 +41,4 @@ class EarlyFusion(nn.Module):
             tokens.append(self.proj[name](x) + self.type_embedding[i])
             valid.append(v)
         out = self.transformer(torch.cat(tokens, dim=1), torch.cat(valid, dim=1))
-        return out[:, 0]
+        return FusionOutput(out[:, 0])

@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tessera.fusion.base import masked_softmax, pooled_present, presence_matrix, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, masked_softmax, pooled_present, presence_matrix, register_fusion
 
 
 @register_fusion("gated")
-class GatedFusion(nn.Module):
+class GatedFusion(Fusion):
     def __init__(self, input_dims: dict[str, int], dim: int = 128, dropout: float = 0.1) -> None:
         super().__init__()
         self.names = list(input_dims)
@@ -30,10 +30,10 @@ class GatedFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         h = torch.stack(
             [self.proj[n](pooled_present(features[n], masks[n], present[n])) for n in self.names], dim=1
         )  # (B, M, dim)
         h = h + self.modality_embedding
         weights = masked_softmax(self.gate(h).squeeze(-1), presence_matrix(present, self.names))  # (B, M)
-        return self.mlp((weights.unsqueeze(-1) * h).sum(dim=1))
+        return FusionOutput(self.mlp((weights.unsqueeze(-1) * h).sum(dim=1)))

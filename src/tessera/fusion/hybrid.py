@@ -2,7 +2,8 @@
 
 The joint path captures cross-modal interactions, the late path stays useful when inputs go
 missing; learning α lets the data decide the mix (hybrid fusion as surveyed in Atrey et al.
-2010). Like late fusion it ends in logits and needs ``num_outputs``.
+2010). Like late fusion it ends in logits, needs ``num_outputs`` and returns the late path's
+per-input logits.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tessera.fusion.base import register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, register_fusion
 from tessera.fusion.concat import ConcatFusion
 from tessera.fusion.late import LateFusion
 
 
 @register_fusion("hybrid")
-class HybridFusion(nn.Module):
+class HybridFusion(Fusion):
     produces_logits = True
 
     def __init__(
@@ -39,16 +40,13 @@ class HybridFusion(nn.Module):
     def alpha(self) -> torch.Tensor:
         return torch.sigmoid(self.alpha_logit)
 
-    @property
-    def last_unimodal_logits(self) -> dict[str, torch.Tensor]:
-        return self.late.last_unimodal_logits
-
     def forward(
         self,
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
-        joint = self.intermediate_head(self.intermediate(features, masks, present))
+    ) -> FusionOutput:
+        joint = self.intermediate_head(self.intermediate(features, masks, present).fused)
         alpha = self.alpha
-        return alpha * joint + (1 - alpha) * self.late(features, masks, present)
+        late = self.late(features, masks, present)
+        return FusionOutput(alpha * joint + (1 - alpha) * late.fused, late.unimodal_logits)

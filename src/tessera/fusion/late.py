@@ -3,7 +3,9 @@
 Each head must stand on its own, so a missing input simply removes a vote instead of
 shifting a joint representation (decision-level fusion, e.g. Snoek et al. 2005); the price
 is that cross-modal interactions are invisible. Unlike the other strategies it ends in logits,
-so it takes ``num_outputs`` and sets ``produces_logits`` for the model to skip its own head.
+so it takes ``num_outputs`` and sets ``produces_logits`` for the model to skip its own head, and
+it returns each input's logits too (absent rows zeroed), for auxiliary losses that should be
+weighted by ``present`` so absent rows teach nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from tessera.errors import SchemaError
-from tessera.fusion.base import masked_softmax, pooled_present, presence_matrix, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, masked_softmax, pooled_present, presence_matrix, register_fusion
 
 COMBINES = ("mean", "learned", "stacking")
 
@@ -24,7 +26,7 @@ def unimodal_head(in_dim: int, hidden: int, num_outputs: int, dropout: float) ->
 
 
 @register_fusion("late")
-class LateFusion(nn.Module):
+class LateFusion(Fusion):
     produces_logits = True
 
     def __init__(
@@ -48,26 +50,23 @@ class LateFusion(nn.Module):
             # Presence flags let the stacker tell "absent" from "all-zero logits".
             self.stacker = nn.Linear(m * num_outputs + m, num_outputs)
         self.output_dim = num_outputs
-        # Per-input logits of the latest forward, absent rows zeroed: for auxiliary losses,
-        # which should be weighted by ``present`` so absent rows teach nothing.
-        self.last_unimodal_logits: dict[str, torch.Tensor] = {}
 
     def forward(
         self,
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         here = presence_matrix(present, self.names)  # (B, M)
         logits = torch.stack(
             [self.heads[n](pooled_present(features[n], masks[n], present[n])) for n in self.names], dim=1
         )  # (B, M, K)
         logits = torch.where(here.unsqueeze(-1), logits, torch.zeros((), dtype=logits.dtype, device=logits.device))
-        self.last_unimodal_logits = {n: logits[:, i] for i, n in enumerate(self.names)}
+        unimodal = {n: logits[:, i] for i, n in enumerate(self.names)}
         if self.combine == "mean":
             weights = here.to(logits.dtype) / here.sum(dim=1, keepdim=True).clamp(min=1).to(logits.dtype)
         elif self.combine == "learned":
             weights = masked_softmax(self.modality_logit.expand(len(here), -1), here)
         else:
-            return self.stacker(torch.cat([logits.flatten(1), here.to(logits.dtype)], dim=1))
-        return (weights.unsqueeze(-1) * logits).sum(dim=1)
+            return FusionOutput(self.stacker(torch.cat([logits.flatten(1), here.to(logits.dtype)], dim=1)), unimodal)
+        return FusionOutput((weights.unsqueeze(-1) * logits).sum(dim=1), unimodal)

@@ -11,11 +11,11 @@ from torch import nn
 
 from tessera.encoders.base import MaskedTransformer
 from tessera.errors import SchemaError
-from tessera.fusion.base import as_tokens, feed_forward, masked_attention, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, as_tokens, feed_forward, masked_attention, register_fusion
 
 
 @register_fusion("perceiver")
-class PerceiverFusion(nn.Module):
+class PerceiverFusion(Fusion):
     def __init__(
         self,
         input_dims: dict[str, int],
@@ -44,7 +44,7 @@ class PerceiverFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         tokens, valid = [], []
         for i, name in enumerate(self.names):
             x, v = as_tokens(features[name], masks[name], present[name])
@@ -54,4 +54,4 @@ class PerceiverFusion(nn.Module):
         latents = self.latents.expand(len(keys), -1, -1)
         latents = latents + masked_attention(self.cross, self.norm_latents(latents), keys, torch.cat(valid, dim=1))
         latents = latents + self.ffn(latents)
-        return self.latent_transformer(latents, None).mean(dim=1)
+        return FusionOutput(self.latent_transformer(latents, None).mean(dim=1))

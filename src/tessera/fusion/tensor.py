@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tessera.errors import SchemaError
-from tessera.fusion.base import pooled_present, register_fusion
+from tessera.fusion.base import Fusion, FusionOutput, pooled_present, register_fusion
 
 
 def with_one(h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -23,7 +23,7 @@ def with_one(h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
 
 
 @register_fusion("tensor")
-class TensorFusion(nn.Module):
+class TensorFusion(Fusion):
     """Tensor Fusion Network (Zadeh et al., EMNLP 2017).
 
     The flattened product has ``(dim + 1) ** M`` entries, so ``dim`` defaults to the largest
@@ -72,17 +72,17 @@ class TensorFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         product: torch.Tensor | None = None
         for name in self.names:
             z = with_one(self.proj[name](pooled_present(features[name], masks[name], present[name])), present[name])
             product = z if product is None else (product.unsqueeze(-1) * z.unsqueeze(1)).flatten(1)
         assert product is not None
-        return self.mlp(product)
+        return FusionOutput(self.mlp(product))
 
 
 @register_fusion("low_rank_tensor")
-class LowRankTensorFusion(nn.Module):
+class LowRankTensorFusion(Fusion):
     """Low-rank Multimodal Fusion (Liu et al., ACL 2018).
 
     The TFN weight tensor is factored into ``rank`` modality-specific factors, so the cost is
@@ -118,7 +118,7 @@ class LowRankTensorFusion(nn.Module):
         features: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
         present: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> FusionOutput:
         fused: torch.Tensor | None = None
         for name in self.names:
             h = self.dropout(self.norm[name](pooled_present(features[name], masks[name], present[name])))
@@ -126,4 +126,4 @@ class LowRankTensorFusion(nn.Module):
             f = torch.einsum("bd,rdo->bro", z, self.factors[name])  # (B, rank, dim)
             fused = f if fused is None else fused * f
         assert fused is not None
-        return torch.einsum("r,bro->bo", self.rank_weights[0], fused) + self.bias
+        return FusionOutput(torch.einsum("r,bro->bo", self.rank_weights[0], fused) + self.bias)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from tessera.errors import DataError, SchemaError, TesseraError
-from tessera.registry import check_options
+from tessera.registry import Registry
 
 
 @dataclass
@@ -125,27 +125,13 @@ class Preprocessor(ABC):
         return f"{self.modality}({', '.join(self.columns)})"
 
 
-PREPROCESSORS: dict[str, type[Preprocessor]] = {}
-
-
-def register(modality: str) -> Callable[[type[Preprocessor]], type[Preprocessor]]:
-    def deco(cls: type[Preprocessor]) -> type[Preprocessor]:
-        cls.modality = modality
-        PREPROCESSORS[modality] = cls
-        return cls
-
-    return deco
+PREPROCESSORS: Registry[Preprocessor] = Registry("modality", "tessera.preprocess", attribute="modality")
+register = PREPROCESSORS.register  # @register("modality") on a Preprocessor subclass
 
 
 def create_preprocessor(modality: str, columns: Sequence[str], **options: Any) -> Preprocessor:
     """Create a preprocessor by modality name; unknown options fail with the list of known ones."""
-    import tessera.preprocess  # noqa: F401  (registers the built-in modalities)
-
-    if modality not in PREPROCESSORS:
-        raise SchemaError(f"unknown modality {modality!r}; known: {sorted(PREPROCESSORS)}")
-    cls = PREPROCESSORS[modality]
-    check_options(cls, options, what=f"{modality} column(s) {list(columns)}", supplied=("columns",))
-    return cls(list(columns), **options)
+    return PREPROCESSORS.create(modality, list(columns), context=f"{modality} column(s) {list(columns)}", **options)
 
 
 def collate_samples(pre: Preprocessor, samples: Sequence[Sample | None]) -> ModalityBatch:

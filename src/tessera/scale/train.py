@@ -151,7 +151,8 @@ def worker_loop(config: dict[str, Any]) -> None:
         _report(rank, {"data_errors": first}, {"data_errors": first})
         return
     torch.manual_seed(train_config.seed)  # the same initial weights on every worker, as in Predictor.fit_prepared
-    model = build_model(pipeline, ModelConfig.from_dict(job["model_config"]))
+    model_config = ModelConfig.from_dict(job["model_config"])
+    model = build_model(pipeline, model_config)
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -164,10 +165,9 @@ def worker_loop(config: dict[str, Any]) -> None:
         extra = {"skipped": [_error_fields(e) for e in errors], "resumed_from": resumed_from}
         _report(rank, dict(state["history"][-1]), {**state, **extra})
 
-    task = pipeline.target.task
     train(
-        model, DataParallelSplit(splits["train"], rank, world), splits.get("val"), task, train_config,
-        collective=TorchCollective(), on_epoch_end=on_epoch_end, resume=resume,
+        model, DataParallelSplit(splits["train"], rank, world), splits.get("val"), pipeline.target, train_config,
+        aux_weight=model_config.aux_loss_weight, collective=TorchCollective(), on_epoch_end=on_epoch_end, resume=resume,
     )
 
 
@@ -249,7 +249,7 @@ def fit_ray(
     predictor.model.eval()
     predictor.result = TrainResult(
         history=state["history"], best_epoch=state["best_epoch"], best_metric=state["best_metric"],
-        metric_name="accuracy" if pipeline.target.task in ("multiclass", "multilabel") else "loss",
+        metric_name=pipeline.target.monitor.metric,
     )
     predictor.result.resumed_from = state.get("resumed_from", [])  # epochs a restarted worker group resumed after
     if state["skipped"]:

@@ -50,20 +50,7 @@ class ModelCalls:
 
     def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in self.columns})
-        target = self.predictor.pipeline.target
-        if target.task == "multiclass":
-            proba = self.predictor.predict_proba(frame)
-            classes = list(target.classes)
-            out = []
-            for i in range(len(rows)):
-                p = proba.loc[i].to_numpy()
-                out.append({"label": plain_value(classes[int(p.argmax())]), "probabilities": {str(c): float(v) for c, v in zip(classes, p)}})
-            return out
-        if target.task == "multilabel":
-            proba = self.predictor.predict_proba(frame)
-            return [{"labels": [c for c in proba.columns if proba.loc[i, c] > 0.5], "probabilities": {c: float(proba.loc[i, c]) for c in proba.columns}} for i in range(len(rows))]
-        values = self.predictor.predict(frame)
-        return [{"value": plain_value(values.loc[i])} for i in range(len(rows))]
+        return self.predictor.predict_records(frame)  # the task formats each answer
 
     def embed(self, items: list[tuple[str, Any]]) -> list[np.ndarray]:
         """(input name, value) pairs; values of one input share a model call."""
