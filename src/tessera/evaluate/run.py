@@ -27,6 +27,7 @@ from tessera.pipeline import CachedSplit, cache_split
 from tessera.schema import SPLIT_VALUES
 from tessera.table import Table, read_table
 
+
 def evaluate_predictor(
     predictor: Any,
     table: Any,

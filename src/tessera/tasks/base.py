@@ -130,7 +130,9 @@ class Task:
 
     def probabilities(self, outputs: torch.Tensor, rows: np.ndarray) -> pd.DataFrame:
         """What ``Predictor.predict_proba`` returns, indexed by table row."""
-        raise TesseraError(f"predict_proba is for classification; a {self.name} model has no probabilities: use predict")
+        raise TesseraError(
+            f"predict_proba is for classification; a {self.name} model has no probabilities: use predict"
+        )
 
     def served(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         """One JSON-ready answer per row for the server's predict route."""
@@ -187,7 +189,9 @@ class Task:
         """The metrics of one group of rows in the fairness tables (see ``group_analysis``)."""
         raise NotImplementedError
 
-    def parity_gaps(self, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_classes: int | None) -> dict[str, float]:
+    def parity_gaps(
+        self, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_classes: int | None
+    ) -> dict[str, float]:
         """Parity gaps between groups, for tasks whose decisions are classes; none by default."""
         return {}
 

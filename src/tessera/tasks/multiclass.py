@@ -33,7 +33,7 @@ class Multiclass(Task):
     def fit(self, frame: pd.DataFrame) -> "Multiclass":
         col = self.columns[0]
         y = frame[col].dropna()
-        classes = sorted(pd.unique(y), key=lambda v: (str(type(v)), v) if isinstance(v, (int, float, np.number)) else (str(type(v)), str(v)))
+        classes = sorted(pd.unique(y), key=_sort_key)
         classes = [v.item() if isinstance(v, np.generic) else v for v in classes]
         if len(classes) < 2:
             only = f" ({classes[0]!r})" if classes else ""
@@ -58,8 +58,9 @@ class Multiclass(Task):
                 continue
             i = index.get(_key(v))
             if i is None:
+                more = "..." if len(self.classes) > 10 else ""
                 raise DataError(
-                    f"label {v!r} was not seen in training (known: {self.classes[:10]}{'...' if len(self.classes) > 10 else ''})",
+                    f"label {v!r} was not seen in training (known: {self.classes[:10]}{more})",
                     row=int(row), column=self.columns[0],
                 )
             out[pos] = i
@@ -79,7 +80,8 @@ class Multiclass(Task):
         return F.cross_entropy(outputs, target.long())
 
     def quick_score(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-        return {**super().quick_score(outputs, target), "accuracy": float((outputs.argmax(-1) == target).float().mean())}
+        accuracy = float((outputs.argmax(-1) == target).float().mean())
+        return {**super().quick_score(outputs, target), "accuracy": accuracy}
 
     # -- predictions ---------------------------------------------------------------------------
     def predictions(self, outputs: torch.Tensor, rows: np.ndarray) -> pd.Series:
@@ -91,7 +93,10 @@ class Multiclass(Task):
     def served(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         proba = torch.softmax(outputs, -1).numpy()
         return [
-            {"label": plain(self.classes[int(p.argmax())]), "probabilities": {str(c): float(v) for c, v in zip(self.classes, p)}}
+            {
+                "label": plain(self.classes[int(p.argmax())]),
+                "probabilities": {str(c): float(v) for c, v in zip(self.classes, p)},
+            }
             for p in proba
         ]
 
@@ -151,7 +156,9 @@ class Multiclass(Task):
             "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
         }
 
-    def parity_gaps(self, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_classes: int | None) -> dict[str, float]:
+    def parity_gaps(
+        self, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, n_classes: int | None
+    ) -> dict[str, float]:
         from tessera.evaluate.fairness import demographic_parity_difference, equalized_odds_difference
 
         k = n_classes if n_classes is not None else int(max(y_true.max(), y_pred.max())) + 1
@@ -169,6 +176,11 @@ class Multiclass(Task):
             "per_class": per_class_metrics(y_true, scores, labels),
             "calibration": {**reliability(y_true, scores), "ece": ece(y_true, scores)},
         }
+
+
+def _sort_key(v: Any) -> tuple[str, Any]:
+    """Numbers sort as numbers, everything else as text; mixed types group by type."""
+    return (str(type(v)), v) if isinstance(v, (int, float, np.number)) else (str(type(v)), str(v))
 
 
 def _key(v: Any) -> Any:

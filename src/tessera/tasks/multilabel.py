@@ -55,7 +55,8 @@ class Multilabel(Task):
         return F.binary_cross_entropy_with_logits(outputs, target.float())
 
     def quick_score(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-        return {**super().quick_score(outputs, target), "accuracy": float(((outputs > 0) == (target > 0.5)).float().mean())}
+        accuracy = float(((outputs > 0) == (target > 0.5)).float().mean())
+        return {**super().quick_score(outputs, target), "accuracy": accuracy}
 
     # -- predictions ---------------------------------------------------------------------------
     def predictions(self, outputs: torch.Tensor, rows: np.ndarray) -> pd.DataFrame:
@@ -67,7 +68,10 @@ class Multilabel(Task):
     def served(self, outputs: torch.Tensor) -> list[dict[str, Any]]:
         proba = torch.sigmoid(outputs).numpy()
         return [
-            {"labels": [c for c, v in zip(self.columns, p) if v > 0.5], "probabilities": {c: float(v) for c, v in zip(self.columns, p)}}
+            {
+                "labels": [c for c, v in zip(self.columns, p) if v > 0.5],
+                "probabilities": {c: float(v) for c, v in zip(self.columns, p)},
+            }
             for p in proba
         ]
 

@@ -35,7 +35,8 @@ class Regression(Task):
         y = frame[columns[0]].dropna()
         if pd.api.types.is_float_dtype(y) and not (y % 1 == 0).all():
             return True
-        return bool(pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y) and y.nunique() > max(20, 0.2 * len(y)))
+        numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+        return bool(numeric and y.nunique() > max(20, 0.2 * len(y)))
 
     # -- target encoding ----------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "Regression":
@@ -44,7 +45,9 @@ class Regression(Task):
         bad = y.isna() & frame[col].notna()
         if bad.any():
             row = bad.idxmax()
-            raise DataError(f"a regression target must be a number, found {frame[col][row]!r:.40}", row=int(row), column=col)
+            raise DataError(
+                f"a regression target must be a number, found {frame[col][row]!r:.40}", row=int(row), column=col
+            )
         if y.notna().sum() < 2:
             raise DataError("a regression target needs at least two known values", column=col)
         self.mean, self.std = float(y.mean()), float(y.std()) or 1.0
