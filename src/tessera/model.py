@@ -77,6 +77,8 @@ def data_facts(pre: Preprocessor) -> dict[str, Any]:
         facts.update(in_channels=shape[0], image_size=shape[1])
     elif pre.modality == "video":
         facts.update(num_frames=shape[0], in_channels=shape[1], image_size=shape[2])
+    elif pre.modality == "audio" and len(shape) == 1:  # representation: waveform
+        facts.update(samples=shape[0], sample_rate=int(getattr(pre, "sample_rate")))
     elif pre.modality == "audio":
         facts.update(n_mels=shape[0], frames=shape[1])
     elif pre.modality == "text":

@@ -1,4 +1,4 @@
-"""Audio cells become fixed-size log-mel spectrograms.
+"""Audio cells become fixed-size log-mel spectrograms, or fixed-length waveforms for pretrained towers.
 
 Decoding tries libsndfile first because it is fast and exact for the common audio
 files (wav, flac, ogg, mp3 on libsndfile >= 1.1); PyAV (FFmpeg) is the fallback so
@@ -28,6 +28,9 @@ from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
 LOG_EPS = 1e-6
 LOG_FLOOR = math.log(LOG_EPS)  # value of a silent bin, and of padded frames when normalize="none"
 NORMALIZE_CHOICES = ("none", "utterance")
+# "waveform" hands pretrained towers the resampled mono samples themselves: each computes the
+# features its weights were trained on (Whisper's log-mel, openWakeWord's mel, GE2E's mel).
+REPRESENTATIONS = ("log_mel", "waveform")
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -177,6 +180,10 @@ def log_mel_spectrogram(
 class AudioPreprocessor(Preprocessor):
     """Audio file/bytes -> log-mel ``(n_mels, frames)`` plus a frame mask.
 
+    With ``representation="waveform"`` the output is the mono waveform at ``sample_rate``
+    instead, ``(max_seconds * sample_rate,)`` float32 in [-1, 1] zero-padded at the end, with
+    a per-sample mask; the mel options are then unused.
+
     Clips longer than ``max_seconds`` (or ``frames * hop_length`` samples) keep their
     beginning. Shorter clips are padded: with ``normalize="none"`` padded frames hold the
     log floor ``log(1e-6)`` (what digital silence gives), with ``"utterance"`` they hold 0,
@@ -195,6 +202,7 @@ class AudioPreprocessor(Preprocessor):
         max_seconds: float = 10.0,
         frames: int | None = None,
         normalize: str = "none",
+        representation: str = "log_mel",
     ) -> None:
         super().__init__(columns)
         for name, value in (("sample_rate", sample_rate), ("n_mels", n_mels), ("n_fft", n_fft), ("hop_length", hop_length)):
@@ -204,6 +212,10 @@ class AudioPreprocessor(Preprocessor):
             raise SchemaError(f"audio option max_seconds must be positive, got {max_seconds!r}")
         if normalize not in NORMALIZE_CHOICES:
             raise SchemaError(f"audio option normalize must be one of {NORMALIZE_CHOICES}, got {normalize!r}")
+        if representation not in REPRESENTATIONS:
+            raise SchemaError(f"audio option representation must be one of {REPRESENTATIONS}, got {representation!r}")
+        if representation == "waveform" and normalize != "none":
+            raise SchemaError("audio option normalize applies to log-mel spectrograms; use normalize: none with representation: waveform")
         if frames is None:
             frames = max(1, int(max_seconds * sample_rate) // hop_length)
         if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
@@ -215,6 +227,7 @@ class AudioPreprocessor(Preprocessor):
         self.max_seconds = float(max_seconds)
         self.frames = frames  # stored resolved, so encoders can read the output width directly
         self.normalize = normalize
+        self.representation = representation
 
     @property
     def max_samples(self) -> int:
@@ -230,6 +243,8 @@ class AudioPreprocessor(Preprocessor):
         wave = resample(to_mono(wave), sr, self.sample_rate)[: self.max_samples]
         if wave.size == 0:
             raise DataError("audio has no samples", file=source.label)
+        if self.representation == "waveform":
+            return self._padded(wave, self.max_samples, 0.0)
         mel = log_mel_spectrogram(wave, self.sample_rate, self.n_fft, self.hop_length, self.n_mels)
         valid = min(mel.shape[1], self.frames)
         mel = mel[:, :valid]
@@ -237,19 +252,29 @@ class AudioPreprocessor(Preprocessor):
         if self.normalize == "utterance":
             mel = (mel - mel.mean()) / max(float(mel.std()), 1e-5)
             pad_value = 0.0
-        data = np.full((self.n_mels, self.frames), pad_value, dtype=np.float32)
-        data[:, :valid] = mel
-        mask = np.zeros(self.frames, dtype=bool)
+        return self._padded(mel, self.frames, pad_value)
+
+    @staticmethod
+    def _padded(x: np.ndarray, length: int, pad_value: float) -> Sample:
+        """``x`` (..., valid) padded along its last axis to ``length``, with the mask of valid positions."""
+        valid = x.shape[-1]
+        data = np.full(x.shape[:-1] + (length,), pad_value, dtype=np.float32)
+        data[..., :valid] = x
+        mask = np.zeros(length, dtype=bool)
         mask[:valid] = True
         return Sample(data=data, mask=mask)
 
     def empty(self) -> Sample:
+        if self.representation == "waveform":
+            return Sample(data=np.zeros(self.max_samples, dtype=np.float32), mask=np.zeros(self.max_samples, dtype=bool))
         return Sample(
             data=np.zeros((self.n_mels, self.frames), dtype=np.float32),
             mask=np.zeros(self.frames, dtype=bool),
         )
 
     def describe(self) -> str:
+        if self.representation == "waveform":
+            return f"audio({self.columns[0]}: {self.sample_rate} Hz waveform, {self.max_samples} samples)"
         return (
             f"audio({self.columns[0]}: {self.sample_rate} Hz, {self.n_mels} mels x {self.frames} frames, "
             f"hop {self.hop_length})"
