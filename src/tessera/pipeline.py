@@ -57,12 +57,22 @@ class Pipeline:
         self.target = target
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, schema: Schema) -> "Pipeline":
-        """Create and fit every preprocessor (and the task's target encoding) on the training rows."""
+    def fit(cls, train: pd.DataFrame, schema: Schema, encoders: dict[str, str] | None = None) -> "Pipeline":
+        """Create and fit every preprocessor (and the task's target encoding) on the training rows.
+
+        ``encoders`` names the encoder of each input where the model config chooses it (else
+        the schema's ``encoder``); a pretrained tower's required preprocessing is merged into
+        the input's options here, before anything is fitted.
+        """
+        from tessera.encoders.input_options import merge_input_options
+
         schema.validate(train, require_target=bool(schema.target))
+        encoders = encoders or {}
         preprocessors = {}
         for name, spec in schema.inputs.items():
-            pre = create_preprocessor(spec.modality, spec.columns, **spec.options)
+            encoder = encoders.get(name) or spec.encoder
+            options = merge_input_options(encoder, spec.modality, spec.options, where=f"input '{name}'")
+            pre = create_preprocessor(spec.modality, spec.columns, **options)
             try:
                 pre.fit(train)
             except DataError as e:

@@ -2,7 +2,8 @@
 
 A saved model is a folder with the weights (``model.pt``) and everything else needed to
 predict on a new table (``tessera.json``: schema, fitted preprocessors including the
-tokenizer, label classes, configs and training history). It is written to a temporary
+tokenizer, label classes, configs, training history, and the licences of any pretrained
+towers, which ``MODEL_CARD.md`` also lists). It is written to a temporary
 folder and swapped in whole, so an interrupted save never destroys the previous one.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 
 import tessera
+from tessera import zoo
 from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, check_on_error
 from tessera.io import atomic_dir
 from tessera.model import ModelConfig, MultimodalModel, build_model
@@ -29,6 +31,7 @@ from tessera.train import TrainConfig, TrainResult, resolve_device, run_inferenc
 
 MODEL_FILE = "model.pt"
 META_FILE = "tessera.json"
+CARD_FILE = "MODEL_CARD.md"  # written when the model contains pretrained towers
 
 
 class StreamSplit:
@@ -107,7 +110,8 @@ class Predictor:
                 parts[name] = _drop_unknown_targets(parts[name], schema, name)
         if cfg.max_train_rows and len(parts["train"]) > cfg.max_train_rows:
             parts["train"] = parts["train"].sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
-        self.pipeline = Pipeline.fit(parts["train"], schema)
+        chosen = {n: str(e["name"]) for n, e in self.model_config.encoders.items() if isinstance(e, dict) and e.get("name")}
+        self.pipeline = Pipeline.fit(parts["train"], schema, encoders=chosen)
         return {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
@@ -203,11 +207,15 @@ class Predictor:
             "train_config": self.train_config.to_dict(),
             "history": self.result.history if self.result else [],
             "metrics": self.metrics,
+            # Pretrained towers, their package versions and licences (tessera.zoo); MODEL_CARD.md says the same.
+            "towers": zoo.towers_card(self.model.encoders.items()),
         }
         path = Path(path)
         with atomic_dir(path) as tmp:
             torch.save(self.model.state_dict(), tmp / MODEL_FILE)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
+            if meta["towers"]:
+                (tmp / CARD_FILE).write_text(zoo.model_card_markdown(meta["towers"]))
         return path
 
     @classmethod
