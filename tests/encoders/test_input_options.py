@@ -51,3 +51,15 @@ def test_pipeline_fit_applies_the_schema_encoder_and_the_config_choice(tmp_path)
     assert image.size == 224 and image.mean == pytest.approx([127 / 255] * 3)
     assert audio.representation == "waveform" and audio.sample_rate == 16000
     assert Pipeline.fit(frame, schema).preprocessors["audio"].representation == "log_mel"
+
+
+def test_a_tower_refuses_an_input_prepared_otherwise():
+    """A pipeline fitted before the encoder was chosen: the model build says what to do instead."""
+    from tessera.model import build_encoder
+    from tessera.preprocess.audio import AudioPreprocessor
+    from tessera.preprocess.image import ImagePreprocessor
+
+    with pytest.raises(SchemaError, match=r"encoder 'mobilenet_v2' needs its image input prepared with \{'size': 224"):
+        build_encoder("mobilenet_v2", ImagePreprocessor(["photo"], size=64), 32, {})
+    with pytest.raises(SchemaError, match="name the encoder before the data is prepared"):
+        build_encoder("speech_embedding", AudioPreprocessor(["voice"], sample_rate=16000), 32, {})

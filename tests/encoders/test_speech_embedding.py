@@ -6,6 +6,8 @@ spoken "three", 0.49 s at 8 kHz) read as a 2 s, 16 kHz waveform.
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -50,3 +52,11 @@ def test_frozen_only_and_says_so():
 def test_refuses_inputs_shorter_than_one_window():
     with pytest.raises(SchemaError, match="at least 0.79 s"):
         load_tower("speech_embedding", samples=8000)
+
+
+@pytest.mark.realdata
+def test_pickles_for_serve_workers(tower, shared_data):
+    """Model workers get a pickled copy: the ONNX Runtime sessions are reloaded from the package."""
+    batch = fsdd_batch(shared_data, ["7_theo_1.wav"])
+    copy = pickle.loads(pickle.dumps(tower))
+    torch.testing.assert_close(copy.embed(batch), tower.embed(batch))

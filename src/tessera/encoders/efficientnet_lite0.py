@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tessera.encoders.base import register_encoder
-from tessera.encoders.mobilenet_v2 import IMAGE_SIZE, check_image_facts
+from tessera.encoders.mobilenet_v2 import IMAGE_SIZE
 from tessera.encoders.tower import Tower, spatial_output
 
 if TYPE_CHECKING:
@@ -83,17 +83,9 @@ class EfficientNetLite0(Tower):
     input_options: ClassVar[dict[str, Any]] = {"size": IMAGE_SIZE, "channels": 3, "mean": LITE_MEAN, "std": LITE_STD}
     has_tokens = True
 
-    def __init__(
-        self,
-        trainable: bool = False,
-        train_blocks: int = 0,
-        output: str = "pooled",
-        image_size: int | None = None,
-        in_channels: int | None = None,
-    ) -> None:
+    def __init__(self, trainable: bool = False, train_blocks: int = 0, output: str = "pooled") -> None:
         super().__init__()
         self._check_training(trainable, train_blocks, output)
-        check_image_facts(self.encoder_name, image_size, in_channels)
         from tessera import zoo
 
         (path,) = zoo.weight_paths(self.encoder_name)

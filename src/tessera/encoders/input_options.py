@@ -11,9 +11,12 @@ overridden, since the tower would then see pixels or sounds unlike anything it l
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tessera.errors import SchemaError
+
+if TYPE_CHECKING:
+    from tessera.preprocess.base import Preprocessor
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -25,6 +28,15 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def required_options(encoder: str | None) -> tuple[str | None, dict[str, Any]]:
+    """The modality and preprocessor options an encoder requires (``(None, {})`` for most)."""
+    from tessera.encoders import ENCODERS
+
+    cls = ENCODERS.get(encoder) if encoder else None
+    required: dict[str, Any] = dict(getattr(cls, "input_options", {}) or {})
+    return (getattr(cls, "modality", None) if required else None), required
+
+
 def merge_input_options(encoder: str | None, modality: str, options: dict[str, Any], where: str) -> dict[str, Any]:
     """The preprocessor options for an input fed to ``encoder``: the user's plus the tower's requirements.
 
@@ -32,11 +44,7 @@ def merge_input_options(encoder: str | None, modality: str, options: dict[str, A
     :class:`SchemaError` when the tower reads another modality or an option contradicts it,
     and when a waveform is asked for an encoder that reads log-mel spectrograms.
     """
-    from tessera.encoders import ENCODERS
-
-    cls = ENCODERS.get(encoder) if encoder else None
-    required: dict[str, Any] = dict(getattr(cls, "input_options", {}) or {})
-    wants = getattr(cls, "modality", None) if required else None
+    wants, required = required_options(encoder)
     if wants is not None and wants != modality:
         raise SchemaError(f"{where}: encoder {encoder!r} reads {wants} inputs, but the input is {modality}")
     merged = dict(options)
@@ -53,3 +61,21 @@ def merge_input_options(encoder: str | None, modality: str, options: dict[str, A
             "representation: waveform is for the pretrained audio towers (whisper_encoder, speech_embedding, speaker)"
         )
     return merged
+
+
+def check_prepared(encoder: str, pre: Preprocessor) -> None:
+    """Refuse to build a tower over an input prepared some other way: a pipeline fitted before the
+    encoder was chosen (a model config naming it only after the data was prepared) would feed
+    it pixels or sounds unlike its training data."""
+    wants, required = required_options(encoder)
+    if not required:
+        return
+    config = pre.config()
+    wrong = {k: v for k, v in required.items() if pre.modality != wants or not _same(config.get(k), v)}
+    if wrong:
+        given = {k: config.get(k) for k in wrong}
+        raise SchemaError(
+            f"encoder {encoder!r} needs its {wants} input prepared with {wrong}, but {pre.describe()} was prepared "
+            f"with {given}; name the encoder before the data is prepared (the schema's encoder: {encoder}, or the "
+            "model config's encoders) and Tessera prepares it that way"
+        )

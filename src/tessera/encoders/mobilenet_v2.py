@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from tessera.encoders.base import register_encoder
 from tessera.encoders.tower import Tower, spatial_output
-from tessera.errors import SchemaError
 from tessera.preprocess.image import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -69,17 +68,9 @@ class MobileNetV2(Tower):
     }
     has_tokens = True
 
-    def __init__(
-        self,
-        trainable: bool = False,
-        train_blocks: int = 0,
-        output: str = "pooled",
-        image_size: int | None = None,
-        in_channels: int | None = None,
-    ) -> None:
+    def __init__(self, trainable: bool = False, train_blocks: int = 0, output: str = "pooled") -> None:
         super().__init__()
         self._check_training(trainable, train_blocks, output)
-        check_image_facts(self.encoder_name, image_size, in_channels)
         from tessera import zoo
 
         (path,) = zoo.weight_paths(self.encoder_name)
@@ -107,13 +98,3 @@ class MobileNetV2(Tower):
         """ImageNet-1k logits of preprocessed images ``(B, 3, 224, 224)``."""
         return self.classifier(self.features(images).mean(dim=(2, 3)))
 
-
-def check_image_facts(name: str, image_size: int | None, in_channels: int | None) -> None:
-    """Image towers take what their weights saw; the pipeline normally makes sure of that, this
-    catches inputs prepared some other way (a pipeline fitted before the encoder was chosen)."""
-    if (image_size is not None and image_size != IMAGE_SIZE) or (in_channels is not None and in_channels != 3):
-        raise SchemaError(
-            f"encoder {name!r} takes 3x{IMAGE_SIZE}x{IMAGE_SIZE} ImageNet-normalised images, but the image input gives "
-            f"{in_channels}x{image_size}x{image_size}; remove size/channels/mean/std from the input's options "
-            "(Tessera then sets them for this encoder)"
-        )

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tessera.encoders.base import register_encoder
-from tessera.encoders.tower import Tower
+from tessera.encoders.tower import WAVEFORM_16K, Tower, valid_lengths
 
 if TYPE_CHECKING:
     from tessera.preprocess.base import ModalityBatch
@@ -35,7 +35,7 @@ class SpeakerEncoder(Tower):
     ``train_blocks``: the three LSTM layers and the output layer."""
 
     modality = "audio"
-    input_options: ClassVar[dict[str, Any]] = {"sample_rate": SAMPLE_RATE, "representation": "waveform", "normalize": "none"}
+    input_options: ClassVar[dict[str, Any]] = WAVEFORM_16K
 
     def __init__(self, trainable: bool = False, train_blocks: int = 0, output: str = "pooled") -> None:
         super().__init__()
@@ -76,8 +76,8 @@ class SpeakerEncoder(Tower):
 
     def compute(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:
         waves = batch.data.cpu().numpy()
-        valid = batch.mask.sum(dim=1).tolist() if batch.mask is not None else [waves.shape[1]] * len(waves)
-        parts = [self.partials(w[: max(int(n), 1)]) for w, n in zip(waves, valid)]
+        valid = valid_lengths(batch)
+        parts = [self.partials(w[:n]) for w, n in zip(waves, valid)]
         counts = [len(p) for p in parts]
         embeds = self.embed_partials(torch.from_numpy(np.concatenate(parts)).to(batch.data.device))
         means = torch.stack([chunk.mean(dim=0) for chunk in embeds.split(counts)])

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from tessera.encoders.base import register_encoder
-from tessera.encoders.tower import Tower, frame_output
+from tessera.encoders.tower import WAVEFORM_16K, Tower, frame_output, valid_lengths
 from tessera.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class SpeechEmbedding(Tower):
     starts inside the clip; ``output: tokens`` gives each 80 ms embedding with that mask."""
 
     modality = "audio"
-    input_options: ClassVar[dict[str, Any]] = {"sample_rate": SAMPLE_RATE, "representation": "waveform", "normalize": "none"}
+    input_options: ClassVar[dict[str, Any]] = WAVEFORM_16K
     runtime = "onnxruntime"
     has_tokens = True
 
@@ -65,6 +65,13 @@ class SpeechEmbedding(Tower):
                 f"encoder 'speech_embedding' needs windows of at least {min_samples() / SAMPLE_RATE:.2f} s, but the "
                 f"audio input keeps {samples / SAMPLE_RATE:g} s; raise max_seconds (short clips are zero-padded)"
             )
+        self._load_runtime()
+        self.output_dim = WIDTH
+        self._setup()
+
+    _runtime_attrs = ("mel", "embedder")
+
+    def _load_runtime(self) -> None:
         import onnxruntime as ort
 
         from tessera import zoo
@@ -75,11 +82,10 @@ class SpeechEmbedding(Tower):
         providers = ["CPUExecutionProvider"]
         self.mel = ort.InferenceSession(str(mel_path), sess_options=opts, providers=providers)
         self.embedder = ort.InferenceSession(str(embed_path), sess_options=opts, providers=providers)
-        self.output_dim = WIDTH
-        self._setup()
 
     def compute(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:
-        waves = batch.data.cpu().numpy().astype(np.float32) * INT16_SCALE
+        data = batch.data if batch.mask is None else batch.data * batch.mask  # padding is silence, whatever it held
+        waves = data.cpu().numpy().astype(np.float32) * INT16_SCALE
         if waves.shape[1] < min_samples():  # a clip shorter than one window is zero-padded to it
             waves = np.pad(waves, ((0, 0), (0, min_samples() - waves.shape[1])))
         # One clip per call: the mel model floors its output at (max - 80 dB) with the max taken
@@ -90,8 +96,7 @@ class SpeechEmbedding(Tower):
         b, t = windows.shape[:2]
         out = self.embedder.run(None, {"input_1": windows.reshape(b * t, WINDOW, 32, 1).astype(np.float32)})[0]
         frames = torch.from_numpy(out.reshape(b, t, WIDTH)).to(batch.data.device)
-        valid = batch.mask.sum(dim=1) if batch.mask is not None else torch.full((b,), batch.data.shape[1])
+        valid = torch.tensor(valid_lengths(batch), device=frames.device)
         first_sample = torch.arange(t, device=frames.device) * STEP * HOP
-        # A window counts when it starts inside the clip; the first always does.
-        mask = (first_sample.unsqueeze(0) < valid.to(frames.device).unsqueeze(1)) | (first_sample == 0).unsqueeze(0)
+        mask = first_sample.unsqueeze(0) < valid.unsqueeze(1)  # a window counts when it starts inside the clip
         return frame_output(frames, mask, self.output)

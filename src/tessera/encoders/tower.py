@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from tessera.preprocess.base import ModalityBatch
 
 OUTPUTS = ("pooled", "tokens")
+# What the audio towers read: the mono 16 kHz waveform, from which each computes its own features.
+WAVEFORM_16K: dict[str, Any] = {"sample_rate": 16000, "representation": "waveform", "normalize": "none"}
 
 
 class Tower(Encoder):
@@ -75,6 +77,20 @@ class Tower(Encoder):
             for block in blocks[-self.train_blocks :]:
                 block.requires_grad_(True)
         self.train(self.training)
+
+    # -- pickling (serve's model workers receive a pickled copy of the model) ------------------
+    _runtime_attrs: ClassVar[tuple[str, ...]] = ()  # ONNX/CTranslate2 handles, which do not pickle
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._runtime_attrs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if self._runtime_attrs:
+            self._load_runtime()  # reloaded from the installed package, with this process's threads
+
+    def _load_runtime(self) -> None:
+        """Create the runtime handles named in ``_runtime_attrs`` (ONNX/CTranslate2 towers)."""
 
     # -- what subclasses provide -----------------------------------------------------------
     def blocks(self) -> list[nn.Module]:
@@ -154,6 +170,13 @@ def spatial_output(fmap: Tensor, output: str) -> tuple[Tensor, Tensor | None]:
         return fmap.mean(dim=(2, 3)), None
     tokens = fmap.flatten(2).transpose(1, 2)
     return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+
+def valid_lengths(batch: ModalityBatch) -> list[int]:
+    """Samples of real audio in each row of a waveform batch (at least 1), from its mask."""
+    if batch.mask is None:
+        return [int(batch.data.shape[1])] * len(batch)
+    return [max(int(n), 1) for n in batch.mask.sum(dim=1).tolist()]
 
 
 def frame_output(frames: Tensor, mask: Tensor, output: str) -> tuple[Tensor, Tensor | None]:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from tessera.encoders.base import register_encoder
-from tessera.encoders.tower import Tower, frame_output
+from tessera.encoders.tower import WAVEFORM_16K, Tower, frame_output, valid_lengths
 from tessera.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class WhisperEncoder(Tower):
     clip; ``output: tokens`` gives all 1500 frames with a mask of those that do."""
 
     modality = "audio"
-    input_options: ClassVar[dict[str, Any]] = {"sample_rate": SAMPLE_RATE, "representation": "waveform", "normalize": "none"}
+    input_options: ClassVar[dict[str, Any]] = WAVEFORM_16K
     runtime = "ctranslate2"
     has_tokens = True
 
@@ -47,21 +47,26 @@ class WhisperEncoder(Tower):
                 f"encoder 'whisper_encoder' sees at most {WINDOW_SECONDS} s, but the audio input keeps "
                 f"{samples / SAMPLE_RATE:g} s; set max_seconds to {WINDOW_SECONDS} or less"
             )
+        self._load_runtime()
+        self.output_dim = WIDTH
+        self._setup()
+
+    _runtime_attrs = ("whisper",)
+
+    def _load_runtime(self) -> None:
         from tessera.transcribe import load_whisper
 
         self.whisper = load_whisper(max(1, torch.get_num_threads()))
-        self.output_dim = WIDTH
-        self._setup()
 
     def compute(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:
         from faster_whisper.audio import pad_or_trim
 
         waves = batch.data.cpu().numpy()
-        valid = batch.mask.sum(dim=1).tolist() if batch.mask is not None else [waves.shape[1]] * len(waves)
+        valid = valid_lengths(batch)
         extract = self.whisper.feature_extractor
         feats, frames = [], []
         for wave, n in zip(waves, valid):
-            mel = extract(wave[: max(int(n), 1)])
+            mel = extract(wave[:n])
             frames.append(min(mel.shape[-1], MEL_FRAMES))
             feats.append(pad_or_trim(mel, MEL_FRAMES))
         out = np.asarray(self.whisper.encode(np.stack(feats).astype(np.float32)))  # (B, 1500, 384)
