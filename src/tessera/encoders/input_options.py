@@ -32,7 +32,7 @@ def required_options(encoder: str | None) -> tuple[str | None, dict[str, Any]]:
     """The modality and preprocessor options an encoder requires (``(None, {})`` for most)."""
     from tessera.encoders import ENCODERS
 
-    cls = ENCODERS.get(encoder) if encoder else None
+    cls = ENCODERS.get(encoder) if encoder and encoder in ENCODERS else None  # unknown: build_encoder says so
     required: dict[str, Any] = dict(getattr(cls, "input_options", {}) or {})
     return (getattr(cls, "modality", None) if required else None), required
 
