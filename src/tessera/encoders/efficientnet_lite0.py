@@ -38,12 +38,15 @@ LITE_STD = [128.0 / 255.0] * 3
 
 
 class SameConv2d(nn.Conv2d):
-    """A bias-free convolution with TensorFlow's "SAME" padding, computed for each input size."""
+    """A bias-free convolution with TensorFlow's "SAME" padding. With stride 1 and an odd kernel
+    that is plain symmetric padding; with stride 2 it is computed for each input size."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+        super().__init__(cin, cout, kernel, stride, padding=(kernel - 1) // 2 if stride == 1 else 0, groups=groups, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
