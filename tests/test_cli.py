@@ -42,7 +42,7 @@ def test_inspect_counts_missing_values_and_files(tiny_table):
     frame.loc[[0, 1], "caption"] = None
     frame.loc[2, "image"] = "img/gone.png"
     frame.to_csv(tiny_table, index=False)
-    from tessera.inspect import inspect_table
+    from tessera.inspection import inspect_table
 
     facts = inspect_table(tiny_table, examples=3)
     assert facts["inputs"]["caption"]["missing"] == 2
@@ -106,7 +106,7 @@ def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):
     assert takes.between(0, 4).all()  # FSDD test takes only
 
     fl = datasets.prepare("flickr8k", cache_dir=tmp_path, download=False, progress=False)
-    from tessera.inspect import inspect_table
+    from tessera.inspection import inspect_table
 
     facts = inspect_table(fl.table_path, schema=fl.schema_path, examples=1)
     assert facts["rows"] == 5000

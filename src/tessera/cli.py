@@ -69,7 +69,7 @@ def data_inspect(
     examples: int = typer.Option(3, help="How many rows to decode and show per input."),
 ) -> None:
     """Show the schema, counts, missing values per input, and a few decoded examples."""
-    from tessera.inspect import inspect_table
+    from tessera.inspection import inspect_table
 
     inspect_table(path, schema=schema, target=target, overrides=_overrides(modality), save_schema=save_schema, examples=examples, console=console)
 
@@ -152,7 +152,7 @@ def predict(
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: a local cluster)."),
 ) -> None:
     """Predict with a saved model; needs nothing but the model folder and the table."""
-    from tessera.io import atomic_path
+    from tessera.files import atomic_path
     from tessera.predictor import Predictor
     from tessera.scale.runner import check_runner
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tessera.errors import SchemaError
-from tessera.io import read_yaml
+from tessera.files import read_yaml
 from tessera.model import ModelConfig
 from tessera.train import TrainConfig
 

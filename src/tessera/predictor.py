@@ -22,7 +22,7 @@ import torch
 import tessera
 from tessera import zoo
 from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, check_on_error
-from tessera.io import atomic_dir
+from tessera.files import atomic_dir
 from tessera.model import ModelConfig, MultimodalModel, build_model
 from tessera.pipeline import Batch, Pipeline, TableDataset, cache_split, default_workers, iterate, split_frame
 from tessera.schema import Schema, resolve_schema

@@ -148,12 +148,12 @@ class Schema:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Schema":
-        from tessera.io import read_yaml
+        from tessera.files import read_yaml
 
         return cls.from_dict(read_yaml(path, "schema file"), source=str(path))
 
     def save(self, path: str | os.PathLike) -> Path:
-        from tessera.io import atomic_write_text
+        from tessera.files import atomic_write_text
 
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 

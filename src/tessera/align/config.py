@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.config import check_sections
-from tessera.io import read_yaml
+from tessera.files import read_yaml
 from tessera.errors import SchemaError
 
 MODEL_KEYS = {"dim", "encoder_dim", "loss", "anchor", "encoders", "init_temperature"}

@@ -26,7 +26,7 @@ import torch
 import tessera
 from tessera.align.model import AlignModel, build_align_model
 from tessera.errors import SchemaError, SkipReport, TesseraError
-from tessera.io import atomic_dir
+from tessera.files import atomic_dir
 from tessera.media import is_missing
 from tessera.pipeline import Pipeline, iterate
 from tessera.preprocess.base import ModalityBatch

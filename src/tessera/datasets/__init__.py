@@ -91,7 +91,7 @@ def prepare(
 
     for source in recipe.SOURCES:
         require(source, raw, download=download, progress=progress)
-    from tessera.io import atomic_dir
+    from tessera.files import atomic_dir
 
     with atomic_dir(final) as tmp:
         start = time.perf_counter()

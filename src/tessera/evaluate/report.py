@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tessera.io import atomic_write_text
+from tessera.files import atomic_write_text
 
 CONTRIBUTION_COLUMNS = ("input", "without", "removal_drop", "alone", "shapley", "unimodal", "ignores_modality")
 SECTIONS = ("summary", "confusion", "per-class", "calibration", "comparison", "contribution", "robustness", "fairness", "examples")

@@ -112,7 +112,7 @@ def search_command(
     """Search with any modality; several at once make a composed query (weighted sum of unit vectors)."""
     from tessera.errors import TesseraError
     from tessera.index.search import Searcher
-    from tessera.io import atomic_path
+    from tessera.files import atomic_path
 
     parts, weights = [], []
     for modality, value, weight in [("text", text, text_weight), ("image", image, image_weight),

@@ -29,7 +29,7 @@ import pyarrow as pa
 from tessera.align.embedder import Embedder, compose
 from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, check_on_error
 from tessera.index.store import RESERVED, VectorIndex, WriteCounts
-from tessera.io import atomic_write_text
+from tessera.files import atomic_write_text
 from tessera.media import is_missing, resolve_media
 from tessera.progress import progress_bar
 from tessera.table import Table, read_table

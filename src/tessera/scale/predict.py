@@ -74,7 +74,7 @@ def predict_ray(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tessera.io import atomic_path
+    from tessera.files import atomic_path
     from tessera.scale.runner import ray_session, tessera_errors
 
     on_error = check_on_error(on_error or predictor.train_config.on_error)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tessera.errors import TesseraError
-from tessera.io import atomic_write_text
+from tessera.files import atomic_write_text
 
 PREFIX = "tsk_"
 FORMAT = "tessera.keys/1"

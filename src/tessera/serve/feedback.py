@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from tessera.errors import TesseraError
-from tessera.io import atomic_path
+from tessera.files import atomic_path
 
 metadata = MetaData()
 requests_table = Table(
