@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tessera.errors import DataError, SchemaError
-from tessera.schema import Schema, infer_schema, sniff_bytes
+from tessera.schema import Schema, infer_schema, sniff_modality
 
 
 def png_bytes() -> bytes:
@@ -44,9 +44,11 @@ def test_sniffs_bytes_and_hf_records_and_extensionless_files(tmp_path):
     })
     schema, _ = infer_schema(frame, "y", base_dir=tmp_path)
     assert {n: s.modality for n, s in schema.inputs.items()} == {"raw": "image", "record": "image", "plain": "image"}
-    assert sniff_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ") == "audio"
-    assert sniff_bytes(b"\x00\x00\x00\x18ftypisom") == "video"
-    assert sniff_bytes(b"hello") is None
+    assert sniff_modality(b"RIFF\x00\x00\x00\x00WAVEfmt ") == "audio"
+    assert sniff_modality(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2avc1mp41") == "video"  # an MP4's ftyp box
+    assert sniff_modality(b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00M4A isommp42") == "audio"  # MP4 audio
+    assert sniff_modality(b"%PDF-1.7 ...") is None  # known content, but not media
+    assert sniff_modality(b"hello") is None
 
 
 def test_regression_task_and_overrides():

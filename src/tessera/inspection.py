@@ -18,8 +18,8 @@ from rich.table import Table as RichTable
 from tessera.errors import DataError, TesseraError
 from tessera.media import is_missing, resolve_media
 from tessera.pipeline import Pipeline, split_frame
-from tessera.preprocess import LoadContext, Sample, load_located
-from tessera.schema import MEDIA_MODALITIES, Schema, infer_schema, resolve_schema
+from tessera.preprocess import LoadContext, load_located, media_modalities
+from tessera.schema import Schema, infer_schema, resolve_schema
 from tessera.table import read_table
 from tessera.tasks import TASKS
 
@@ -38,7 +38,7 @@ def _open(path: Path, schema_path: Path | None):
 def summarize_input(frame: pd.DataFrame, columns: list[str], modality: str, base_dir: str | None) -> dict[str, Any]:
     missing = frame[columns].apply(lambda col: col.map(is_missing)).all(axis=1)
     out: dict[str, Any] = {"missing": int(missing.sum())}
-    if modality in MEDIA_MODALITIES:
+    if modality in media_modalities():
         absent = 0
         for v in frame.loc[~missing, columns[0]]:
             try:
@@ -47,22 +47,6 @@ def summarize_input(frame: pd.DataFrame, columns: list[str], modality: str, base
                 absent += 1
         out["unreadable_refs"] = absent
     return out
-
-
-def describe_sample(sample: Sample | None, modality: str, pre: Any) -> str:
-    if sample is None:
-        return "missing"
-    d = sample.data
-    text = f"{modality} {tuple(d.shape)} {d.dtype}"
-    if sample.mask is not None:
-        text += f", {int(sample.mask.sum())}/{sample.mask.size} valid"
-    if d.dtype.kind == "f":
-        text += f", mean {float(d.mean()):.3f} std {float(d.std()):.3f}"
-    if modality == "text" and hasattr(pre, "decode_ids"):
-        text += f": {pre.decode_ids(d[sample.mask])[:60]!r}"
-    elif d.dtype.kind in "iu":
-        text += f": {d[: min(8, d.size)].tolist()}"
-    return text
 
 
 def inspect_table(
@@ -143,7 +127,7 @@ def _decode_examples(frame: pd.DataFrame, sch: Schema, base_dir: str | None, n: 
         for name, pre in pipeline.preprocessors.items():
             try:
                 s = load_located(pre, [frame.at[row, c] for c in pre.columns], LoadContext(base_dir, int(row)))
-                cells.append(describe_sample(s, pre.modality, pre))
+                cells.append(pre.describe_sample(s))
             except DataError as e:
                 cells.append(f"[red]error: {e.reason}[/red]")
             out.setdefault(name, []).append(cells[-1])

@@ -3,6 +3,10 @@
 Media columns hold file paths relative to the table, raw bytes (Parquet binary), or
 Hugging Face style ``{"bytes": ..., "path": ...}`` records. URLs are refused on purpose:
 fetching inside a data loader hides network failures behind decode errors.
+
+What media content *is* is decided in one place, :func:`sniff_mime`, by its bytes (the
+``filetype`` library's magic numbers), never by a file name: schema inference and the
+server both ask it.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import filetype
+
 from tessera.errors import DataError
 
 URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://", "hf://")
+SIGNATURE_BYTES = 8192  # how much of a file the sniffer looks at (filetype's own limit)
 
 
 def is_missing(value: Any) -> bool:
@@ -105,3 +112,12 @@ def resolve_media(value: Any, base_dir: str | os.PathLike | None = None, check_e
         reason = "is a directory, not a file" if path.is_dir() else "file not found"
         raise DataError(reason, file=path)
     return MediaSource(path=path)
+
+
+def sniff_mime(data: bytes | bytearray | memoryview) -> str | None:
+    """The MIME type of media content from its magic numbers (``image/png``, ``audio/x-wav`` ...); None when unknown.
+
+    Only the first :data:`SIGNATURE_BYTES` bytes are looked at.
+    """
+    kind = filetype.guess(bytes(data[:SIGNATURE_BYTES]))
+    return kind.mime if kind is not None else None

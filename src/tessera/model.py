@@ -1,9 +1,10 @@
 """A multimodal model is composed, not subclassed: one encoder per input, a fusion, a head.
 
-``build_model`` is the factory: it reads the data facts an encoder needs (channels, vocabulary
-size, number of mel bands ...) off the fitted preprocessors, so a config only names
-components and their sizes. A forward returns a :class:`ModelOutput`: the logits, and what
-the training loss needs besides them (per-input logits, presence after modality dropout).
+``build_model`` is the factory: each fitted preprocessor states the facts its encoder needs
+(channels, vocabulary size, number of mel bands ...: ``encoder_facts``) and its default
+encoder, so a config only names components and their sizes. A forward returns a
+:class:`ModelOutput`: the logits, and what the training loss needs besides them (per-input
+logits, presence after modality dropout).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tessera.encoders import DEFAULT_ENCODER, create_encoder
+from tessera.encoders import create_encoder
 from tessera.errors import SchemaError
 from tessera.fusion import FUSIONS, Fusion, create_fusion
 from tessera.fusion.base import pooled_present
@@ -68,30 +69,6 @@ class ModelOutput:
     present: dict[str, torch.Tensor]
 
 
-def data_facts(pre: Preprocessor) -> dict[str, Any]:
-    """What an encoder must know about its input, read from the preprocessor's output shape."""
-    empty = pre.empty()
-    shape = empty.data.shape
-    facts: dict[str, Any] = {}
-    if pre.modality == "image":
-        facts.update(in_channels=shape[0], image_size=shape[1])
-    elif pre.modality == "video":
-        facts.update(num_frames=shape[0], in_channels=shape[1], image_size=shape[2])
-    elif pre.modality == "audio" and len(shape) == 1:  # representation: waveform
-        facts.update(samples=shape[0], sample_rate=int(getattr(pre, "sample_rate")))
-    elif pre.modality == "audio":
-        facts.update(n_mels=shape[0], frames=shape[1])
-    elif pre.modality == "text":
-        facts.update(max_length=shape[0], vocab_size=int(getattr(pre, "vocab_size_actual")), pad_id=int(getattr(pre, "pad_id", 0)))
-    elif pre.modality == "numeric":
-        facts.update(n_features=shape[0], n_numeric=shape[0])
-    elif pre.modality == "categorical":
-        facts.update(cardinalities=list(getattr(pre, "cardinalities")))
-    elif pre.modality == "timeseries":
-        facts.update(length=shape[0], channels=shape[1])
-    return facts
-
-
 def build_encoder(name: str, pre: Preprocessor, dim: int, options: dict[str, Any]) -> nn.Module:
     from tessera.encoders import ENCODERS
     from tessera.encoders.input_options import check_prepared
@@ -100,7 +77,7 @@ def build_encoder(name: str, pre: Preprocessor, dim: int, options: dict[str, Any
         return create_encoder(name)  # raises the registry's clear error
     check_prepared(name, pre)  # a pretrained tower's input must be prepared as its weights expect
     params = inspect.signature(ENCODERS[name].__init__).parameters
-    kwargs = {k: v for k, v in data_facts(pre).items() if k in params}
+    kwargs = {k: v for k, v in pre.encoder_facts().items() if k in params}
     if "dim" in params:
         kwargs["dim"] = dim
     kwargs.update(options)
@@ -182,7 +159,7 @@ def build_encoders(pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: in
     encoders = {}
     for name, pre in pipeline.preprocessors.items():
         spec = dict(specs.get(name, {}))
-        enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or DEFAULT_ENCODER[pre.modality]
+        enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or pre.default_encoder
         options = dict(spec.pop("options", {}) or {})
         if spec:
             raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")

@@ -62,6 +62,11 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (and its aliases): for components registered only for a while, as tests do."""
+        self._classes.pop(name, None)
+        self._aliases = {a: n for a, n in self._aliases.items() if n != name}
+
     def _load_builtins(self) -> None:
         if self._loaded:
             return

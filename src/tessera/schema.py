@@ -30,18 +30,10 @@ import pandas as pd
 import yaml
 
 from tessera.errors import DataError, SchemaError
-from tessera.media import URL_PREFIXES, is_missing
+from tessera.media import SIGNATURE_BYTES, URL_PREFIXES, is_missing, sniff_mime
 from tessera.tasks import TASKS, infer_task
 
-MODALITIES = ("image", "audio", "video", "text", "numeric", "categorical", "timeseries")
-MEDIA_MODALITIES = ("image", "audio", "video")
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
-
-EXTENSIONS = {
-    "image": {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"},
-    "audio": {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aiff", ".aif"},
-    "video": {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"},
-}
 
 
 @dataclass
@@ -77,6 +69,9 @@ class Schema:
         unknown = set(d) - {"inputs", "target", "task", "split", "ignore"}
         if unknown:
             raise SchemaError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: inputs, target, task, split, ignore")
+        from tessera.preprocess import modalities, preprocessor_class
+
+        known = modalities()
         raw_inputs = d.get("inputs")
         if not isinstance(raw_inputs, dict) or not raw_inputs:
             raise SchemaError(f"{source}: 'inputs' must map input names to {{modality: ..., column(s): ...}}")
@@ -91,16 +86,17 @@ class Schema:
             if bad:
                 raise SchemaError(f"{where}: unknown key(s) {sorted(bad)}; allowed: modality, column(s), options, encoder")
             modality = spec.get("modality")
-            if modality not in MODALITIES:
-                raise SchemaError(f"{where}: modality must be one of {list(MODALITIES)}, got {modality!r}")
+            if modality not in known:
+                raise SchemaError(f"{where}: modality must be one of {known}, got {modality!r}")
             if "column" in spec and "columns" in spec:
                 raise SchemaError(f"{where}: give 'column' or 'columns', not both")
             columns = spec.get("columns", spec.get("column", name))
             columns = [columns] if isinstance(columns, str) else list(columns)
             if not columns or not all(isinstance(c, str) for c in columns):
                 raise SchemaError(f"{where}: columns must be column names, got {columns!r}")
-            if len(columns) > 1 and modality not in ("numeric", "categorical"):
-                raise SchemaError(f"{where}: only numeric and categorical inputs group several columns")
+            if len(columns) > 1 and not preprocessor_class(modality).multi_column:
+                grouping = " and ".join(m for m in known if preprocessor_class(m).multi_column)
+                raise SchemaError(f"{where}: only {grouping} inputs group several columns")
             options = spec.get("options") or {}
             if not isinstance(options, dict):
                 raise SchemaError(f"{where}: options must be a mapping, got {options!r}")
@@ -180,35 +176,15 @@ class Schema:
                 f"the schema names column(s) {', '.join(owners)} that {source} does not have; "
                 f"its columns are {list(df.columns)}"
             )
+        from tessera.preprocess import preprocessor_class
+
         for name, spec in self.inputs.items():
             for c in spec.columns:
-                check_column_type(df[c], spec.modality, c)
+                preprocessor_class(spec.modality).check_column(df[c], c)
         if self.split and self.split in df.columns:
             bad = sorted({str(v) for v in df[self.split].dropna().unique()} - set(SPLIT_VALUES))
             if bad:
                 raise DataError(f"split values must be train/val/test, found {bad[:5]}", column=self.split)
-
-
-def check_column_type(col: pd.Series, modality: str, name: str) -> None:
-    """Catch a column of the wrong type early, naming the first offending row."""
-    values = col.dropna()
-    if len(values) == 0:
-        return
-    if modality in MEDIA_MODALITIES:
-        for row, v in values.items():
-            if not isinstance(v, (str, bytes, bytearray, memoryview, dict, os.PathLike)):
-                raise DataError(
-                    f"a {modality} column must hold file paths or bytes, found {type(v).__name__} {v!r:.40}",
-                    row=int(row), column=name,
-                )
-    elif modality == "numeric" and not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        parsed = pd.to_numeric(values, errors="coerce")
-        bad = parsed.isna()
-        if bad.any():
-            row = bad.idxmax()
-            raise DataError(f"a numeric column holds a non-number: {values[row]!r:.40}", row=int(row), column=name)
-    elif modality == "text" and pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        raise DataError("a text column holds numbers only; declare it numeric or categorical", column=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,37 +194,27 @@ def check_column_type(col: pd.Series, modality: str, name: str) -> None:
 TARGET_NAMES = ("label", "labels", "target", "y", "class", "category")
 
 
-def sniff_bytes(head: bytes) -> str | None:
-    """Modality from a file's magic number; None when unknown."""
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")):
-        return "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio"
-    if head[:4] == b"RIFF" and head[8:11] == b"AVI":
-        return "video"
-    if head.startswith((b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3", b"FORM")):
-        return "audio"
-    if head[4:8] == b"ftyp":
-        return "audio" if head[8:11] in (b"M4A", b"M4B") else "video"
-    if head.startswith(b"\x1aE\xdf\xa3"):
-        return "video"
-    return None
+def sniff_modality(head: bytes) -> str | None:
+    """The media modality of content, from its magic numbers; None when it is no known media."""
+    from tessera.preprocess import media_modality_of
+
+    return media_modality_of(sniff_mime(head))
 
 
 def _media_modality_of(value: Any, base_dir: str | None) -> str | None:
+    from tessera.preprocess import media_modalities, preprocessor_class
+
     if isinstance(value, dict):
         if value.get("bytes") is not None:
-            return sniff_bytes(bytes(value["bytes"])[:16])
+            return sniff_modality(bytes(value["bytes"][:SIGNATURE_BYTES]))
         value = value.get("path")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return sniff_bytes(bytes(value[:16]))
+        return sniff_modality(bytes(value[:SIGNATURE_BYTES]))
     if not isinstance(value, str) or len(value) > 1024 or "\n" in value:
         return None
     suffix = Path(value.split("?")[0]).suffix.lower()
-    for modality, exts in EXTENSIONS.items():
-        if suffix in exts:
+    for modality in media_modalities():
+        if suffix in preprocessor_class(modality).extensions:
             return modality
     if value.lower().startswith(URL_PREFIXES) or suffix:
         return None
@@ -256,7 +222,7 @@ def _media_modality_of(value: Any, base_dir: str | None) -> str | None:
     try:
         if path.is_file():
             with open(path, "rb") as fh:
-                return sniff_bytes(fh.read(16))
+                return sniff_modality(fh.read(SIGNATURE_BYTES))
     except OSError:
         return None
     return None
@@ -349,7 +315,10 @@ def infer_schema(
                 break
     ignore = set(ignore)
     reasons: dict[str, str] = {}
-    grouped: dict[str, list[str]] = {"numeric": [], "categorical": []}
+    from tessera.preprocess import modalities, preprocessor_class
+
+    known = modalities()
+    grouped: dict[str, list[str]] = {m: [] for m in known if preprocessor_class(m).multi_column}
     inputs: dict[str, InputSpec] = {}
     ignored: list[str] = []
     for c in df.columns:
@@ -361,8 +330,8 @@ def infer_schema(
             continue
         if c in overrides:
             modality, why = overrides[c], "set by the user"
-            if modality not in MODALITIES:
-                raise SchemaError(f"override for column '{c}': modality must be one of {list(MODALITIES)} or 'ignore'")
+            if modality not in known:
+                raise SchemaError(f"override for column '{c}': modality must be one of {known} or 'ignore'")
         else:
             modality, why = infer_modality(df[c], base)
         reasons[c] = why

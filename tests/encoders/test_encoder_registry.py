@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tessera.encoders import DEFAULT_ENCODER, ENCODERS, ImageCNN, create_encoder, masked_mean
+from tessera.encoders import ENCODERS, ImageCNN, create_encoder, masked_mean
 from tessera.errors import SchemaError
+from tessera.preprocess import PREPROCESSORS
 
 
 def test_create_by_name() -> None:
@@ -29,9 +30,9 @@ def test_missing_required_option() -> None:
         create_encoder("text_transformer", vocab_size=10)
 
 
-def test_defaults_cover_every_modality_with_registered_encoders() -> None:
-    assert set(DEFAULT_ENCODER) == {"image", "audio", "text", "video", "numeric", "categorical", "timeseries"}
-    assert set(DEFAULT_ENCODER.values()) <= set(ENCODERS)
+def test_every_modality_names_a_registered_default_encoder() -> None:
+    assert set(PREPROCESSORS) >= {"image", "audio", "text", "video", "numeric", "categorical", "timeseries"}
+    assert {PREPROCESSORS[m].default_encoder for m in PREPROCESSORS} <= set(ENCODERS)
 
 
 @pytest.mark.parametrize(

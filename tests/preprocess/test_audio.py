@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -11,13 +12,17 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from transformers.audio_utils import hertz_to_mel, mel_to_hertz
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource
+from tessera.preprocess import ModalityBatch
 from tessera.preprocess.audio import (
+    LOG_EPS,
     LOG_FLOOR,
     AudioPreprocessor,
+    add_noise_at_snr,
     decode_audio,
     log_mel_spectrogram,
     resample,
@@ -256,3 +261,21 @@ def test_corrupt_bytes_name_the_record(pre: AudioPreprocessor) -> None:
         load(pre, {"bytes": junk, "path": "clips/x.wav"}, row=4)
     with pytest.raises(DataError, match=re.escape("row 4, column 'audio', file '<2048 bytes>': cannot decode audio")):
         load(pre, junk, row=4)
+
+
+def test_audio_noise_is_added_in_the_power_domain_at_the_requested_snr():
+    power = torch.full((2, 8, 50), 4.0, dtype=torch.float64)
+    batch = ModalityBatch(torch.log(power + LOG_EPS).float(), torch.tensor([True, False]), torch.arange(50).expand(2, 50) < 40)
+    gen = torch.Generator().manual_seed(0)
+    noisy = add_noise_at_snr(batch, 0.0, gen)
+    added = noisy[0, :, :40].double().exp() - LOG_EPS - 4.0
+    # 0 dB: mean noise power equals the clip's mean power (exponential fluctuation around it)
+    assert added.mean().item() == pytest.approx(4.0, rel=0.1)
+    assert (added > 0).all()
+    assert torch.equal(noisy[0, :, 40:], batch.data[0, :, 40:])  # padded frames untouched
+    assert torch.equal(noisy[1], batch.data[1])  # absent row untouched
+    quiet = add_noise_at_snr(batch, 30.0, torch.Generator().manual_seed(0))
+    assert (quiet[0, :, :40].double().exp() - LOG_EPS - 4.0).mean().item() == pytest.approx(0.004, rel=0.1)
+    assert torch.equal(add_noise_at_snr(batch, math.inf, gen), batch.data)
+    pre = AudioPreprocessor(["a"], n_mels=8, frames=50)
+    assert torch.equal(pre.corrupt(batch, 0.0, torch.Generator().manual_seed(0)).data, noisy)  # the preprocessor's noise model

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from tessera.errors import SchemaError
-from tessera.model import data_facts
-from tessera.preprocess import LoadContext, collate_samples
+from tessera.preprocess import LoadContext, ModalityBatch, collate_samples
 from tessera.preprocess.audio import AudioPreprocessor
 
 
@@ -23,7 +23,7 @@ def test_waveform_is_resampled_mono_padded_with_a_mask(tmp_path):
     assert np.all(sample.data[8000:] == 0) and 0.45 < np.abs(sample.data[:8000]).max() <= 0.51
     batch = collate_samples(pre, [sample, None])
     assert batch.data.shape == (2, 16000) and batch.mask.shape == (2, 16000) and not batch.mask[1].any()
-    assert data_facts(pre) == {"samples": 16000, "sample_rate": 16000}
+    assert pre.encoder_facts() == {"samples": 16000, "sample_rate": 16000}
     assert "waveform" in pre.describe()
 
 
@@ -38,3 +38,14 @@ def test_waveform_options_are_checked():
         AudioPreprocessor(["a"], representation="raw")
     with pytest.raises(SchemaError, match="normalize: none with representation: waveform"):
         AudioPreprocessor(["a"], representation="waveform", normalize="utterance")
+
+
+def test_waveform_noise_is_white_noise_at_the_requested_snr():
+    pre = AudioPreprocessor(["a"], representation="waveform", max_seconds=1.0)
+    wave = torch.full((2, 16000), 0.5)
+    batch = ModalityBatch(wave, torch.tensor([True, False]), torch.arange(16000).expand(2, 16000) < 12000)
+    noisy = pre.corrupt(batch, 0.0, torch.Generator().manual_seed(0)).data
+    added = noisy[0, :12000] - 0.5
+    assert added.pow(2).mean().item() == pytest.approx(0.25, rel=0.05)  # 0 dB: noise power = the clip's power
+    assert torch.equal(noisy[0, 12000:], wave[0, 12000:]) and torch.equal(noisy[1], wave[1])  # padding, absent row
+    assert torch.equal(pre.corrupt(batch, float("inf"), torch.Generator()).data, wave)

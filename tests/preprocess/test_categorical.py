@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tessera.errors import SchemaError, TesseraError
+from tessera.preprocess import ModalityBatch
 from tessera.preprocess.base import LoadContext, Preprocessor, collate_samples
 from tessera.preprocess.categorical import CategoricalPreprocessor
 
@@ -63,3 +65,9 @@ def test_load_before_fit_and_bad_options():
         CategoricalPreprocessor(["a"]).load(["x"], CTX)
     with pytest.raises(SchemaError, match="max_categories"):
         CategoricalPreprocessor(["a"], max_categories=0)
+
+
+def test_noise_turns_known_ids_into_unknown_and_keeps_missing():
+    cats = ModalityBatch(torch.tensor([[2, 0], [3, 4]]), torch.tensor([True, True]), torch.ones(2, 2, dtype=torch.bool))
+    assert fitted().corrupt(cats, 1.0, torch.Generator().manual_seed(0)).data.tolist() == [[1, 0], [1, 1]]
+    assert fitted().encoder_facts() == {"cardinalities": fitted().cardinalities}

@@ -4,8 +4,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.preprocess import ModalityBatch
 from tessera.preprocess.base import LoadContext, Preprocessor, collate_samples, load_located
 from tessera.preprocess.numeric import NumericPreprocessor
 
@@ -70,3 +72,20 @@ def test_load_before_fit_and_bad_options():
         NumericPreprocessor(["a"]).load([1.0], CTX)
     with pytest.raises(SchemaError, match="clip"):
         NumericPreprocessor(["a"], clip=0)
+
+
+def test_noise_spares_absent_rows_and_missing_cells():
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    mask[0, 1] = False
+    batch = ModalityBatch(torch.zeros(4, 3), torch.tensor([True, True, False, True]), mask)
+    out = fitted().corrupt(batch, 1.0, torch.Generator().manual_seed(0))
+    assert (out.data[2] == 0).all() and out.data[0, 1] == 0 and out.data[[1, 3]].std() > 0.5
+
+
+def test_states_its_facts_and_training_statistics():
+    pre = fitted()
+    assert pre.encoder_facts() == {"n_features": 3, "n_numeric": 3}
+    stats = pre.reference_statistics()
+    assert list(stats) == ["a", "b", "c"]
+    assert stats["a"] == pytest.approx((2.0, np.std([1.0, 2.0, 3.0])))
+    assert stats["b"] == (10.0, 1.0)  # a constant column keeps unit scale

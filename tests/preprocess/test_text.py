@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.preprocess import ModalityBatch
 from tessera.preprocess.base import LoadContext, Preprocessor, collate_samples, load_located
 from tessera.preprocess.text import TextPreprocessor
 
@@ -190,3 +192,17 @@ def test_real_minilm_tokenizer(monkeypatch):
     s = pre.load(["hello world"], CTX)
     assert s.data[:4].tolist() == [101, 7592, 2088, 102]
     assert s.mask.tolist() == [True] * 4 + [False] * 4
+
+
+def test_token_dropout_replaces_ordinary_tokens_with_unk():
+    pre = TextPreprocessor(["t"], vocab_size=100, min_frequency=1, max_length=10).fit(
+        pd.DataFrame({"t": ["a red square", "a blue circle at night"]})
+    )
+    ids, mask = pre.encode_batch(["a red square", "a blue circle"])
+    batch = ModalityBatch(torch.from_numpy(ids), torch.tensor([True, True]), torch.from_numpy(mask))
+    out = pre.corrupt(batch, 1.0, torch.Generator().manual_seed(0))
+    special = {0, 2, 3}  # [PAD], [CLS], [SEP] stay where they were
+    for before, after, valid in zip(ids, out.data.numpy(), mask):
+        for b, a, v in zip(before, after, valid):
+            assert a == (b if (b in special or not v) else 1)
+    assert torch.equal(pre.corrupt(batch, 0.0, torch.Generator()).data, batch.data)

@@ -2,7 +2,6 @@
 pretrained towers whose weights ship in pip packages (see :mod:`tessera.zoo`)."""
 
 from tessera.encoders.base import (
-    DEFAULT_ENCODER,
     ENCODERS,
     Encoder,
     MaskedTransformer,
@@ -28,7 +27,6 @@ from tessera.encoders.video_frames import VideoFrames
 from tessera.encoders.whisper_encoder import WhisperEncoder
 
 __all__ = [
-    "DEFAULT_ENCODER",
     "ENCODERS",
     "AudioCNN",
     "AudioTransformer",

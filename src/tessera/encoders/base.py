@@ -23,16 +23,6 @@ if TYPE_CHECKING:  # encoders only read .data/.present/.mask; no import-time lin
 ENCODERS: Registry[Encoder] = Registry("encoder", "tessera.encoders", attribute="encoder_name")
 register_encoder = ENCODERS.register  # @register_encoder("name") on an Encoder subclass
 
-DEFAULT_ENCODER: dict[str, str] = {
-    "image": "image_cnn",
-    "audio": "audio_cnn",
-    "text": "text_transformer",
-    "video": "video_frames",
-    "numeric": "numeric_mlp",
-    "categorical": "categorical_embedding",
-    "timeseries": "timeseries_gru",
-}
-
 
 def create_encoder(name: str, **kwargs: Any) -> Encoder:
     """Create an encoder by registry name; config mistakes fail with what would have been accepted."""

@@ -31,12 +31,12 @@ from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, che
 from tessera.index.store import RESERVED, VectorIndex, WriteCounts
 from tessera.files import atomic_write_text
 from tessera.media import is_missing, resolve_media
+from tessera.preprocess import media_modalities
 from tessera.progress import progress_bar
 from tessera.table import Table, read_table
 
 INDEX_META = "tessera-index.json"
 THUMBNAIL_PX = 128
-MEDIA = ("image", "audio", "video")
 
 
 @dataclass
@@ -144,7 +144,7 @@ def plan_build(
         id_column = "id"  # a table's own unique `id` column beats row numbers, which shift when rows go
     ids = _ids(frame, id_column, t.source)
     meta_frame = _metadata(frame, metadata, source_columns, id_column, modality, t.source)
-    if modality in MEDIA and len(source_columns) == 1:
+    if modality in media_modalities() and len(source_columns) == 1:
         meta_frame["path"] = [None if is_missing(v) or not isinstance(v, str) else v for v in frame[source_columns[0]]]
     out = Path(out)
     index = _open_or_create(out, embedder.dim, meta_frame, modality == "image" and thumbnails)

@@ -12,7 +12,9 @@ librosa default, so features match what most pretrained audio models were traine
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import math
 from typing import Any, Sequence
 
@@ -23,7 +25,7 @@ import torch
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import LoadContext, ModalityBatch, Noise, Preprocessor, Sample, register
 
 LOG_EPS = 1e-6
 LOG_FLOOR = math.log(LOG_EPS)  # value of a silent bin, and of padded frames when normalize="none"
@@ -31,6 +33,8 @@ NORMALIZE_CHOICES = ("none", "utterance")
 # "waveform" hands pretrained towers the resampled mono samples themselves: each computes the
 # features its weights were trained on (Whisper's log-mel, openWakeWord's mel, GE2E's mel).
 REPRESENTATIONS = ("log_mel", "waveform")
+REPORT_SECONDS = 5.0  # a report plays the first seconds of a clip
+REPORT_RATE = 16000  # ... resampled down to this (enough to hear what is going on)
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -192,6 +196,13 @@ class AudioPreprocessor(Preprocessor):
     spectral shape of short clips.
     """
 
+    default_encoder = "audio_cnn"
+    media = True
+    # filetype reports some audio containers (MP4 audio, WebM, Ogg) as video or application; the decoders open them.
+    mime_types = ("audio/", "video/mp4", "video/webm", "application/ogg")
+    extensions = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aiff", ".aif"})
+    noise = Noise("snr_db", (math.inf, 20.0, 10.0, 5.0, 0.0, -5.0))
+
     def __init__(
         self,
         columns: Sequence[str],
@@ -272,6 +283,22 @@ class AudioPreprocessor(Preprocessor):
             mask=np.zeros(self.frames, dtype=bool),
         )
 
+    def encoder_facts(self) -> dict[str, Any]:
+        if self.representation == "waveform":
+            return {"samples": self.max_samples, "sample_rate": self.sample_rate}
+        return {"n_mels": self.n_mels, "frames": self.frames}
+
+    def corrupt(self, batch: ModalityBatch, level: float, generator: torch.Generator) -> ModalityBatch:
+        """Noise at a signal-to-noise ratio of ``level`` dB, in the representation's own domain."""
+        if self.representation == "waveform":
+            return ModalityBatch(add_waveform_noise_at_snr(batch, level, generator), batch.present, batch.mask)
+        return ModalityBatch(add_noise_at_snr(batch, level, generator, self.normalize), batch.present, batch.mask)
+
+    def render(self, values: Sequence[Any], base_dir: str | None) -> dict[str, Any]:
+        if is_missing(values[0]):
+            return {"kind": "missing"}
+        return {"kind": "audio", "src": audio_uri(resolve_media(values[0], base_dir))}
+
     def describe(self) -> str:
         if self.representation == "waveform":
             return f"audio({self.columns[0]}: {self.sample_rate} Hz waveform, {self.max_samples} samples)"
@@ -279,3 +306,56 @@ class AudioPreprocessor(Preprocessor):
             f"audio({self.columns[0]}: {self.sample_rate} Hz, {self.n_mels} mels x {self.frames} frames, "
             f"hop {self.hop_length})"
         )
+
+
+def add_noise_at_snr(batch: ModalityBatch, snr_db: float, generator: torch.Generator, normalize: str = "none") -> torch.Tensor:
+    """Log-mel ``(B, n_mels, frames)`` with noise added in the power domain at ``snr_db``; absent rows and padding untouched.
+
+    The data hold natural-log mel power ``log(mel + 1e-6)``, so noise is added to the power
+    ``exp(logmel) - 1e-6``: the clip's power is its mean over valid frames and mel bins, the
+    noise power is that over ``10^(snr/10)``, flat across mel bins (white noise through
+    area-normalised Slaney filters is about flat) with exponential per-bin fluctuation (the
+    periodogram of Gaussian noise); then the log is taken again. With ``normalize="utterance"``
+    the z-scored values are treated as log power and re-normalised afterwards, which is an
+    approximation (the original scale is lost).
+    """
+    if math.isinf(snr_db) and snr_db > 0:
+        return batch.data
+    logmel = batch.data.double()
+    frames = batch.mask if batch.mask is not None else torch.ones(logmel.shape[0], logmel.shape[-1], dtype=torch.bool)
+    valid = (frames & batch.present.unsqueeze(1)).unsqueeze(1).expand_as(logmel)  # (B, n_mels, frames)
+    power = (logmel.exp() - LOG_EPS).clamp_min(0.0)
+    counts = valid.sum((1, 2)).clamp_min(1)
+    clip_power = torch.where(valid, power, 0.0).sum((1, 2)) / counts
+    noise_power = clip_power / 10.0 ** (snr_db / 10.0)
+    fluctuation = torch.empty(logmel.shape, dtype=torch.float64).exponential_(1.0, generator=generator)
+    noisy = torch.log(power + noise_power.view(-1, 1, 1) * fluctuation + LOG_EPS)
+    if normalize == "utterance":
+        mean = torch.where(valid, noisy, 0.0).sum((1, 2)) / counts
+        var = torch.where(valid, (noisy - mean.view(-1, 1, 1)) ** 2, 0.0).sum((1, 2)) / counts
+        noisy = (noisy - mean.view(-1, 1, 1)) / var.sqrt().clamp_min(1e-5).view(-1, 1, 1)
+    return torch.where(valid, noisy, logmel).to(batch.data.dtype)
+
+
+def add_waveform_noise_at_snr(batch: ModalityBatch, snr_db: float, generator: torch.Generator) -> torch.Tensor:
+    """Waveforms ``(B, samples)`` plus white Gaussian noise at ``snr_db`` of each clip's power (valid samples only)."""
+    if math.isinf(snr_db) and snr_db > 0:
+        return batch.data
+    wave = batch.data.double()
+    valid = batch.mask if batch.mask is not None else torch.ones_like(wave, dtype=torch.bool)
+    valid = valid & batch.present.unsqueeze(1)
+    power = torch.where(valid, wave**2, 0.0).sum(1) / valid.sum(1).clamp_min(1)
+    std = (power / 10.0 ** (snr_db / 10.0)).sqrt()
+    noise = torch.randn(wave.shape, generator=generator, dtype=torch.float64) * std.unsqueeze(1)
+    return torch.where(valid, wave + noise, wave).to(batch.data.dtype)
+
+
+def audio_uri(source: MediaSource) -> str:
+    """The clip's first seconds, mono, at most 16 kHz, as a 16-bit WAV data URI (every browser plays it)."""
+    wave, sr = decode_audio(source, max_seconds=REPORT_SECONDS)
+    wave = to_mono(wave)
+    if sr > REPORT_RATE:
+        wave, sr = resample(wave, sr, REPORT_RATE), REPORT_RATE
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave[: int(REPORT_SECONDS * sr)], -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -5,11 +5,21 @@ A preprocessor turns the raw cell(s) of one model input into a fixed-shape NumPy
 batches stackable and let a whole split be decoded once and cached as tensors.
 A missing value is not an error: ``load`` returns ``None`` and the batch records the
 sample as absent, which later lets models train and predict with missing modalities.
+
+A preprocessor is also where everything else Tessera knows about its modality lives, so a
+new modality is one preprocessor module plus one encoder module: the facts an encoder is
+built from (:meth:`Preprocessor.encoder_facts`), how its column is checked and recognised
+(``media``, ``extensions``, ``mime_types``, :meth:`Preprocessor.check_column`), how its values
+are corrupted for robustness curves (``noise``, :meth:`Preprocessor.corrupt`), shown in a
+report (:meth:`Preprocessor.render`) and in ``tessera data inspect``
+(:meth:`Preprocessor.describe_sample`), and the training statistics drift monitoring compares
+requests with (:meth:`Preprocessor.reference_statistics`).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
@@ -19,7 +29,12 @@ import pandas as pd
 import torch
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.media import is_missing
 from tessera.registry import Registry
+
+GAUSSIAN_STDS = (0.0, 0.25, 0.5, 1.0, 2.0)
+FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TEXT_CHARS = 2000  # a report shows at most this much of a text cell
 
 
 @dataclass
@@ -52,6 +67,17 @@ class ModalityBatch:
         return ModalityBatch(self.data[idx], self.present[idx], None if self.mask is None else self.mask[idx])
 
 
+@dataclass(frozen=True)
+class Noise:
+    """A corruption for robustness curves: its name (the unit of its levels) and the levels, clean to worst."""
+
+    name: str
+    levels: tuple[float, ...]
+
+
+GAUSSIAN = Noise("gaussian_std", GAUSSIAN_STDS)
+
+
 @dataclass
 class LoadContext:
     """Where a row lives, so decoders can resolve relative paths and name the row in errors."""
@@ -69,6 +95,11 @@ class Preprocessor(ABC):
 
     modality: ClassVar[str]
     multi_column: ClassVar[bool] = False  # numeric/categorical group several columns into one input
+    default_encoder: ClassVar[str]  # the encoder (registry name) used when neither schema nor config names one
+    media: ClassVar[bool] = False  # cells are files or bytes (paths relative to the table)
+    mime_types: ClassVar[tuple[str, ...]] = ()  # media: MIME prefixes of content it decodes, its own family first
+    extensions: ClassVar[frozenset[str]] = frozenset()  # media: file suffixes that mark a column as this modality
+    noise: ClassVar[Noise | None] = None  # robustness curves leave out inputs without one
 
     def __init__(self, columns: Sequence[str]) -> None:
         if not self.multi_column and len(columns) != 1:
@@ -119,10 +150,93 @@ class Preprocessor(ABC):
         pre.load_fitted_state(state.get("fitted", {}))
         return pre
 
+    # -- what the rest of Tessera asks a modality ------------------------------------------
+    def encoder_facts(self) -> dict[str, Any]:
+        """What an encoder must know about this input (tensor sizes, vocabulary ...), from the fitted state.
+
+        ``build_model`` passes each encoder the facts its constructor names, so a config only
+        names components and their widths. Default: nothing.
+        """
+        return {}
+
+    @classmethod
+    def check_column(cls, col: pd.Series, column: str) -> None:
+        """Refuse a column of the wrong kind before anything is fitted, naming the first bad row.
+
+        Default: media columns must hold file paths or bytes; other modalities accept anything here.
+        """
+        if not cls.media:
+            return
+        for row, v in col.dropna().items():
+            if not isinstance(v, (str, bytes, bytearray, memoryview, dict, os.PathLike)):
+                raise DataError(
+                    f"a {cls.modality} column must hold file paths or bytes, found {type(v).__name__} {v!r:.40}",
+                    row=int(row), column=column,
+                )
+
+    def corrupt(self, batch: ModalityBatch, level: float, generator: torch.Generator) -> ModalityBatch:
+        """A noisy copy of a batch of this input at ``level`` (a value of ``noise.levels``); absent rows unchanged.
+
+        Default: Gaussian noise of std ``level`` in preprocessed units (after standardising, so 1.0
+        is one training std), on the present rows and valid positions only.
+        """
+        return gaussian_noise(batch, level, generator)
+
+    def render(self, values: Sequence[Any], base_dir: str | None) -> dict[str, Any]:
+        """One row's cells as a person should see them in a report: ``kind`` (image, audio, text, values,
+        missing) plus ``src`` (a data URI) or ``value``. Decoding failures raise :class:`DataError`.
+
+        Default: grouped columns as their plain values; one column as (truncated) text.
+        """
+        if self.multi_column:
+            return {"kind": "values", "value": {c: _plain(v) for c, v in zip(self.columns, values)}}
+        if is_missing(values[0]):
+            return {"kind": "missing"}
+        text = str(values[0])
+        return {"kind": "text", "value": text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "..."}
+
+    def describe_sample(self, sample: Sample | None) -> str:
+        """One decoded cell in a line, for `tessera data inspect`: shape, valid positions, value range."""
+        if sample is None:
+            return "missing"
+        d = sample.data
+        text = f"{self.modality} {tuple(d.shape)} {d.dtype}"
+        if sample.mask is not None:
+            text += f", {int(sample.mask.sum())}/{sample.mask.size} valid"
+        if d.dtype.kind == "f":
+            text += f", mean {float(d.mean()):.3f} std {float(d.std()):.3f}"
+        elif d.dtype.kind in "iu":
+            text += f": {d[: min(8, d.size)].tolist()}"
+        return text
+
+    def reference_statistics(self) -> dict[str, tuple[float, float]]:
+        """Column -> (mean, std) of the training rows, which drift monitoring compares requests with. Default: none."""
+        return {}
+
     # -- helpers for subclasses ---------------------------------------------------------
     def describe(self) -> str:
         """One line for `tessera data inspect` output."""
         return f"{self.modality}({', '.join(self.columns)})"
+
+
+def _plain(v: Any) -> Any:
+    if is_missing(v):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def gaussian_noise(batch: ModalityBatch, std: float, generator: torch.Generator) -> ModalityBatch:
+    """``batch`` plus Gaussian noise of ``std`` on present rows (and valid positions where there is a mask)."""
+    noise = torch.randn(batch.data.shape, generator=generator) * std
+    keep = present_rows(batch.present, batch.data)
+    if batch.mask is not None:
+        keep = keep & batch.mask.view(*batch.mask.shape, *([1] * (batch.data.dim() - batch.mask.dim())))
+    return ModalityBatch(torch.where(keep, batch.data + noise, batch.data), batch.present, batch.mask)
+
+
+def present_rows(present: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """(B,) row flags shaped to broadcast over ``data`` (B, ...)."""
+    return present.view(-1, *([1] * (data.dim() - 1)))
 
 
 PREPROCESSORS: Registry[Preprocessor] = Registry("modality", "tessera.preprocess", attribute="modality")
@@ -132,6 +246,28 @@ register = PREPROCESSORS.register  # @register("modality") on a Preprocessor sub
 def create_preprocessor(modality: str, columns: Sequence[str], **options: Any) -> Preprocessor:
     """Create a preprocessor by modality name; unknown options fail with the list of known ones."""
     return PREPROCESSORS.create(modality, list(columns), context=f"{modality} column(s) {list(columns)}", **options)
+
+
+def preprocessor_class(modality: str) -> type[Preprocessor]:
+    """The registered preprocessor of a modality (its class attributes describe the modality)."""
+    return PREPROCESSORS.get(modality)
+
+
+def modalities() -> list[str]:
+    """Every registered modality, in registration order."""
+    return list(PREPROCESSORS)
+
+
+def media_modalities() -> list[str]:
+    """The modalities whose cells are files or bytes (the one list of them)."""
+    return [m for m in PREPROCESSORS if PREPROCESSORS.get(m).media]
+
+
+def media_modality_of(mime: str | None) -> str | None:
+    """The media modality whose own MIME family (the first of its ``mime_types``) ``mime`` is in; None if none."""
+    if not mime:
+        return None
+    return next((m for m in media_modalities() if mime.startswith(PREPROCESSORS.get(m).mime_types[:1])), None)
 
 
 def collate_samples(pre: Preprocessor, samples: Sequence[Sample | None]) -> ModalityBatch:

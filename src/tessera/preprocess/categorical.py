@@ -17,10 +17,20 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from tessera.errors import SchemaError, TesseraError
 from tessera.media import is_missing
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import (
+    FRACTIONS,
+    LoadContext,
+    ModalityBatch,
+    Noise,
+    Preprocessor,
+    Sample,
+    present_rows,
+    register,
+)
 
 MISSING_ID = 0
 UNKNOWN_ID = 1
@@ -33,6 +43,9 @@ class CategoricalPreprocessor(Preprocessor):
     ``max_categories`` keeps the most frequent values per column (ties: alphabetical);
     values seen fewer than ``min_count`` times are folded into "unknown".
     """
+
+    default_encoder = "categorical_embedding"
+    noise = Noise("category_dropout", FRACTIONS)
 
     multi_column = True
 
@@ -81,6 +94,15 @@ class CategoricalPreprocessor(Preprocessor):
     def empty(self) -> Sample:
         n = len(self.columns)
         return Sample(data=np.full(n, MISSING_ID, dtype=np.int64), mask=np.zeros(n, dtype=bool))
+
+    def encoder_facts(self) -> dict[str, Any]:
+        return {"cardinalities": list(self.cardinalities)}
+
+    def corrupt(self, batch: ModalityBatch, level: float, generator: torch.Generator) -> ModalityBatch:
+        """Each known category id becomes "unknown" with probability ``level``; missing ids stay missing."""
+        hit = (torch.rand(batch.data.shape, generator=generator) < level) & present_rows(batch.present, batch.data)
+        hit = hit & (batch.data != MISSING_ID)
+        return ModalityBatch(torch.where(hit, torch.full_like(batch.data, UNKNOWN_ID), batch.data), batch.present, batch.mask)
 
     def fitted_state(self) -> dict[str, Any]:
         if self._vocabs is None:

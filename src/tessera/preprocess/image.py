@@ -6,6 +6,8 @@ that sees both images and videos gets identically prepared pixels from each.
 
 from __future__ import annotations
 
+import base64
+import io
 import warnings
 from typing import Any, Sequence
 
@@ -14,12 +16,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
 
 RESIZE_MODES = ("crop", "pad", "stretch")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESAMPLE = Image.Resampling.BILINEAR  # what torchvision uses by default; Pillow antialiases when shrinking
+THUMBNAIL = 160  # pixels, longest side, of an image shown in a report
 
 # Modes whose pixels may be (partly) transparent; they are flattened onto a background first.
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -160,6 +163,12 @@ class ImagePreprocessor(Preprocessor):
     ``max_pixels`` refuses images larger than this (decompression bombs) before decoding.
     """
 
+    default_encoder = "image_cnn"
+    media = True
+    mime_types = ("image/",)
+    extensions = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+    noise = GAUSSIAN  # in normalised units: 1.0 is one channel std of the training images
+
     def __init__(
         self,
         columns: Sequence[str],
@@ -208,5 +217,23 @@ class ImagePreprocessor(Preprocessor):
     def empty(self) -> Sample:
         return Sample(data=np.zeros((self.channels, self.size, self.size), dtype=np.float32))
 
+    def encoder_facts(self) -> dict[str, Any]:
+        return {"in_channels": self.channels, "image_size": self.size}
+
+    def render(self, values: Sequence[Any], base_dir: str | None) -> dict[str, Any]:
+        if is_missing(values[0]):
+            return {"kind": "missing"}
+        img = decode_image(resolve_media(values[0], base_dir), max_pixels=self.max_pixels, draft_size=THUMBNAIL)
+        return {"kind": "image", "src": image_uri(img)}
+
     def describe(self) -> str:
         return f"image({self.columns[0]}, {self.channels}x{self.size}x{self.size}, {self.resize})"
+
+
+def image_uri(img: Image.Image) -> str:
+    """A PNG thumbnail as a data URI, so a report and its JSON stand alone."""
+    img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    img.thumbnail((THUMBNAIL, THUMBNAIL))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tessera.errors import DataError, SchemaError, TesseraError
 from tessera.media import is_missing
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
 
 
 @register("numeric")
@@ -26,6 +26,9 @@ class NumericPreprocessor(Preprocessor):
     Output: ``data`` float32 (n_columns,) with 0 where missing, ``mask`` bool (n_columns,).
     NaN and ±inf count as missing. Clipping keeps a single outlier from dominating a batch.
     """
+
+    default_encoder = "numeric_mlp"
+    noise = GAUSSIAN  # in standardised units
 
     multi_column = True
 
@@ -72,6 +75,24 @@ class NumericPreprocessor(Preprocessor):
     def empty(self) -> Sample:
         n = len(self.columns)
         return Sample(data=np.zeros(n, dtype=np.float32), mask=np.zeros(n, dtype=bool))
+
+    def encoder_facts(self) -> dict[str, Any]:
+        return {"n_features": len(self.columns), "n_numeric": len(self.columns)}
+
+    @classmethod
+    def check_column(cls, col: pd.Series, column: str) -> None:
+        values = col.dropna()
+        if len(values) == 0 or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            return
+        bad = pd.to_numeric(values, errors="coerce").isna()
+        if bad.any():
+            row = bad.idxmax()
+            raise DataError(f"a numeric column holds a non-number: {values[row]!r:.40}", row=int(row), column=column)
+
+    def reference_statistics(self) -> dict[str, tuple[float, float]]:
+        if self._mean is None or self._std is None:
+            return {}
+        return {c: (float(m), float(s)) for c, m, s in zip(self.columns, self._mean, self._std)}
 
     def fitted_state(self) -> dict[str, Any]:
         if self._mean is None or self._std is None:

@@ -13,11 +13,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from tessera.errors import DataError, SchemaError, TesseraError
 from tessera.media import is_missing
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import FRACTIONS, LoadContext, ModalityBatch, Noise, Preprocessor, Sample, register
 
 TOKENIZER_CHOICES = ("wordpiece", "bpe", "pretrained")
 # Fixed order so [PAD] is id 0 in every trained tokenizer: encoders can rely on padding_idx=0.
@@ -31,6 +32,9 @@ class TextPreprocessor(Preprocessor):
     ``lowercase`` applies to trained tokenizers only; a pretrained tokenizer keeps the
     normalisation it was trained with, because changing it would break its vocabulary.
     """
+
+    default_encoder = "text_transformer"
+    noise = Noise("token_dropout", FRACTIONS)
 
     def __init__(
         self,
@@ -180,6 +184,32 @@ class TextPreprocessor(Preprocessor):
     def empty(self) -> Sample:
         pad = self.pad_id if self._tokenizer is not None else 0
         return Sample(data=np.full(self.max_length, pad, dtype=np.int64), mask=np.zeros(self.max_length, dtype=bool))
+
+    # -- what the rest of Tessera asks ---------------------------------------------------------
+    def encoder_facts(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "vocab_size": int(self.vocab_size_actual), "pad_id": int(self.pad_id)}
+
+    @classmethod
+    def check_column(cls, col: pd.Series, column: str) -> None:
+        numbers_only = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if numbers_only and len(col.dropna()):
+            raise DataError("a text column holds numbers only; declare it numeric or categorical", column=column)
+
+    def corrupt(self, batch: ModalityBatch, level: float, generator: torch.Generator) -> ModalityBatch:
+        """Token dropout: each valid, non-special token becomes [UNK] with probability ``level``.
+
+        Tokenizers without an [UNK] token get the dropped tokens replaced by padding and masked out.
+        """
+        tokenizer = self.backend_tokenizer
+        unk = next((i for i in map(tokenizer.token_to_id, ("[UNK]", "<unk>")) if i is not None), None)
+        special = {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+        ids = batch.data
+        mask = batch.mask if batch.mask is not None else torch.ones_like(ids, dtype=torch.bool)
+        candidates = mask & batch.present.unsqueeze(1) & ~torch.isin(ids, torch.tensor(sorted(special), dtype=ids.dtype))
+        hit = candidates & (torch.rand(ids.shape, generator=generator) < level)
+        if unk is not None:
+            return ModalityBatch(torch.where(hit, torch.full_like(ids, unk), ids), batch.present, batch.mask)
+        return ModalityBatch(torch.where(hit, torch.full_like(ids, self.pad_id), ids), batch.present, mask & ~hit)
 
     # -- persistence -------------------------------------------------------------------
     def fitted_state(self) -> dict[str, Any]:

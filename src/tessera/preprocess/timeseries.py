@@ -17,7 +17,7 @@ import pandas as pd
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import is_missing
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
 
 MODE_CHOICES = ("pad", "interpolate")
 
@@ -93,6 +93,9 @@ class TimeseriesPreprocessor(Preprocessor):
     are masked out; remaining NaNs become 0, the training mean after standardising.
     A cell with no finite value at all (``[]``, all NaN) counts as missing.
     """
+
+    default_encoder = "timeseries_gru"
+    noise = GAUSSIAN  # in standardised units, on valid time steps
 
     def __init__(
         self,
@@ -214,6 +217,10 @@ class TimeseriesPreprocessor(Preprocessor):
             data=np.zeros((self.length, self.channels), dtype=np.float32),
             mask=np.zeros(self.length, dtype=bool),
         )
+
+    def encoder_facts(self) -> dict[str, Any]:
+        length, channels = self.empty().data.shape  # an unknown channel count fails here, naming the column
+        return {"length": length, "channels": channels}
 
     def describe(self) -> str:
         channels = "?" if self.channels is None else self.channels

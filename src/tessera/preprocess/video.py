@@ -16,8 +16,8 @@ from PIL import Image
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import LoadContext, Preprocessor, Sample, register
-from tessera.preprocess.image import check_image_options, transform_image
+from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.image import check_image_options, image_uri, transform_image
 
 
 def pick_indices(total: int, num_frames: int) -> list[int]:
@@ -107,6 +107,12 @@ class VideoPreprocessor(Preprocessor):
     models can ignore the padding. Pixel options mean the same as for images.
     """
 
+    default_encoder = "video_frames"
+    media = True
+    mime_types = ("video/",)
+    extensions = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+    noise = GAUSSIAN  # on valid frames, in normalised pixel units as for images
+
     def __init__(
         self,
         columns: Sequence[str],
@@ -146,6 +152,15 @@ class VideoPreprocessor(Preprocessor):
             data=np.zeros((self.num_frames, self.channels, self.size, self.size), dtype=np.float32),
             mask=np.zeros(self.num_frames, dtype=bool),
         )
+
+    def encoder_facts(self) -> dict[str, Any]:
+        return {"num_frames": self.num_frames, "in_channels": self.channels, "image_size": self.size}
+
+    def render(self, values: Sequence[Any], base_dir: str | None) -> dict[str, Any]:
+        """The first frame, as a thumbnail."""
+        if is_missing(values[0]):
+            return {"kind": "missing"}
+        return {"kind": "image", "src": image_uri(read_frames(resolve_media(values[0], base_dir), 1)[0])}
 
     def describe(self) -> str:
         return f"video({self.columns[0]}, {self.num_frames}x{self.channels}x{self.size}x{self.size}, {self.resize})"

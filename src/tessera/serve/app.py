@@ -34,6 +34,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field as PydField, ValidationError
 from starlette.datastructures import UploadFile
 
+from tessera.media import sniff_mime
+from tessera.preprocess import media_modality_of
 from tessera.serve import inputs as rq
 from tessera.serve import problems
 from tessera.serve.auth import KeyRecord, KeyStore
@@ -430,11 +432,8 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
         if served.searcher is None:
             raise Problem(404, "this server has no search index", kind="no_model")
         path = await run_in_threadpool(_item_file, served.searcher, item_id)
-        import filetype
-
         data = await run_in_threadpool(path.read_bytes)  # whole: indexed media are single images and clips
-        kind = filetype.guess(data)
-        return Response(data, media_type=kind.mime if kind else "application/octet-stream")
+        return Response(data, media_type=sniff_mime(data) or "application/octet-stream")
 
     # -- feedback --------------------------------------------------------------------------------
     @app.post("/v1/feedback", tags=["feedback"], status_code=201)
@@ -601,15 +600,12 @@ def _form_float(form, name: str, default: float) -> float:
 
 def _guess_modality(value: Any) -> str:
     """The modality of uploaded bytes by their content (the form does not always say)."""
-    import filetype
-
     if not isinstance(value, bytes):
         return "text"
-    kind = filetype.guess(value)
-    mime = kind.mime if kind else ""
-    for modality, prefixes in rq.ACCEPTED_MIME.items():
-        if mime.startswith(prefixes[:1]):
-            return modality
+    mime = sniff_mime(value) or ""
+    modality = media_modality_of(mime)
+    if modality is not None:
+        return modality
     raise Problem(415, f"the uploaded file {'looks like ' + mime if mime else 'is not a recognised image, sound or video'}", kind="wrong_media_type")
 
 

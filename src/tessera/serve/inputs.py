@@ -16,19 +16,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import filetype
-
+from tessera.media import sniff_mime
+from tessera.preprocess import media_modalities, preprocessor_class
 from tessera.serve.problems import Problem
 
-MEDIA = ("image", "audio", "video")
 MAX_TEXT_CHARS = 20_000
-SERVABLE = ("image", "audio", "video", "text", "numeric", "categorical")
-# filetype reports some audio containers (e.g. MP4 audio) as video; accept what the decoders open.
-ACCEPTED_MIME = {
-    "image": ("image/",),
-    "audio": ("audio/", "video/mp4", "video/webm", "application/ogg"),
-    "video": ("video/",),
-}
+PLAIN = ("text", "numeric", "categorical")  # the non-media modalities a request can carry (parsed in `cell`)
 
 
 @dataclass(frozen=True)
@@ -71,12 +64,12 @@ def sniff(data: bytes, modality: str, field: str, declared: str | None = None) -
     """Refuse media whose bytes are not of the field's modality (415), whatever the file is called."""
     if not data:
         raise Problem(422, f"field {field!r}: the {modality} is empty", kind="empty_media")
-    kind = filetype.guess(data)
-    mime = kind.mime if kind is not None else None
-    if mime is None or not mime.startswith(ACCEPTED_MIME[modality]):
+    accepted = preprocessor_class(modality).mime_types  # what that modality's decoders open
+    mime = sniff_mime(data)
+    if mime is None or not mime.startswith(accepted):
         found = f"looks like {mime}" if mime else "is not a recognised media file"
         raise Problem(415, f"field {field!r}: expected an {modality} file, but the content {found}", kind="wrong_media_type")
-    if declared and declared not in ("application/octet-stream",) and not declared.startswith(ACCEPTED_MIME[modality]):
+    if declared and declared not in ("application/octet-stream",) and not declared.startswith(accepted):
         raise Problem(415, f"field {field!r}: declared as {declared}, which is not an {modality} type", kind="wrong_media_type")
 
 
@@ -95,7 +88,7 @@ def media_from_base64(value: Any, field: str) -> bytes:
 def cell(field: Field, value: Any, *, name: str, declared_type: str | None = None, from_json: bool = False) -> Any:
     """The table cell for one request value, checked for its modality."""
     m = field.modality
-    if m in MEDIA:
+    if m in media_modalities():
         if isinstance(value, (bytes, bytearray)):
             data = bytes(value)
         elif from_json:
@@ -129,4 +122,4 @@ def cell(field: Field, value: Any, *, name: str, declared_type: str | None = Non
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise Problem(422, f"field {name!r}: expected a category (string)", kind="invalid_request")
         return str(value)
-    raise Problem(422, f"field {name!r}: {m} inputs cannot be sent to this server (it serves {list(SERVABLE)})", kind="unknown_modality")
+    raise Problem(422, f"field {name!r}: {m} inputs cannot be sent to this server (it serves {[*media_modalities(), *PLAIN]})", kind="unknown_modality")

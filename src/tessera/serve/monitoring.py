@@ -3,8 +3,8 @@
 Three signals, each cheap enough to keep per request:
 
 * missing-modality rate per model input (a camera that stopped sending images);
-* numeric feature drift: the incoming mean of each numeric column in training standard
-  deviations, against the mean/std the model's own preprocessor was fitted with;
+* numeric feature drift: the incoming mean of each column whose preprocessor keeps training
+  statistics (``reference_statistics``: numeric columns), in training standard deviations;
 * embedding drift per modality: the distance between the incoming query embeddings
   (a window of the latest ones) and a sample of the indexed collection, as the cosine
   distance between their centroids and the squared MMD with an RBF kernel (bandwidth by
@@ -36,9 +36,7 @@ class DriftMonitor:
         if predictor_pipeline is not None:
             for name, pre in predictor_pipeline.preprocessors.items():
                 self.inputs[name] = list(pre.columns)
-                if pre.modality == "numeric" and getattr(pre, "_mean", None) is not None:
-                    for col, mean, std in zip(pre.columns, pre._mean, pre._std):
-                        self.train_stats[col] = (float(mean), float(std))
+                self.train_stats.update(pre.reference_statistics())
         self.reference = {m: np.asarray(v, np.float32) for m, v in (reference_vectors or {}).items() if len(v)}
         self.rows = 0
         self.missing: dict[str, int] = defaultdict(int)
