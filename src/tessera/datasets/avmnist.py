@@ -111,7 +111,13 @@ def build(
         }))
     frame = pd.concat(frames, ignore_index=True)
 
-    schema = {
+    sizes = {"n_train": f"{n_train:,}", "n_val": f"{n_val:,}", "n_test": f"{n_test:,}"}
+    return Built(frame, table_schema(), card_facts(sizes, seed, snr_db, pca_energy, k, ratio, noise_meta))
+
+
+def table_schema() -> dict:
+    """The schema of the built table: the image and the audio, the other columns kept as metadata."""
+    return {
         "target": "label",
         "task": Multiclass.name,
         "split": "split",
@@ -121,9 +127,15 @@ def build(
         },
         "ignore": ["mnist_index", "fsdd_file", "noise_file", "snr_db", "speaker"],
     }
+
+
+def card_facts(
+    sizes: dict, seed: int, snr_db: float, pca_energy: float, k: int, ratio: np.ndarray, noise_meta: pd.DataFrame
+) -> dict:
+    """The figures the dataset card quotes."""
     n_noise = noise_meta["split"].value_counts()
-    card = {
-        "n_train": f"{n_train:,}", "n_val": f"{n_val:,}", "n_test": f"{n_test:,}",
+    return {
+        **sizes,
         "seed": seed, "snr_db": f"{snr_db:g}",
         "pca_energy": f"{pca_energy:g}", "k": k, "kept": f"{100 * ratio[:k].sum():.1f}",
         "prev": f"{100 * ratio[: k - 1].sum():.1f}",
@@ -131,7 +143,6 @@ def build(
         "n_noise_silent": int(noise_meta.attrs.get("silent", 0)),
         "test_noise_pct": f"{100 * TEST_NOISE_FRACTION:g}",
     }
-    return Built(frame, schema, card)
 
 
 # -- images ----------------------------------------------------------------------------------------------
