@@ -65,6 +65,7 @@ from tessera import datasets  # noqa: E402
 from tessera.fusion import FUSIONS  # noqa: E402
 from tessera.pipeline import CachedSplit, Pipeline  # noqa: E402
 from tessera.predictor import Predictor  # noqa: E402
+from tessera.prepare import DataSettings, prepare  # noqa: E402
 from tessera.preprocess import ModalityBatch  # noqa: E402
 from tessera.train import run_inference  # noqa: E402
 
@@ -127,9 +128,8 @@ def prepare_splits(
     """Build (or reuse) the AV-MNIST table and decode every split once (in worker processes)."""
     prepared = datasets.prepare("avmnist", download=False, **dataset_kwargs)
     torch.set_num_threads(1)  # decoding happens in worker processes, one thread each
-    pipeline, sources = Predictor(train={"max_train_rows": max_train_rows, "seed": 0}).prepare_data(
-        prepared.table_path, schema=prepared.schema
-    )
+    data = prepare(prepared.table_path, prepared.schema, None, DataSettings(max_train_rows=max_train_rows, seed=0))
+    pipeline, sources = data.pipeline, data.splits
     if max_val_rows:  # validation only picks the best epoch; the table's rows are already in random order
         sources["val"] = first_rows(sources["val"], max_val_rows)
     return prepared, pipeline, sources

@@ -33,11 +33,11 @@ os.environ.setdefault("TESSERA_DATA", str(REPO.parent / "shared" / "data"))
 os.environ.setdefault("TESSERA_PROGRESS", "0")
 
 from tessera.config import load_fit_config, resolve_data  # noqa: E402
-from tessera.evaluate.compare import compare_models  # noqa: E402
 from tessera.evaluate.report import SECTIONS, write_report  # noqa: E402
 from tessera.evaluate.run import evaluate_split  # noqa: E402
-from tessera.predictor import Predictor  # noqa: E402
+from tessera.prepare import prepare  # noqa: E402
 from tessera.table import read_table  # noqa: E402
+from tessera.workflows.compare import compare_models  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     table, schema = resolve_data(cfg)
     torch.set_num_threads(1)  # decoding runs in worker processes
     t0 = time.perf_counter()
-    pipeline, sources = Predictor(train=cfg.train).prepare_data(table, schema)
+    data = prepare(table, schema, None, cfg.train)
+    pipeline, sources = data.pipeline, data.splits
     decode_seconds = time.perf_counter() - t0
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -47,6 +47,7 @@ from tessera.align.retrieval import mean_average_precision, recall_at_k  # noqa:
 from tessera.datasets.fashion_mnist import CLASSES  # noqa: E402
 from tessera.pipeline import Pipeline, cache_split  # noqa: E402
 from tessera.predictor import Predictor  # noqa: E402
+from tessera.prepare import DataSettings, prepare  # noqa: E402
 from tessera.schema import Schema  # noqa: E402
 from tessera.table import Table, read_table  # noqa: E402
 from tessera.train import run_inference  # noqa: E402
@@ -88,9 +89,8 @@ def mean_std(values: list[float]) -> dict:
 def avmnist(args: argparse.Namespace) -> dict:
     prepared = datasets.prepare("avmnist", download=False)
     torch.set_num_threads(1)
-    pipeline, sources = Predictor(train={"max_train_rows": args.avmnist_train_rows, "seed": 0}).prepare_data(
-        prepared.table_path, schema=prepared.schema
-    )
+    data = prepare(prepared.table_path, prepared.schema, None, DataSettings(max_train_rows=args.avmnist_train_rows, seed=0))
+    pipeline, sources = data.pipeline, data.splits
     sources["val"] = sources["val"].subset(torch.arange(len(sources["val"])) < 2000)
     test = sources["test"]
     y = test.target

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tessera.config import FitConfig, load_fit_config, run_fit
+from tessera.config import FitConfig, load_fit_config
 from tessera.fusion import FUSIONS, create_fusion
 from tessera.predictor import Predictor
+from tessera.workflows.fit import run_fit
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))  # fit configs; alignment configs live in configs/align/

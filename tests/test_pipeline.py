@@ -63,11 +63,13 @@ def test_state_round_trip_decodes_identically(fitted):
 
 
 def test_predictor_streams_when_cache_is_off(tiny_table, tiny_schema):
-    from tessera.predictor import Predictor, StreamSplit
+    from tessera.pipeline import StreamSplit
+    from tessera.predictor import Predictor
+    from tessera.prepare import prepare
 
     p = Predictor(model={"dim": 8}, train={"epochs": 1, "batch_size": 16, "cache": False, "num_workers": 0})
-    _, sources = p.prepare_data(tiny_table, tiny_schema)
-    assert isinstance(sources["train"], StreamSplit)
-    p.fit_prepared(p.pipeline, sources)
+    data = prepare(tiny_table, tiny_schema, None, p.train_config)
+    assert isinstance(data.splits["train"], StreamSplit)
+    p.fit_prepared(data.pipeline, data.splits)
     assert 0.0 <= p.metrics.get("test", {"accuracy": 0.0})["accuracy"] <= 1.0
     assert len(p.predict(tiny_table)) == 48

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,3 +63,32 @@ def test_regression_and_untrained_errors(tmp_path):
         Predictor().predict(frame)
     with pytest.raises(TesseraError, match="not a saved Tessera model"):
         Predictor.load(tmp_path)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_model_saved_before_inference_settings_existed_loads_and_predicts_the_same():
+    """tests/fixtures/model_v0_1_0 was saved by Tessera 0.1.0 (commit b7bc7f1), whose tessera.json has only a train_config."""
+    folder = FIXTURES / "model_v0_1_0"
+    assert "inference_config" not in json.loads((folder / "tessera.json").read_text())
+    p = Predictor.load(folder)
+    assert p.train_config.on_error == "skip" and p.train_config.batch_size == 16
+    assert p.inference.to_dict() == {"device": "cpu", "batch_size": 32, "on_error": "skip", "num_workers": 0, "cache": True}
+    expected = pd.read_csv(FIXTURES / "model_v0_1_0_proba.csv", index_col="row")
+    got = p.predict_proba(pd.read_csv(FIXTURES / "model_v0_1_0_rows.csv"))
+    pd.testing.assert_frame_equal(got, expected, check_names=False, check_index_type=False, check_dtype=False, atol=1e-6, rtol=0)
+
+
+def test_inference_settings_are_saved_and_used_apart_from_training(tiny_table, tiny_schema, tmp_path):
+    schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("image", "numeric")}}
+    p = Predictor(model={"dim": 8}, train={"epochs": 1, "batch_size": 16}, inference={"batch_size": 5, "on_error": "skip"})
+    p.fit(tiny_table, schema)
+    assert p.train_config.on_error == "raise" and p.inference.on_error == "skip"
+    loaded = Predictor.load(p.save(tmp_path / "m"))
+    assert loaded.inference.batch_size == 5 and loaded.inference.on_error == "skip"
+    frame = pd.read_csv(tiny_table)
+    frame.loc[4, "image"] = "img/gone.png"  # skipped under the inference settings, not refused
+    frame.to_csv(tiny_table.parent / "broken.csv", index=False)
+    with pytest.warns(UserWarning, match="skipped 1 row"):
+        assert len(loaded.predict(tiny_table.parent / "broken.csv")) == len(frame) - 1

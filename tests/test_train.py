@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from tessera.errors import SchemaError
 from tessera.model import build_model
 from tessera.predictor import Predictor
+from tessera.prepare import prepare
 from tessera.tasks import Multiclass
 from tessera.train import TrainConfig, balanced_aux_loss, ogm_coefficients
 
@@ -29,7 +30,8 @@ def numeric_only(schema: dict) -> dict:
 @pytest.mark.parametrize("fusion", ["concat", "late"])
 def test_aux_heads_give_per_input_logits_zero_where_absent(tiny_table, tiny_schema, fusion):
     pred = Predictor(model={"fusion": fusion, "dim": 16, "aux_heads": True}, train={"batch_size": 8})
-    pipeline, sources = pred.prepare_data(tiny_table, tiny_schema)
+    data = prepare(tiny_table, tiny_schema, None, pred.train_config)
+    pipeline, sources = data.pipeline, data.splits
     model = build_model(pipeline, pred.model_config).eval()
     batch = next(iter(sources["train"].batches(8)))
     batch.inputs["image"].present[:3] = False  # encoders zero absent rows; their logits must be zero too
@@ -127,7 +129,8 @@ def test_aux_heads_and_ogm_still_learn_the_fused_label(tiny_table, tiny_schema):
         model={"dim": 32, "aux_heads": True},
         train={"epochs": 12, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 1, "gradient_modulation": "ogm_ge"},
     )
-    pipeline, sources = p.prepare_data(tiny_table, tiny_schema)
+    data = prepare(tiny_table, tiny_schema, None, p.train_config)
+    pipeline, sources = data.pipeline, data.splits
     p.fit_prepared(pipeline, {"train": sources["train"]})  # best by train loss: 5 val rows saturate at once
     assert p.evaluate(tiny_table)["accuracy"] > 0.9  # label needs image and audio together
     assert p.result.history[-1]["train_aux_loss"] < p.result.history[0]["train_aux_loss"]
@@ -170,7 +173,8 @@ class CrashingSource:
 def test_crash_mid_training_leaves_the_best_model_loadable(tiny_table, tiny_schema, tmp_path):
     ckpt = tmp_path / "ckpt"
     p = Predictor(model={"dim": 16}, train={"epochs": 6, "batch_size": 16, "lr": 3e-3, "checkpoint_dir": str(ckpt)})
-    pipeline, sources = p.prepare_data(tiny_table, tiny_schema)
+    data = prepare(tiny_table, tiny_schema, None, p.train_config)
+    pipeline, sources = data.pipeline, data.splits
     with pytest.raises(Crash):
         # No val split: every epoch whose train loss drops is an improvement, so epochs 1 and 2 are saved.
         p.fit_prepared(pipeline, {"train": CrashingSource(sources["train"], crash_epoch=3)})
@@ -198,7 +202,8 @@ def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_
     from tessera.train import train
 
     p = Predictor(model={"dim": 16, "modality_dropout": 0.3}, train={"epochs": 4, "batch_size": 16, "seed": 1, "patience": 0})
-    pipeline, sources = p.prepare_data(tiny_table, numeric_only(tiny_schema))
+    data = prepare(tiny_table, numeric_only(tiny_schema), None, p.train_config)
+    pipeline, sources = data.pipeline, data.splits
     cfg = p.train_config
 
     def fresh():

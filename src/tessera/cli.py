@@ -127,7 +127,8 @@ def fit(
         return
     if config is None:
         raise TesseraError("give a config to train from, or --resume MODEL --extra-data TABLE to fine-tune")
-    from tessera.config import load_fit_config, run_fit
+    from tessera.config import load_fit_config
+    from tessera.workflows.fit import run_fit
 
     def show(schema, reasons: dict) -> None:
         console.print("[bold]inferred schema[/bold] (give `data: {schema: ...}` in the config to override):")
@@ -136,7 +137,14 @@ def fit(
             console.print(f"  {column}: {why}")
 
     cfg = load_fit_config(config).with_runner(runner, address)
-    predictor, out = run_fit(cfg, output=output, on_inferred=show)
+    fit_function = None  # this process
+    if cfg.runner == "ray":
+        from functools import partial
+
+        from tessera.scale.train import fit_ray
+
+        fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
+    predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function)
     console.print(f"saved model to [bold]{out}[/bold]")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
@@ -152,9 +160,9 @@ def predict(
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: a local cluster)."),
 ) -> None:
     """Predict with a saved model; needs nothing but the model folder and the table."""
+    from tessera.config import check_runner
     from tessera.files import atomic_path
     from tessera.predictor import Predictor
-    from tessera.scale.runner import check_runner
 
     ray_runner = check_runner(runner, address) == "ray"
     if ray_runner and (output is None or output.suffix.lower() not in (".parquet", ".pq")):

@@ -11,88 +11,93 @@
     address: auto               # optional: an existing cluster ('auto', 'ray://HOST:PORT'); none: a local one
     workers: 4                  # optional: Ray Train workers (default 2)
 
-Relative paths are relative to the config file, so a config travels with its data.
+Relative paths are relative to the config file, so a config travels with its data. The
+runner is only named here; the command line picks the code that runs it
+(:mod:`tessera.workflows.fit`), so this module knows nothing of Ray.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import Field, field_validator, model_validator
 
 from tessera.errors import SchemaError
 from tessera.files import read_yaml
 from tessera.model import ModelConfig
+from tessera.settings import PathLike, Settings
 from tessera.train import TrainConfig
 
+RUNNERS = ("local", "ray")
+FIT_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "target")
 
-@dataclass
-class FitConfig:
+
+def check_runner(runner: str | None, address: str | None = None) -> str:
+    """The runner name, validated; an address only makes sense with the Ray runner."""
+    runner = runner or "local"
+    if runner not in RUNNERS:
+        raise SchemaError(f"runner must be one of {list(RUNNERS)}, got {runner!r}")
+    if address and runner != "ray":
+        raise SchemaError(f"an address ({address!r}) is for the Ray runner; add runner: ray (--runner ray)")
+    if address is not None and not (address == "auto" or address.startswith("ray://") or ":" in address):
+        raise SchemaError(f"Ray address must be 'auto', 'ray://HOST:PORT' or 'HOST:PORT', got {address!r}")
+    return runner
+
+
+def check_data(data: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """A ``data`` section: a table or a recipe to read, and only the keys a config of its kind knows."""
+    if not ({"table", "recipe"} & set(data)):
+        raise ValueError("needs 'table: PATH' or 'recipe: NAME'")
+    bad = set(data) - set(allowed)
+    if bad:
+        raise ValueError(f"unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed))}")
+    return data
+
+
+class FitConfig(Settings):
+    """A fit config file; ``base_dir`` (where relative paths start) is the file's folder."""
+
     data: dict[str, Any]
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    output: Path = Path("runs/model")
-    base_dir: Path = Path(".")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: PathLike = Path("runs/model")
+    base_dir: PathLike = Path(".")
     runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
     address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
-    workers: int = 2  # Ray Train workers
+    workers: Annotated[int, Field(ge=1)] = 2  # Ray Train workers
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return check_data(data, FIT_DATA_KEYS)
+
+    @model_validator(mode="after")
+    def _runner(self) -> "FitConfig":
+        try:
+            check_runner(self.runner, self.address)
+        except SchemaError as e:
+            raise ValueError(str(e)) from None
+        return self
 
     def with_runner(self, runner: str | None, address: str | None) -> "FitConfig":
         """The config with command-line choices of runner and address (which win over the file's)."""
-        from tessera.scale.runner import check_runner
-
         if address is None and (runner or self.runner) == self.runner:
             address = self.address  # --runner local drops the file's cluster address with its runner
         runner = runner or self.runner
-        return replace(self, runner=check_runner(runner, address), address=address)
+        return self.replace(runner=check_runner(runner, address), address=address)
 
 
 def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
-    data = check_sections(
-        raw, source, {"table", "recipe", "recipe_options", "schema", "target"}, extra={"runner", "address", "workers"}
-    )
-    try:
-        model = ModelConfig.from_dict(raw.get("model"))
-        train = TrainConfig.from_dict(raw.get("train"))
-    except (TypeError, SchemaError) as e:
-        raise SchemaError(f"{source}: {e}") from None
+    """A fit config from its parsed YAML; relative paths (output, checkpoint_dir) resolved against ``base_dir``."""
+    cfg = FitConfig.from_dict(raw, source)
     base = Path(base_dir)
-    if train.checkpoint_dir and not Path(train.checkpoint_dir).is_absolute():
-        train.checkpoint_dir = str(base / train.checkpoint_dir)  # relative to the config, like output
-    output = Path(raw.get("output", "runs/model"))
-    runner, address, workers = raw.get("runner", "local"), raw.get("address"), raw.get("workers", 2)
-    if not isinstance(runner, str) or (address is not None and not isinstance(address, str)):
-        raise SchemaError(f"{source}: runner and address must be strings (runner: ray, address: auto)")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise SchemaError(f"{source}: workers must be a whole number >= 1, got {workers!r}")
-    from tessera.scale.runner import check_runner
-
-    try:
-        runner = check_runner(runner, address)
-    except SchemaError as e:
-        raise SchemaError(f"{source}: {e}") from None
-    return FitConfig(
-        data=dict(data), model=model, train=train, output=output if output.is_absolute() else base / output, base_dir=base,
-        runner=runner, address=address, workers=workers,
-    )
-
-
-def check_sections(raw: Any, source: str, data_keys: set[str], extra: set[str] = frozenset()) -> dict[str, Any]:
-    """The shared shape of Tessera's configs: data/model/train/output (and ``extra`` keys), with a table or recipe to read."""
-    if not isinstance(raw, dict):
-        raise SchemaError(f"{source}: expected a mapping with data/model/train sections")
-    allowed = ["data", "model", "train", "output", *sorted(extra)]
-    unknown = set(raw) - set(allowed)
-    if unknown:
-        raise SchemaError(f"{source}: unknown section(s) {sorted(unknown)}; allowed: {', '.join(allowed)}")
-    data = raw.get("data")
-    if not isinstance(data, dict) or not ({"table", "recipe"} & set(data)):
-        raise SchemaError(f"{source}: 'data' needs 'table: PATH' or 'recipe: NAME'")
-    bad = set(data) - data_keys
-    if bad:
-        raise SchemaError(f"{source}: data: unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(data_keys))}")
-    return data
+    if cfg.train.checkpoint_dir and not Path(cfg.train.checkpoint_dir).is_absolute():
+        cfg.train.checkpoint_dir = str(base / cfg.train.checkpoint_dir)  # relative to the config, like output
+    cfg.output = cfg.output if cfg.output.is_absolute() else base / cfg.output
+    cfg.base_dir = base
+    return cfg
 
 
 def load_fit_config(path: str | os.PathLike) -> FitConfig:
@@ -127,19 +132,3 @@ def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None
     if isinstance(schema, str):
         schema = Path(schema) if Path(schema).is_absolute() else cfg.base_dir / schema
     return Path(table), schema
-
-
-def run_fit(cfg: FitConfig, output: str | os.PathLike | None = None, on_inferred: Callable[[Any, dict], None] | None = None):
-    """Train as the config says and save; returns (predictor, output folder)."""
-    from tessera.predictor import Predictor
-
-    table, schema = resolve_data(cfg, on_inferred)
-    predictor = Predictor(model=cfg.model, train=cfg.train)
-    if cfg.runner == "ray":
-        from tessera.scale.train import fit_ray
-
-        fit_ray(predictor, table, schema, target=cfg.data.get("target"), num_workers=cfg.workers, address=cfg.address)
-    else:
-        predictor.fit(table, schema=schema, target=cfg.data.get("target"))
-    out = predictor.save(output or cfg.output)
-    return predictor, out

@@ -16,8 +16,9 @@ from typing import Any, Sequence
 import pandas as pd
 
 from tessera.errors import SchemaError, SkipReport
-from tessera.pipeline import cache_split, split_frame
+from tessera.pipeline import split_frame
 from tessera.predictor import Predictor
+from tessera.prepare import decode
 from tessera.table import Table, read_table
 from tessera.train import train
 
@@ -56,17 +57,17 @@ def fine_tune(
     if frame.empty:
         raise SchemaError("the extra data has no rows with a target value")
     table = Table(frame, base_dirs.pop() if len(base_dirs) == 1 else None, parts[0].source)
-    cfg = copy.deepcopy(predictor.train_config)
-    cfg.epochs, cfg.lr, cfg.on_error = epochs, lr if lr is not None else cfg.lr / 10, "raise"
-    cfg.checkpoint_dir, cfg.max_train_rows, cfg.num_workers = None, None, 0
+    cfg = predictor.train_config.replace(
+        epochs=epochs, lr=lr if lr is not None else predictor.train_config.lr / 10, on_error="raise",
+        checkpoint_dir=None, max_train_rows=None, num_workers=0, cache=True,
+    )
     splits = {"train": frame}
     if val_fraction > 0 and len(frame) >= 10:
         schema = copy.deepcopy(pipeline.schema)
         schema.split = None
         splits = split_frame(frame, schema, val_fraction=val_fraction, seed=cfg.seed)
-    report = SkipReport()
-    sources = {name: cache_split(pipeline, pipeline.dataset(Table(f, table.base_dir, table.source), on_error="raise"), report=report)
-               for name, f in splits.items()}
+    tables = {name: Table(f, table.base_dir, table.source) for name, f in splits.items()}
+    sources = decode(pipeline, tables, cfg, SkipReport())
     previous = predictor.result.history if predictor.result else []
     result = train(
         predictor.model, sources["train"], sources.get("val"), pipeline.target, cfg, aux_weight=predictor.model_config.aux_loss_weight

@@ -17,10 +17,10 @@ from rich.table import Table as RichTable
 
 from tessera.errors import DataError, TesseraError
 from tessera.media import is_missing, resolve_media
-from tessera.pipeline import Pipeline, split_frame
+from tessera.prepare import split_and_fit
 from tessera.preprocess import LoadContext, load_located, media_modalities
 from tessera.schema import Schema, infer_schema, resolve_schema
-from tessera.table import read_table
+from tessera.table import Table, read_table
 from tessera.tasks import TASKS
 
 
@@ -110,9 +110,9 @@ def inspect_table(
 
 
 def _decode_examples(frame: pd.DataFrame, sch: Schema, base_dir: str | None, n: int, console: Console) -> dict[str, list[str]]:
-    train = split_frame(frame, sch, val_fraction=0.0)["train"]
     try:
-        pipeline = Pipeline.fit(train, Schema(sch.inputs, sch.target, sch.task, sch.split, sch.ignore))
+        schema = Schema(sch.inputs, sch.target, sch.task, sch.split, sch.ignore)
+        pipeline = split_and_fit(Table(frame, base_dir, "the table"), schema, supervised=False, val_fraction=0.0).pipeline
     except TesseraError as e:
         console.print(f"[red]cannot fit the preprocessors: {e}[/red]")
         return {}

@@ -10,10 +10,11 @@ logits, presence after modality dropout).
 from __future__ import annotations
 
 import inspect
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from tessera.encoders import create_encoder
@@ -22,32 +23,25 @@ from tessera.fusion import FUSIONS, Fusion, create_fusion
 from tessera.fusion.base import pooled_present
 from tessera.pipeline import Pipeline
 from tessera.preprocess import ModalityBatch, Preprocessor
+from tessera.settings import Settings
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(Settings):
+    """The ``model`` section: which fusion, how wide, which encoder per input, and the regularisers."""
+
+    section: ClassVar[str] = "model"
     fusion: str = "concat"
-    fusion_options: dict[str, Any] = field(default_factory=dict)
+    fusion_options: dict[str, Any] = {}
     dim: int = 128  # encoder width, unless an encoder's options say otherwise
-    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # input -> {name, options}
+    encoders: dict[str, dict[str, Any]] = {}  # input -> {name, options}
     modality_dropout: float = 0.0  # chance, per sample and input, to hide an input during training
     head_dropout: float = 0.1
     aux_heads: bool = False  # a linear classifier per input, trained by an auxiliary loss (see train.py)
-    aux_weight: float = 0.5  # weight of that loss, the mean over inputs of each input's own loss
+    aux_weight: Annotated[float, Field(ge=0)] = 0.5  # weight of that loss, the mean over inputs of each input's own loss
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "ModelConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SchemaError(f"model config: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
-        if cfg.aux_weight < 0:
-            raise SchemaError(f"model config: aux_weight must be >= 0, got {cfg.aux_weight}")
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def chosen_encoders(self) -> dict[str, str]:
+        """Input -> encoder name, where this config names one (a tower's preprocessing is merged for it)."""
+        return {n: str(e["name"]) for n, e in self.encoders.items() if isinstance(e, dict) and e.get("name")}
 
     @property
     def aux_loss_weight(self) -> float:

@@ -51,6 +51,16 @@ class Batch:
 
 
 class Pipeline:
+    """The fitted preprocessors of every input and the task's target encoding, kept and saved as one object.
+
+    Why one object: what the model learned is only meaningful together with how its inputs
+    were prepared (the tokenizer's vocabulary, the numeric means, the label order), so the
+    two are fitted on the same training rows, saved together, and re-applied unchanged to
+    any later table. It is also the unit that is shared: unimodal baselines and ablations
+    :meth:`restrict` one fitted pipeline instead of refitting, so every model sees the same
+    preprocessed values.
+    """
+
     def __init__(self, schema: Schema, preprocessors: dict[str, Preprocessor], target: Task | None) -> None:
         self.schema = schema
         self.preprocessors = preprocessors
@@ -62,11 +72,11 @@ class Pipeline:
 
         ``encoders`` names the encoder of each input where the model config chooses it (else
         the schema's ``encoder``); a pretrained tower's required preprocessing is merged into
-        the input's options here, before anything is fitted.
+        the input's options here, before anything is fitted. The rows are not checked against
+        the schema here: :mod:`tessera.prepare` validates the whole table once before splitting it.
         """
         from tessera.encoders.input_options import merge_input_options
 
-        schema.validate(train, require_target=bool(schema.target))
         encoders = encoders or {}
         preprocessors = {}
         for name, spec in schema.inputs.items():
@@ -110,9 +120,13 @@ class Pipeline:
         return cls(schema, pres, target)
 
     # -- data ----------------------------------------------------------------------------------
-    def dataset(self, table: Table, *, with_target: bool = True, on_error: OnError = "raise") -> "TableDataset":
+    def dataset(
+        self, table: Table, *, with_target: bool = True, on_error: OnError = "raise", validate: bool = True
+    ) -> "TableDataset":
+        """The rows of ``table`` to decode; ``validate=False`` when the table was checked against the schema already."""
         with_target = with_target and self.target is not None and all(c in table.frame.columns for c in self.target.columns)
-        self.schema.validate(table.frame, require_target=with_target, source=table.source)
+        if validate:
+            self.schema.validate(table.frame, require_target=with_target, source=table.source)
         return TableDataset(self, table, with_target=with_target, on_error=check_on_error(on_error))
 
     def loader(
@@ -237,6 +251,20 @@ class CachedSplit:
             None if self.target is None else self.target[idx],
             self.rows[idx],
         )
+
+
+class StreamSplit:
+    """Decode batches on the fly each epoch, for collections too large to cache."""
+
+    def __init__(self, pipeline: Pipeline, dataset: TableDataset, num_workers: int, report: SkipReport | None) -> None:
+        self.pipeline, self.dataset, self.num_workers, self.report = pipeline, dataset, num_workers, report
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+        loader = self.pipeline.loader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, seed=seed)
+        return iterate(loader, self.report)
 
 
 def cache_split(

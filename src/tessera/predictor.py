@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 
 import tessera
 from tessera import zoo
-from tessera.errors import DataError, SchemaError, SkipReport, TesseraError, check_on_error
+from tessera.errors import OnError, SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir
 from tessera.model import ModelConfig, MultimodalModel, build_model
-from tessera.pipeline import Batch, Pipeline, TableDataset, cache_split, default_workers, iterate, split_frame
-from tessera.schema import Schema, resolve_schema
-from tessera.table import Table, read_table
+from tessera.pipeline import Pipeline
+from tessera.prepare import SKIP_REPORT, decode_table, prepare
+from tessera.schema import Schema
+from tessera.settings import Settings
+from tessera.table import read_table
 from tessera.train import TrainConfig, TrainResult, resolve_device, run_inference, train
 
 MODEL_FILE = "model.pt"
@@ -34,24 +36,49 @@ META_FILE = "tessera.json"
 CARD_FILE = "MODEL_CARD.md"  # written when the model contains pretrained towers
 
 
-class StreamSplit:
-    """Decode batches on the fly each epoch, for collections too large to cache."""
+class InferenceConfig(Settings):
+    """How a trained model reads and runs new rows: what predicting, evaluating and serving need, and no more.
 
-    def __init__(self, pipeline: Pipeline, dataset: TableDataset, num_workers: int, report: SkipReport | None) -> None:
-        self.pipeline, self.dataset, self.num_workers, self.report = pipeline, dataset, num_workers, report
+    Saved with the model; a model saved before these settings existed gets them from its
+    training settings (the same device, workers and ``on_error``; twice the batch size).
+    """
 
-    def __len__(self) -> int:
-        return len(self.dataset)
+    section: ClassVar[str] = "inference"
+    device: str = "auto"
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    on_error: OnError = "raise"  # or "skip": leave unusable rows out (``report`` names them)
+    num_workers: int | None = None  # decoding processes for large tables; None = up to 4
+    cache: bool = True  # decode the whole table first (else stream it batch by batch)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
-        loader = self.pipeline.loader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, seed=seed)
-        return iterate(loader, self.report)
+    @classmethod
+    def for_training(cls, train: TrainConfig) -> "InferenceConfig":
+        return cls(device=train.device, batch_size=train.batch_size * 2, on_error=train.on_error,
+                   num_workers=train.num_workers, cache=train.cache)
 
 
 class Predictor:
-    def __init__(self, model: dict | ModelConfig | None = None, train: dict | TrainConfig | None = None) -> None:
+    """A trained multimodal model and everything needed to use it on a new table, as one object.
+
+    Why it exists: a model's weights are useless without the exact preprocessing they were
+    trained with and the configs that built them, so the predictor keeps the fitted
+    :class:`~tessera.pipeline.Pipeline`, the model and its settings together, trains them
+    together (:meth:`fit`), and saves and loads them together, so ``predict`` on a new
+    table needs nothing but the saved folder. Training and inference settings are kept
+    apart: ``train_config`` describes how it was fitted, ``inference`` how it is run.
+    """
+
+    def __init__(
+        self,
+        model: dict | ModelConfig | None = None,
+        train: dict | TrainConfig | None = None,
+        inference: dict | InferenceConfig | None = None,
+    ) -> None:
         self.model_config = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
         self.train_config = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(train)
+        if inference is None:
+            self.inference = InferenceConfig.for_training(self.train_config)
+        else:
+            self.inference = inference if isinstance(inference, InferenceConfig) else InferenceConfig.from_dict(inference)
         self.pipeline: Pipeline | None = None
         self.model: MultimodalModel | None = None
         self.result: TrainResult | None = None
@@ -64,58 +91,15 @@ class Predictor:
         schema: Schema | dict | str | os.PathLike | None = None,
         *,
         target: str | list[str] | None = None,
-        skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
+        skip_report: str | os.PathLike = SKIP_REPORT,
     ) -> "Predictor":
-        pipeline, sources = self.prepare_data(table, schema, target=target, skip_report=skip_report)
-        return self.fit_prepared(pipeline, sources)
-
-    def prepare_data(
-        self,
-        table: Any,
-        schema: Schema | dict | str | os.PathLike | None = None,
-        *,
-        target: str | list[str] | None = None,
-        skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
-    ) -> tuple[Pipeline, dict[str, Any]]:
-        """Split, fit the preprocessors on train, and decode (or stream) every split.
-
-        Separate from training so several models (a fusion model and its unimodal
-        baselines) can share one decoded copy of the data.
-        """
-        parts = self.split_data(table, schema, target=target)
-        report = SkipReport()
-        sources = {name: self._source(part, report, name) for name, part in parts.items()}
-        if len(report):
-            path = report.write(skip_report)
-            report.warn(path)
-        return self.pipeline, sources
-
-    def split_data(
-        self, table: Any, schema: Schema | dict | str | os.PathLike | None = None, *, target: str | list[str] | None = None
-    ) -> dict[str, Table]:
-        """Split the rows and fit the preprocessors on train, without decoding any media.
-
-        The Ray runner stops here and lets each worker decode its own share of the rows.
-        """
-        cfg = self.train_config
-        check_on_error(cfg.on_error)
-        t = read_table(table)
-        schema = resolve_schema(t.frame, schema, target, t.base_dir)
-        if not schema.target:
-            raise SchemaError("fit needs a target: pass target=COLUMN or put 'target:' in the schema")
-        schema.validate(t.frame, source=t.source)
-        parts = split_frame(t.frame, schema, seed=cfg.seed)
-        for name in ("train", "val"):
-            if name in parts:
-                parts[name] = _drop_unknown_targets(parts[name], schema, name)
-        if cfg.max_train_rows and len(parts["train"]) > cfg.max_train_rows:
-            parts["train"] = parts["train"].sample(n=cfg.max_train_rows, random_state=cfg.seed).sort_index()
-        chosen = {n: str(e["name"]) for n, e in self.model_config.encoders.items() if isinstance(e, dict) and e.get("name")}
-        self.pipeline = Pipeline.fit(parts["train"], schema, encoders=chosen)
-        return {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
+        """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits."""
+        encoders = self.model_config.chosen_encoders()
+        prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report)
+        return self.fit_prepared(prepared.pipeline, prepared.splits)
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
-        """Train on splits from :meth:`prepare_data`; inputs the pipeline lacks are ignored.
+        """Train on splits from :func:`tessera.prepare.prepare`; inputs the pipeline lacks are ignored.
 
         With ``checkpoint_dir`` the whole predictor is saved there (atomically) at every
         validation improvement, so a run that dies mid-way leaves its best model loadable;
@@ -137,20 +121,10 @@ class Predictor:
             aux_weight=self.model_config.aux_loss_weight,
         )
         if "test" in sources:
-            self.metrics = {"test": self._metrics(sources["test"])}
+            self.metrics = {"test": self.metrics_on(sources["test"])}
         if checkpoint_dir:
             self.save(checkpoint_dir)
         return self
-
-    def _source(self, table: Table, report: SkipReport | None, name: str = "rows", with_target: bool = True):
-        assert self.pipeline is not None
-        cfg = self.train_config
-        ds = self.pipeline.dataset(table, with_target=with_target, on_error=cfg.on_error)
-        workers = default_workers() if cfg.num_workers is None else cfg.num_workers
-        workers = workers if len(ds) >= 256 else 0  # process start-up costs more than it saves
-        if cfg.cache:
-            return cache_split(self.pipeline, ds, num_workers=workers, report=report, description=f"decoding {name}")
-        return StreamSplit(self.pipeline, ds, workers, report)
 
     # -- inference --------------------------------------------------------------------------
     def _outputs(
@@ -160,8 +134,8 @@ class Predictor:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         t = read_table(table)
         warn, report = report is None, SkipReport() if report is None else report
-        source = self._source(t, report, with_target=with_target)
-        out = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
+        source = decode_table(self.pipeline, t, self.inference, report, with_target=with_target)
+        out = run_inference(self.model, source, self.inference.batch_size, resolve_device(self.inference.device))
         if warn and len(report):
             report.warn()
         return out
@@ -192,8 +166,9 @@ class Predictor:
             raise SchemaError(f"evaluate needs the target column(s) {self.pipeline.target.columns} in the table")
         return self.pipeline.target.summary_metrics(out, y)
 
-    def _metrics(self, source) -> dict[str, float]:
-        out, y, _ = run_inference(self.model, source, self.train_config.batch_size * 2, resolve_device(self.train_config.device))
+    def metrics_on(self, source: Any) -> dict[str, float]:
+        """The task's metrics on a decoded split (``CachedSplit`` or ``StreamSplit``) with targets."""
+        out, y, _ = run_inference(self.model, source, self.inference.batch_size, resolve_device(self.inference.device))
         return self.pipeline.target.summary_metrics(out, y)
 
     # -- persistence ------------------------------------------------------------------------
@@ -205,6 +180,7 @@ class Predictor:
             "pipeline": self.pipeline.state_dict(),
             "model_config": self.model_config.to_dict(),
             "train_config": self.train_config.to_dict(),
+            "inference_config": self.inference.to_dict(),
             "history": self.result.history if self.result else [],
             "metrics": self.metrics,
             # Pretrained towers, their package versions and licences (tessera.zoo); MODEL_CARD.md says the same.
@@ -225,8 +201,13 @@ class Predictor:
         if not meta_path.is_file() or not weights.is_file():
             raise TesseraError(f"{path} is not a saved Tessera model (expected {META_FILE} and {MODEL_FILE})")
         meta = json.loads(meta_path.read_text())
-        pred = cls(model=ModelConfig.from_dict(meta["model_config"]), train=TrainConfig.from_dict(meta["train_config"]))
-        pred.train_config.device = device
+        source = str(meta_path)
+        pred = cls(
+            model=ModelConfig.from_dict(meta["model_config"], source),
+            train=TrainConfig.from_dict(meta["train_config"], source),
+            inference=InferenceConfig.from_dict(meta["inference_config"], source) if "inference_config" in meta else None,
+        )
+        pred.train_config.device = pred.inference.device = device
         pred.pipeline = Pipeline.from_state(meta["pipeline"])
         pred.model = build_model(pred.pipeline, pred.model_config)
         pred.model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
@@ -234,15 +215,6 @@ class Predictor:
         pred.metrics = meta.get("metrics", {})
         pred.result = TrainResult(history=meta.get("history", []))
         return pred
-
-
-def _drop_unknown_targets(frame: pd.DataFrame, schema: Schema, split: str) -> pd.DataFrame:
-    known = frame[schema.target].notna().all(axis=1)
-    if not known.all():
-        warnings.warn(f"{int((~known).sum())} {split} row(s) have no target value and are left out", stacklevel=3)
-    if not known.any():
-        raise DataError(f"no {split} rows have a target value", column=", ".join(schema.target))
-    return frame[known]
 
 
 def _json_default(o: Any) -> Any:

@@ -15,7 +15,9 @@ from rich.table import Table as RichTable
 
 from tessera.errors import TesseraError
 from tessera.predictor import Predictor
+from tessera.prepare import prepare
 from tessera.schema import Schema
+from tessera.train import TrainConfig
 
 
 @dataclass
@@ -61,7 +63,8 @@ def run_quickstart(
         runs += [(f"{name} only", [name]) for name in schema.inputs]
     train_cfg = {"epochs": epochs, "batch_size": 128, "lr": 2e-3, "seed": seed, "max_train_rows": max_train_rows, "patience": 0}
     t0 = time.perf_counter()
-    pipeline, sources = Predictor(train=train_cfg).prepare_data(prepared.table_path, schema=schema)
+    data = prepare(prepared.table_path, schema, None, TrainConfig.from_dict(train_cfg))
+    pipeline, sources = data.pipeline, data.splits
     console.print(
         f"decoded {', '.join(f'{k} {len(v)}' for k, v in sources.items())} rows once in "
         f"{time.perf_counter() - t0:.1f} s; every model below shares them"

@@ -16,16 +16,18 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Iterator, Literal, Protocol
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from tessera.errors import SchemaError
 from tessera.optim import adamw, warmup_cosine_schedule
 from tessera.pipeline import Batch
+from tessera.prepare import DataSettings
 from tessera.progress import progress_bar
 from tessera.tasks import Task, tasks_where
 
@@ -33,49 +35,24 @@ if TYPE_CHECKING:
     from tessera.model import MultimodalModel
 
 
-MODULATIONS = ("none", "ogm_ge")
+class TrainConfig(DataSettings):
+    """The ``train`` section: the optimisation, plus how the run splits and reads its rows (:class:`DataSettings`).
 
+    Predicting, evaluating and serving use an :class:`~tessera.predictor.InferenceConfig` instead.
+    """
 
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
+    section: ClassVar[str] = "train"
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    lr: Annotated[float, Field(gt=0)] = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     grad_clip: float = 1.0
     patience: int = 3  # epochs without validation improvement before stopping
-    seed: int = 0
-    num_workers: int | None = None  # decoding processes; None = up to 4
-    cache: bool = True  # decode every row once and keep tensors in memory
-    max_train_rows: int | None = None  # a quick run on a subset
-    on_error: str = "raise"  # or "skip": drop unusable rows, warn, write a report
     device: str = "auto"
-    gradient_modulation: str = "none"  # or "ogm_ge": slow the encoders of inputs that already do well
-    ogm_alpha: float = 0.5  # OGM-GE strength: k = 1 - tanh(alpha * relu(ratio - 1))
+    gradient_modulation: Literal["none", "ogm_ge"] = "none"  # "ogm_ge": slow the encoders of inputs that already do well
+    ogm_alpha: Annotated[float, Field(ge=0)] = 0.5  # OGM-GE strength: k = 1 - tanh(alpha * relu(ratio - 1))
     checkpoint_dir: str | None = None  # save the predictor here each time validation improves
-
-    def __post_init__(self) -> None:
-        if self.gradient_modulation not in MODULATIONS:
-            raise SchemaError(
-                f"train config: gradient_modulation must be one of {list(MODULATIONS)}, got {self.gradient_modulation!r}"
-            )
-        if self.ogm_alpha < 0:
-            raise SchemaError(f"train config: ogm_alpha must be >= 0, got {self.ogm_alpha}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SchemaError(f"train config: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
-        if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-            raise SchemaError("train config: epochs and batch_size must be >= 1 and lr > 0")
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class BatchSource(Protocol):

@@ -6,6 +6,7 @@ from tessera.errors import SchemaError
 from tessera.evaluate.contribution import contribution_analysis, shapley_values, without_inputs
 from tessera.pipeline import CachedSplit, cache_split
 from tessera.predictor import Predictor
+from tessera.prepare import prepare
 from tessera.preprocess import ModalityBatch
 from tessera.table import read_table
 
@@ -55,7 +56,8 @@ def test_a_model_that_only_needs_the_image_is_flagged_as_ignoring_audio(tiny_tab
     frame.to_csv(path, index=False)
     schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("image", "audio")}}
     predictor = Predictor(model={"dim": 16}, train={"epochs": 8, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 0})
-    pipeline, sources = predictor.prepare_data(path, schema)
+    data = prepare(path, schema, None, predictor.train_config)
+    pipeline, sources = data.pipeline, data.splits
     predictor.fit_prepared(pipeline, sources)
     split = cache_split(pipeline, pipeline.dataset(read_table(path)))
 

@@ -3,6 +3,7 @@ import numpy as np
 from tessera.evaluate.robustness import missing_curve, noise_curve
 from tessera.pipeline import cache_split
 from tessera.predictor import Predictor
+from tessera.prepare import prepare
 from tessera.preprocess.audio import AudioPreprocessor
 from tessera.table import read_table
 
@@ -10,7 +11,8 @@ from tessera.table import read_table
 def test_curves_of_a_trained_model(tiny_table, tiny_schema):
     schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("image", "audio")}}
     predictor = Predictor(model={"dim": 16}, train={"epochs": 10, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 0})
-    pipeline, sources = predictor.prepare_data(tiny_table, schema)
+    data = prepare(tiny_table, schema, None, predictor.train_config)
+    pipeline, sources = data.pipeline, data.splits
     predictor.fit_prepared(pipeline, sources)
     split = cache_split(pipeline, pipeline.dataset(read_table(tiny_table)))
 

@@ -59,4 +59,4 @@ def test_search_errors_are_one_line(tmp_path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump({"data": {"table": "t.csv"}, "train": {"epochs": 1, "batch_size": 1}}))
     bad = run("align", str(config))
-    assert bad.returncode == 2 and "batch_size >= 2" in bad.stderr
+    assert bad.returncode == 2 and "train.batch_size: must be at least 2: a contrastive batch needs negatives" in bad.stderr

@@ -14,64 +14,85 @@ No target is needed: paired inputs of a row supervise each other. Rows of the sc
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from tessera.config import check_sections
-from tessera.files import read_yaml
+from pydantic import Field, field_validator, model_validator
+
+from tessera.config import FIT_DATA_KEYS, FitConfig, check_data, resolve_data
 from tessera.errors import SchemaError
+from tessera.files import read_yaml
+from tessera.prepare import DataSettings, prepare
+from tessera.schema import resolve_schema
+from tessera.settings import PathLike, Settings
+from tessera.table import read_table
 
-MODEL_KEYS = {"dim", "encoder_dim", "loss", "anchor", "encoders", "init_temperature"}
+ALIGN_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "inputs")
 
 
-@dataclass
-class AlignTrainConfig:
-    epochs: int = 10
+class AlignModelConfig(Settings):
+    """The ``model`` section: arguments of :func:`tessera.align.build_align_model` (only those given are passed)."""
+
+    section: ClassVar[str] = "model"
+    dim: int = 256
+    encoder_dim: int = 128
+    loss: str = "clip"
+    anchor: str | None = None
+    encoders: dict[str, dict[str, Any]] = {}
+    init_temperature: float | None = None
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class AlignTrainConfig(DataSettings):
+    """The ``train`` section: the contrastive optimisation, plus how rows are split and read (:class:`DataSettings`)."""
+
+    section: ClassVar[str] = "train"
+    epochs: Annotated[int, Field(ge=1)] = 10
     batch_size: int = 64
-    lr: float = 1e-3
-    queue_size: int = 0
-    seed: int = 0
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    queue_size: Annotated[int, Field(ge=0)] = 0
     weight_decay: float = 0.01
-    max_train_rows: int | None = None
     device: str = "auto"
+    num_workers: int | None = 0  # decoding processes (alignment decodes in this process by default)
 
+    @field_validator("batch_size")
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None, source: str) -> "AlignTrainConfig":
-        d = dict(d or {})
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise SchemaError(f"{source}: train: unknown key(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
-        if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or cfg.queue_size < 0:
-            raise SchemaError(f"{source}: train: epochs >= 1, batch_size >= 2 (a contrastive batch needs negatives), lr > 0, queue_size >= 0")
-        return cfg
+    def _batch_size(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("must be at least 2: a contrastive batch needs negatives")
+        return value
 
 
-@dataclass
-class AlignConfig:
+class AlignConfig(Settings):
+    """An alignment config file; ``base_dir`` (where relative paths start) is the file's folder."""
+
     data: dict[str, Any]
-    model: dict[str, Any] = field(default_factory=dict)
-    train: AlignTrainConfig = field(default_factory=AlignTrainConfig)
-    output: Path = Path("runs/embedder")
-    base_dir: Path = Path(".")
+    model: AlignModelConfig = Field(default_factory=AlignModelConfig)
+    train: AlignTrainConfig = Field(default_factory=AlignTrainConfig)
+    output: PathLike = Path("runs/embedder")
+    base_dir: PathLike = Path(".")
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return check_data(data, ALIGN_DATA_KEYS)
+
+    @model_validator(mode="after")
+    def _inputs(self) -> "AlignConfig":
+        inputs = self.data.get("inputs")
+        if inputs is not None and not (isinstance(inputs, list) and all(isinstance(i, str) for i in inputs)):
+            raise ValueError(f"data: inputs must be a list of input names, got {inputs!r}")
+        return self
 
 
 def parse_align_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> AlignConfig:
-    data = check_sections(raw, source, {"table", "recipe", "recipe_options", "schema", "inputs"})
-    model = dict(raw.get("model") or {})
-    bad = set(model) - MODEL_KEYS
-    if bad:
-        raise SchemaError(f"{source}: model: unknown key(s) {sorted(bad)}; allowed: {sorted(MODEL_KEYS)}")
+    cfg = AlignConfig.from_dict(raw, source)
     base = Path(base_dir)
-    output = Path(raw.get("output", "runs/embedder"))
-    return AlignConfig(
-        data=data,
-        model=model,
-        train=AlignTrainConfig.from_dict(raw.get("train"), source),
-        output=output if output.is_absolute() else base / output,
-        base_dir=base,
-    )
+    cfg.output = cfg.output if cfg.output.is_absolute() else base / cfg.output
+    cfg.base_dir = base
+    return cfg
 
 
 def load_align_config(path: str | os.PathLike) -> AlignConfig:
@@ -85,12 +106,9 @@ def run_align(cfg: AlignConfig, output: str | os.PathLike | None = None):
 
     from tessera.align.embedder import Embedder
     from tessera.align.train import fit_alignment
-    from tessera.config import FitConfig, resolve_data
-    from tessera.pipeline import Pipeline, cache_split, split_frame
-    from tessera.schema import resolve_schema
-    from tessera.table import Table, read_table
 
-    table_path, schema = resolve_data(FitConfig(data={k: v for k, v in cfg.data.items() if k != "inputs"}, base_dir=cfg.base_dir))
+    data = {k: v for k, v in cfg.data.items() if k in FIT_DATA_KEYS}
+    table_path, schema = resolve_data(FitConfig(data=data, base_dir=cfg.base_dir))
     t = read_table(table_path)
     schema = resolve_schema(t.frame, schema)
     if cfg.data.get("inputs"):
@@ -101,25 +119,14 @@ def run_align(cfg: AlignConfig, output: str | os.PathLike | None = None):
         schema.inputs = {k: v for k, v in schema.inputs.items() if k in keep}
     if len(schema.inputs) < 2:
         raise SchemaError(f"alignment needs at least two inputs; the schema has {sorted(schema.inputs)}")
-    schema.target = None  # alignment is self-supervised: labels stay metadata
-    parts = split_frame(t.frame, schema, seed=cfg.train.seed)
-    train_frame = parts["train"]
-    if cfg.train.max_train_rows and len(train_frame) > cfg.train.max_train_rows:
-        train_frame = train_frame.sample(n=cfg.train.max_train_rows, random_state=cfg.train.seed).sort_index()
-    pipeline = Pipeline.fit(train_frame, schema)
-    decode = lambda frame, name: cache_split(  # noqa: E731
-        pipeline, pipeline.dataset(Table(frame, t.base_dir, t.source), with_target=False), description=f"decoding {name}"
-    )
-    train = decode(train_frame, "train")
-    val = decode(parts["val"], "val") if "val" in parts else None
+    prepared = prepare(t, schema, None, cfg.train, supervised=False, only=("train", "val"))
     torch.manual_seed(cfg.train.seed)
-    embedder = Embedder.create(pipeline, **cfg.model)
+    embedder = Embedder.create(prepared.pipeline, **cfg.model.build_kwargs())
     c = cfg.train
     history = fit_alignment(
-        embedder.model, train, val, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
-        queue_size=c.queue_size, seed=c.seed, weight_decay=c.weight_decay, device=c.device,
+        embedder.model, prepared.splits["train"], prepared.splits.get("val"), epochs=c.epochs, batch_size=c.batch_size,
+        lr=c.lr, queue_size=c.queue_size, seed=c.seed, weight_decay=c.weight_decay, device=c.device,
     )
     embedder.model.to("cpu").eval()
     out = embedder.save(output or cfg.output)
     return embedder, history, out
-

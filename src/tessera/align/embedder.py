@@ -29,7 +29,7 @@ from tessera.errors import SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir
 from tessera.media import is_missing
 from tessera.pipeline import Pipeline, iterate
-from tessera.preprocess.base import ModalityBatch
+from tessera.preprocess.base import ModalityBatch, create_preprocessor
 from tessera.preprocess.text import TextPreprocessor
 from tessera.schema import Schema
 from tessera.table import Table, read_table
@@ -74,7 +74,10 @@ class Embedder:
                 }
             }
         )
-        pipeline = Pipeline.fit(pd.DataFrame({input_name: ["fit needs one row; a pretrained tokenizer learns nothing"]}), schema)
+        spec = schema.inputs[input_name]
+        text = create_preprocessor(spec.modality, spec.columns, **spec.options)
+        text.fit(pd.DataFrame({input_name: []}))  # loads the tokenizer; a pretrained one learns nothing from rows
+        pipeline = Pipeline(schema, {input_name: text}, None)
         encoders = {input_name: {"name": "sentence_transformer", "options": {"model": model}}}
         aligned = build_align_model(pipeline, dim=1, encoders=encoders)
         dim = aligned.encoders[input_name].output_dim  # known once the model is loaded

@@ -63,16 +63,17 @@ def compare_command(
 ) -> None:
     """Train the unimodal baselines and the fusion model under one config; is fusion's gain real?"""
     from tessera.config import load_fit_config, resolve_data
-    from tessera.evaluate.compare import compare_models
     from tessera.evaluate.report import write_report
     from tessera.evaluate.run import evaluate_split
     from tessera.pipeline import CachedSplit, cache_split
-    from tessera.predictor import Predictor
+    from tessera.prepare import prepare
     from tessera.table import read_table
+    from tessera.workflows.compare import compare_models
 
     cfg = load_fit_config(config)
     table, schema = resolve_data(cfg)
-    pipeline, sources = Predictor(train=cfg.train).prepare_data(table, schema, target=cfg.data.get("target"))
+    prepared = prepare(table, schema, cfg.data.get("target"), cfg.train, encoders=cfg.model.chosen_encoders())
+    pipeline, sources = prepared.pipeline, prepared.splits
     comparison = compare_models(
         pipeline, sources, cfg.model, cfg.train, n_boot=n_boot, seed=seed,
         on_model=lambda label, keep: console.print(f"[bold]training[/bold] {label} on {keep}"),

@@ -7,23 +7,21 @@ gets a paired-bootstrap interval (resample rows, keep each row's pair together) 
 McNemar test on the discordant rows (exact binomial when they are few, the continuity-
 corrected chi-square otherwise; statsmodels is not a dependency, scipy has both tails).
 
-:func:`compare_models` trains the unimodal baselines and the fusion model on one decoded
-copy of the data, under one config and seed, so the only difference is the inputs.
+Training the models to compare is a workflow, not a statistic: it is
+:func:`tessera.workflows.compare.compare_models`, which fills a :class:`Comparison`.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from tessera.errors import SchemaError
-from tessera.evaluate.metrics import bootstrap_ci, percentile_interval, predict_split, resampled_means
+from tessera.evaluate.metrics import percentile_interval, resampled_means
 
 EXACT_BELOW = 25  # discordant pairs under which McNemar's chi-square approximation is poor
 
@@ -87,7 +85,7 @@ def paired_error_reduction(
 
 @dataclass
 class Comparison:
-    """Results of :func:`compare_models`; ``predictors`` holds the trained models by name."""
+    """Results of :func:`tessera.workflows.compare.compare_models`; ``predictors`` holds the trained models by name."""
 
     table: pd.DataFrame
     gain: dict[str, Any]
@@ -96,76 +94,3 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"split": self.split, "table": self.table.to_dict(orient="records"), "gain": self.gain}
-
-
-def model_for_inputs(model: dict | Any | None, keep: list[str]) -> Any:
-    """The model config with per-input settings (encoders) cut to ``keep``: a baseline has no audio encoder to set."""
-    from tessera.model import ModelConfig
-
-    cfg = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
-    return replace(cfg, encoders={k: v for k, v in cfg.encoders.items() if k in keep})
-
-
-def compare_models(
-    pipeline: Any,
-    sources: dict[str, Any],
-    model: dict | Any | None = None,
-    train: dict | Any | None = None,
-    *,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-    on_model: Callable[[str, list[str]], None] | None = None,
-) -> Comparison:
-    """Train one model per input and the fusion of all inputs, then compare them on the test rows.
-
-    ``pipeline`` and ``sources`` come from ``Predictor.prepare_data``. The test split is
-    used when there is one; otherwise the validation split, with a warning, because it
-    also chose each model's best epoch and so flatters every model a little. The gain is
-    measured against the best unimodal model on the same rows, chosen on those rows,
-    which flatters the baseline: a gain that survives that is not a selection effect.
-    """
-    from tessera.predictor import Predictor
-
-    inputs = list(pipeline.preprocessors)
-    if len(inputs) < 2:
-        raise SchemaError(f"a fusion comparison needs at least two inputs; this pipeline has {inputs}")
-    split = "test" if "test" in sources else "val"
-    if split not in sources:
-        raise SchemaError("no test or validation rows to compare on: give the table a split column with test rows")
-    if split == "val":
-        warnings.warn(
-            "no test split: comparing on the validation rows, which also chose each model's best epoch", stacklevel=2
-        )
-    task = pipeline.target
-    metrics = task.metrics()
-    main = task.main_metric.metric
-    runs = [(f"{name} only", [name]) for name in inputs] + [("fusion", inputs)]
-    rows, outcomes, predictors = [], {}, {}
-    for label, keep in runs:
-        if on_model is not None:
-            on_model(label, keep)
-        t0 = time.perf_counter()
-        predictor = Predictor(model=model_for_inputs(model, keep), train=train).fit_prepared(pipeline.restrict(keep), sources)
-        seconds = time.perf_counter() - t0
-        y_true, scores = predict_split(predictor.model, sources[split], pipeline.target)
-        outcomes[label] = task.per_row_outcome(y_true, scores)
-        predictors[label] = predictor
-        row: dict[str, Any] = {"model": label, "inputs": ", ".join(keep)}
-        row[main], row[f"{main}_low"], row[f"{main}_high"] = bootstrap_ci(
-            metrics[main], y_true, scores, n_boot=n_boot, alpha=alpha, seed=seed
-        )
-        for name in ("macro_f1", "mae", "rmse"):
-            if name in metrics:
-                row[name] = metrics[name](y_true, scores)
-        row["n"] = int(len(y_true))
-        row["epochs"] = len(predictor.result.history)
-        row["seconds"] = seconds
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    unimodal = table[table["model"] != "fusion"]
-    best_row = unimodal[main].idxmax() if task.main_metric.higher_is_better else unimodal[main].idxmin()
-    best = unimodal.loc[best_row, "model"]
-    gain = task.paired_gain(outcomes["fusion"], outcomes[best], n_boot=n_boot, alpha=alpha, seed=seed)
-    gain.update({"fusion": "fusion", "baseline": str(best), "alpha": alpha})
-    return Comparison(table=table, gain=gain, split=split, predictors=predictors)

@@ -93,7 +93,7 @@ def contribution_analysis(
     its Shapley value is also below it: the model gives the same answers without it,
     and it adds nothing on top of any subset of the others either (so it is not merely
     redundant with another input). ``unimodal`` (an input -> metric of its own model,
-    e.g. from :func:`tessera.evaluate.compare.compare_models`) adds a warning when an
+    e.g. from :func:`tessera.workflows.compare.compare_models`) adds a warning when an
     ignored input does well on its own: the fusion model leaves information unused.
 
     The default threshold is 0.5 points, or one row's worth (1/n) when that is larger:

@@ -10,7 +10,6 @@ can render the HTML from the saved JSON alone.
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from typing import Any, Sequence
 
 import pandas as pd
@@ -23,7 +22,8 @@ from tessera.evaluate.examples import worst_examples
 from tessera.evaluate.fairness import fairness_analysis
 from tessera.evaluate.metrics import predict_split, task_metrics
 from tessera.evaluate.robustness import missing_curve, noise_curve
-from tessera.pipeline import CachedSplit, cache_split
+from tessera.pipeline import CachedSplit
+from tessera.prepare import SKIP_REPORT, decode_table, drop_unknown_targets
 from tessera.schema import SPLIT_VALUES
 from tessera.table import Table, read_table
 
@@ -59,15 +59,12 @@ def evaluate_predictor(
         frame = frame[names == split]
         if frame.empty:
             raise SchemaError(f"no rows have split {split!r} in column {column!r}")
-    known = frame[pipeline.target.columns].notna().all(axis=1)
-    if not known.all():
-        warnings.warn(f"{int((~known).sum())} row(s) have no target value and are left out of the evaluation", stacklevel=2)
-        frame = frame[known]
-    dataset = pipeline.dataset(Table(frame, t.base_dir, t.source), with_target=True, on_error=predictor.train_config.on_error)
+    frame = drop_unknown_targets(frame, pipeline.target.columns, "evaluation")
     report = SkipReport()
-    cached = cache_split(pipeline, dataset, report=report, description="decoding evaluation rows")
+    settings = predictor.inference.replace(cache=True)  # every analysis reads the decoded tensors
+    cached = decode_table(pipeline, Table(frame, t.base_dir, t.source), settings, report, name="evaluation rows")
     if len(report):
-        report.warn(report.write("tessera-skipped-rows.csv"))
+        report.warn(report.write(SKIP_REPORT))
     meta = {"model": model_name, "table": t.source, "split": split or "all rows"}
     return evaluate_split(
         predictor.model, pipeline, cached, frame, t.base_dir, group_columns=group_columns, comparison=comparison, meta=meta, **options

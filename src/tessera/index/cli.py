@@ -39,7 +39,7 @@ def build_command(
     """Embed one input of every row into the index; re-running embeds only new or changed rows (resumable)."""
     from tessera.align.embedder import Embedder
     from tessera.index.search import index_table
-    from tessera.scale.runner import check_runner
+    from tessera.config import check_runner
 
     build = index_table
     if check_runner(runner, address) == "ray":

@@ -4,6 +4,6 @@ Nothing here imports Ray at module import time, so ``import tessera`` and the CL
 (and work) without it; :func:`tessera.scale.runner.require_ray` names the extra to install.
 """
 
-from tessera.scale.runner import RUNNERS, check_runner, ray_session
+from tessera.scale.runner import ray_session
 
-__all__ = ["RUNNERS", "check_runner", "ray_session"]
+__all__ = ["ray_session"]

@@ -29,8 +29,8 @@ class PredictBatches:
         import ray
 
         self.predictor = ray.get(predictor) if isinstance(predictor, ray.ObjectRef) else predictor
-        self.predictor.train_config.on_error = "skip"  # errors return as values; the driver applies the policy
-        self.predictor.train_config.num_workers = 0  # the actor is the unit of parallelism
+        self.predictor.inference.on_error = "skip"  # errors return as values; the driver applies the policy
+        self.predictor.inference.num_workers = 0  # the actor is the unit of parallelism
         self.proba, self.base_dir, self.source = proba, base_dir, source
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def predict_ray(
 ) -> int:
     """Predict every row of ``table`` on Ray and write a Parquet file; returns the rows written.
 
-    ``on_error`` defaults to the predictor's ``train_config.on_error``.
+    ``on_error`` defaults to the predictor's ``inference.on_error``.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -77,7 +77,7 @@ def predict_ray(
     from tessera.files import atomic_path
     from tessera.scale.runner import ray_session, tessera_errors
 
-    on_error = check_on_error(on_error or predictor.train_config.on_error)
+    on_error = check_on_error(on_error or predictor.inference.on_error)
     report = SkipReport()
     written = 0
     with ray_session(address) as ray, tessera_errors(), atomic_path(output) as tmp:

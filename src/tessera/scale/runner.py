@@ -3,7 +3,9 @@
 Addresses follow Ray's own conventions: none starts a local cluster on this machine for the
 job (and stops it afterwards), ``auto`` joins the cluster already running here (``ray
 start --head``), ``ray://host:10001`` connects to a remote one through Ray Client. A
-session that is already initialised (a notebook, a test fixture) is used as it is.
+session that is already initialised (a notebook, a test fixture) is used as it is. Which
+runner a job uses is a config value (:func:`tessera.config.check_runner` validates it); the
+command line picks the code.
 """
 
 from __future__ import annotations
@@ -12,21 +14,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from tessera.errors import SchemaError, TesseraError
-
-RUNNERS = ("local", "ray")
-
-
-def check_runner(runner: str | None, address: str | None = None) -> str:
-    """The runner name, validated; an address only makes sense with the Ray runner."""
-    runner = runner or "local"
-    if runner not in RUNNERS:
-        raise SchemaError(f"runner must be one of {list(RUNNERS)}, got {runner!r}")
-    if address and runner != "ray":
-        raise SchemaError(f"an address ({address!r}) is for the Ray runner; add runner: ray (--runner ray)")
-    if address is not None and not (address == "auto" or address.startswith("ray://") or ":" in address):
-        raise SchemaError(f"Ray address must be 'auto', 'ray://HOST:PORT' or 'HOST:PORT', got {address!r}")
-    return runner
+from tessera.errors import TesseraError
 
 
 def require_ray() -> Any:

@@ -1,7 +1,7 @@
 """Data-parallel training on Ray Train's ``TorchTrainer``, running :func:`tessera.train.train` on every worker.
 
 The driver does what :meth:`Predictor.fit` does before decoding: read, split, fit the
-preprocessors on the training rows (:meth:`Predictor.split_data`). Each worker then decodes
+preprocessors on the training rows (:func:`tessera.prepare.split_and_fit`). Each worker then decodes
 its share of the rows with the pipeline's own :func:`~tessera.pipeline.cache_split`, the
 shares are exchanged so every worker holds the whole (decoded) split, and every worker runs
 the ordinary training loop on its part of each global batch:
@@ -32,6 +32,7 @@ import torch
 
 from tessera.errors import DataError, SkipReport
 from tessera.pipeline import Batch, CachedSplit, Pipeline, cache_split
+from tessera.prepare import SKIP_REPORT, decode_table, split_and_fit
 from tessera.preprocess import ModalityBatch
 from tessera.table import Table
 
@@ -102,7 +103,7 @@ def decode_shared(pipeline: Pipeline, table: Table, on_error: str, rank: int, wo
     report = SkipReport()
     mine: CachedSplit | None = None
     try:
-        ds = pipeline.dataset(part, with_target=True, on_error=on_error)
+        ds = pipeline.dataset(part, with_target=True, on_error=on_error, validate=False)  # the driver validated the table
         mine = cache_split(pipeline, ds, report=report, description=f"decoding (worker {rank})")
     except DataError as e:
         report.add(e)
@@ -198,7 +199,7 @@ def fit_ray(
     storage: str | os.PathLike | None = None,
     name: str = "tessera-fit",
     max_failures: int = 3,
-    skip_report: str | os.PathLike = "tessera-skipped-rows.csv",
+    skip_report: str | os.PathLike = SKIP_REPORT,
 ) -> Any:
     """:meth:`Predictor.fit` on ``num_workers`` Ray Train workers; returns the predictor, trained.
 
@@ -213,9 +214,10 @@ def fit_ray(
     from tessera.train import TrainResult
 
     assert isinstance(predictor, Predictor)
-    parts = predictor.split_data(table, schema, target=target)
-    pipeline = predictor.pipeline
     cfg = predictor.train_config
+    prepared = split_and_fit(table, schema, target, cfg, encoders=predictor.model_config.chosen_encoders())
+    pipeline = predictor.pipeline = prepared.pipeline
+    parts = prepared.tables
     if storage is None:
         # Beside checkpoint_dir, not in it: the final save swaps that folder whole.
         storage = Path(f"{cfg.checkpoint_dir}.ray") if cfg.checkpoint_dir else Path(tempfile.mkdtemp(prefix="tessera-ray-"))
@@ -257,8 +259,8 @@ def fit_ray(
         report.warn(report.write(skip_report))
     predictor.metrics = {}
     if "test" in parts:
-        source = predictor._source(parts["test"], SkipReport(), "test")
-        predictor.metrics = {"test": predictor._metrics(source)}
+        source = decode_table(pipeline, parts["test"], cfg, SkipReport(), name="test", validated=True)
+        predictor.metrics = {"test": predictor.metrics_on(source)}
     if cfg.checkpoint_dir:
         predictor.save(cfg.checkpoint_dir)
     return predictor

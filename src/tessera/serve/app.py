@@ -19,10 +19,9 @@ import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field as PydField, ValidationError
 from starlette.datastructures import UploadFile
 
 from tessera.media import sniff_mime
+from tessera.settings import PathLike, Settings
 from tessera.preprocess import media_modality_of
 from tessera.serve import inputs as rq
 from tessera.serve import problems
@@ -53,18 +53,18 @@ MAX_QUERY_PARTS = 8
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@dataclass
-class ServeConfig:
+class ServeConfig(Settings):
     """Server settings; the CLI flags of ``tessera serve`` map onto these one to one."""
 
-    keys_file: Path
+    section: ClassVar[str] = "serve"
+    keys_file: PathLike
     feedback_db: str = "tessera-feedback.db"
     max_body_bytes: int = 10 * 1024 * 1024
     rate_per_minute: int = 1200  # per key, unless the key sets its own
     batching: bool = True
     max_batch: int = 32
     max_wait_ms: float = 10.0  # waited only under concurrency (see Batcher)
-    cors_origins: list[str] = field(default_factory=list)  # empty: CORS off
+    cors_origins: list[str] = []  # empty: CORS off
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
     # Threads per model call (per worker process when model_processes > 0); None leaves torch's
     # setting. The CLI gives cores / processes, or cores - 1 in-process: on a busy 2-core machine two

@@ -37,8 +37,8 @@ class ModelCalls:
         self.predictor, self.embedder = predictor, embedder
         self.onnx_text = onnx_text or {}  # input name -> tessera.onnx_text.OnnxText, used instead of the torch path
         if predictor is not None:
-            predictor.train_config.on_error = "raise"  # a bad row must fail its own request, not vanish
-            predictor.train_config.num_workers = 0
+            predictor.inference.on_error = "raise"  # a bad row must fail its own request, not vanish
+            predictor.inference.num_workers = 0
             self.columns = [c for pre in predictor.pipeline.preprocessors.values() for c in pre.columns]
 
     def __call__(self, kind: str, items: list) -> list:

@@ -1,0 +1,47 @@
+"""Train as a fit config says and save the model: what ``tessera fit CONFIG`` runs.
+
+Where the training runs is the caller's choice: this process by default, or any function
+with :meth:`Predictor.fit`'s signature (the command line passes
+:func:`tessera.scale.train.fit_ray` for ``runner: ray``), so nothing here depends on Ray.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from tessera.config import FitConfig, resolve_data
+from tessera.errors import TesseraError
+from tessera.predictor import Predictor
+
+FitFunction = Callable[..., Any]  # (predictor, table, schema, *, target) -> trains the predictor in place
+
+
+def local_fit(predictor: Predictor, table: Any, schema: Any, *, target: Any = None) -> Any:
+    return predictor.fit(table, schema=schema, target=target)
+
+
+def run_fit(
+    cfg: FitConfig,
+    output: str | os.PathLike | None = None,
+    on_inferred: Callable[[Any, dict], None] | None = None,
+    fit: FitFunction | None = None,
+) -> tuple[Predictor, Path]:
+    """Train as the config says and save; returns (predictor, output folder).
+
+    ``fit`` runs the training (default: in this process). A config naming another runner
+    needs its function: the command line picks it from ``cfg.runner``.
+    """
+    if fit is None:
+        if cfg.runner != "local":
+            raise TesseraError(
+                f"this config trains with runner {cfg.runner!r}: run it with `tessera fit`, or pass that runner's "
+                "fit function (e.g. tessera.scale.train.fit_ray)"
+            )
+        fit = local_fit
+    table, schema = resolve_data(cfg, on_inferred)
+    predictor = Predictor(model=cfg.model, train=cfg.train)
+    fit(predictor, table, schema, target=cfg.data.get("target"))
+    out = predictor.save(output or cfg.output)
+    return predictor, out
