@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,32 +46,41 @@ def check_runner(runner: str | None, address: str | None = None) -> str:
     return runner
 
 
-def check_data(data: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    """A ``data`` section: a table or a recipe to read, and only the keys a config of its kind knows."""
-    if not ({"table", "recipe"} & set(data)):
-        raise ValueError("needs 'table: PATH' or 'recipe: NAME'")
-    bad = set(data) - set(allowed)
-    if bad:
-        raise ValueError(f"unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(allowed))}")
-    return data
+class ConfigFile(Settings):
+    """What fit and alignment config files share: a ``data`` section naming a table or a recipe,
+    an ``output`` folder, and ``base_dir``, the file's folder, where relative paths start."""
 
-
-class FitConfig(Settings):
-    """A fit config file; ``base_dir`` (where relative paths start) is the file's folder."""
-
+    data_keys: ClassVar[tuple[str, ...]] = FIT_DATA_KEYS
     data: dict[str, Any]
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    output: PathLike = Path("runs/model")
+    output: PathLike
     base_dir: PathLike = Path(".")
-    runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
-    address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
-    workers: Annotated[int, Field(ge=1)] = 2  # Ray Train workers
 
     @field_validator("data")
     @classmethod
     def _data(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return check_data(data, FIT_DATA_KEYS)
+        if not ({"table", "recipe"} & set(data)):
+            raise ValueError("needs 'table: PATH' or 'recipe: NAME'")
+        bad = set(data) - set(cls.data_keys)
+        if bad:
+            raise ValueError(f"unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(cls.data_keys))}")
+        return data
+
+    def located(self, base_dir: str | os.PathLike) -> Any:
+        """The config as read from a file in ``base_dir``: a relative output is relative to the file."""
+        self.base_dir = Path(base_dir)
+        self.output = self.output if self.output.is_absolute() else self.base_dir / self.output
+        return self
+
+
+class FitConfig(ConfigFile):
+    """A fit config file."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: PathLike = Path("runs/model")
+    runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
+    address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
+    workers: Annotated[int, Field(ge=1)] = 2  # Ray Train workers
 
     @model_validator(mode="after")
     def _runner(self) -> "FitConfig":
@@ -91,12 +100,9 @@ class FitConfig(Settings):
 
 def parse_fit_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> FitConfig:
     """A fit config from its parsed YAML; relative paths (output, checkpoint_dir) resolved against ``base_dir``."""
-    cfg = FitConfig.from_dict(raw, source)
-    base = Path(base_dir)
+    cfg = FitConfig.from_dict(raw, source).located(base_dir)
     if cfg.train.checkpoint_dir and not Path(cfg.train.checkpoint_dir).is_absolute():
-        cfg.train.checkpoint_dir = str(base / cfg.train.checkpoint_dir)  # relative to the config, like output
-    cfg.output = cfg.output if cfg.output.is_absolute() else base / cfg.output
-    cfg.base_dir = base
+        cfg.train.checkpoint_dir = str(cfg.base_dir / cfg.train.checkpoint_dir)  # relative to the config, like output
     return cfg
 
 

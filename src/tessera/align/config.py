@@ -19,15 +19,13 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from tessera.config import FIT_DATA_KEYS, FitConfig, check_data, resolve_data
+from tessera.config import FIT_DATA_KEYS, ConfigFile, FitConfig, resolve_data
 from tessera.errors import SchemaError
 from tessera.files import read_yaml
 from tessera.prepare import DataSettings, prepare
 from tessera.schema import resolve_schema
 from tessera.settings import PathLike, Settings
 from tessera.table import read_table
-
-ALIGN_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "inputs")
 
 
 class AlignModelConfig(Settings):
@@ -65,19 +63,13 @@ class AlignTrainConfig(DataSettings):
         return value
 
 
-class AlignConfig(Settings):
-    """An alignment config file; ``base_dir`` (where relative paths start) is the file's folder."""
+class AlignConfig(ConfigFile):
+    """An alignment config file."""
 
-    data: dict[str, Any]
+    data_keys: ClassVar[tuple[str, ...]] = ("table", "recipe", "recipe_options", "schema", "inputs")
     model: AlignModelConfig = Field(default_factory=AlignModelConfig)
     train: AlignTrainConfig = Field(default_factory=AlignTrainConfig)
     output: PathLike = Path("runs/embedder")
-    base_dir: PathLike = Path(".")
-
-    @field_validator("data")
-    @classmethod
-    def _data(cls, data: dict[str, Any]) -> dict[str, Any]:
-        return check_data(data, ALIGN_DATA_KEYS)
 
     @model_validator(mode="after")
     def _inputs(self) -> "AlignConfig":
@@ -88,11 +80,7 @@ class AlignConfig(Settings):
 
 
 def parse_align_config(raw: Any, source: str = "config", base_dir: str | os.PathLike = ".") -> AlignConfig:
-    cfg = AlignConfig.from_dict(raw, source)
-    base = Path(base_dir)
-    cfg.output = cfg.output if cfg.output.is_absolute() else base / cfg.output
-    cfg.base_dir = base
-    return cfg
+    return AlignConfig.from_dict(raw, source).located(base_dir)
 
 
 def load_align_config(path: str | os.PathLike) -> AlignConfig:
