@@ -50,7 +50,8 @@ def parse(path: Path) -> ast.Module:
 
 
 def rel(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    """A path as the repository names it (absolute for a tree outside it)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # -- task names ------------------------------------------------------------------------------
