@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from tessera import zoo  # noqa: E402
 from tessera.encoders.input_options import merge_input_options  # noqa: E402
-from tessera.io import atomic_write_text  # noqa: E402
+from tessera.files import atomic_write_text  # noqa: E402
 from tessera.model import build_encoder  # noqa: E402
 from tessera.preprocess import LoadContext, collate_samples, create_preprocessor  # noqa: E402
 
