@@ -176,8 +176,6 @@ class Generator:
     def save(self, path: str | os.PathLike) -> Path:
         if self.config is None or self.pipeline is None:
             raise TesseraError("a text-only generator is just its LM; nothing of its own to save")
-        from peft import PeftModel
-
         model = self.model
         meta = {
             "format": FORMAT,
@@ -192,7 +190,7 @@ class Generator:
         with atomic_dir(path) as tmp:
             weights = {"encoder": model.encoder.state_dict(), "projector": model.projector.state_dict()}
             torch.save(weights, tmp / WEIGHTS_FILE)
-            if isinstance(model.lm, PeftModel):
+            if hasattr(model.lm, "peft_config"):  # LoRA-adapted (a peft PeftModel)
                 model.lm.save_pretrained(tmp / ADAPTER_DIR)
             if self.lm_source is None:
                 model.lm.save_pretrained(tmp / LM_DIR)
