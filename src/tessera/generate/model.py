@@ -49,10 +49,13 @@ class MultimodalLM(nn.Module):
         probe = tokenizer("a").input_ids
         self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else []
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        # A reply ends at EOS, and at the format's turn end: as a token id when it is one token, else as text.
+        # A reply ends at EOS and at the format's turn end: as a token id when that is one token, and
+        # as text too unless it is a special token (decoding drops those): "\n" ends a plain reply
+        # whether it comes alone or inside a token such as ".\n" or "\n\n".
         end_ids = tokenizer(chat.reply_end, add_special_tokens=False).input_ids if chat.reply_end else []
         self.stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
-        self.stop_strings = [chat.reply_end] if chat.reply_end and len(end_ids) != 1 else []
+        special = chat.reply_end in tokenizer.all_special_tokens or chat.reply_end in tokenizer.get_added_vocab()
+        self.stop_strings = [chat.reply_end] if chat.reply_end and not special else []
         self._segments_cache: dict[Any, tuple[list[int], list[int]]] = {}
 
     @property
