@@ -21,10 +21,10 @@ from typing import Any
 
 from tessera.errors import SchemaError
 from tessera.generate.chat import CHAT_CHOICES
+from tessera.generate.projector import PROJECTORS
 from tessera.schema import MODALITIES
 
 SECTIONS = ("data", "prompt", "encoder", "projector", "lm", "chat", "lora", "train")
-PROJECTORS = ("mlp", "resampler")
 
 
 def _section(cls: type, raw: Any, name: str) -> Any:
@@ -86,7 +86,7 @@ class ProjectorSpec:
     options: dict[str, Any] = field(default_factory=dict)  # checked against the projector's constructor
 
     def check(self) -> None:
-        _require(self.kind in PROJECTORS, "projector.kind", f"one of {list(PROJECTORS)}, got {self.kind!r}")
+        _require(self.kind in PROJECTORS, "projector.kind", f"one of {PROJECTORS.known()}, got {self.kind!r}")
         _require(isinstance(self.options, dict), "projector.options", "expected a mapping")
 
 

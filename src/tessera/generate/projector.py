@@ -21,9 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from tessera.errors import SchemaError
-from tessera.registry import check_options
+from tessera.registry import Registry
+
+PROJECTORS: Registry[nn.Module] = Registry("projector", __name__)
 
 
+@PROJECTORS.register("mlp")
 class MLPProjector(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hidden: int | None = None, tokens: int = 1) -> None:
         super().__init__()
@@ -56,6 +59,7 @@ class ResamplerLayer(nn.Module):
         return q + self.mlp(self.norm_mlp(q))
 
 
+@PROJECTORS.register("resampler")
 class Resampler(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, tokens: int = 8, dim: int = 256, heads: int = 4, depth: int = 1) -> None:
         super().__init__()
@@ -80,13 +84,6 @@ class Resampler(nn.Module):
         return out, present.unsqueeze(1).expand(-1, out.shape[1])
 
 
-PROJECTOR_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLPProjector, "resampler": Resampler}
-
-
 def create_projector(kind: str, in_dim: int, out_dim: int, **options: Any) -> nn.Module:
-    """A projector by name; unknown options fail listing the known ones."""
-    if kind not in PROJECTOR_CLASSES:
-        raise SchemaError(f"unknown projector {kind!r}; known: {sorted(PROJECTOR_CLASSES)}")
-    cls = PROJECTOR_CLASSES[kind]
-    check_options(cls, options, what=f"projector {kind!r}", supplied=("in_dim", "out_dim"))
-    return cls(in_dim, out_dim, **options)
+    """A projector by name; unknown names and options fail listing the known ones."""
+    return PROJECTORS.create(kind, in_dim, out_dim, **options)

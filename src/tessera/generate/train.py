@@ -26,7 +26,8 @@ from tessera.generate.config import LoraSpec, TrainSpec
 from tessera.generate.model import MultimodalLM
 from tessera.pipeline import Batch, CachedSplit
 from tessera.progress import progress_bar
-from tessera.train import resolve_device, warmup_cosine
+from tessera.optim import adamw, warmup_cosine_schedule
+from tessera.train import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,8 @@ def fit_stage(
     if not params:
         raise SchemaError(f"stage {stage!r} has nothing to train")
     log.info("stage %s: %d trainable parameters of %d", stage, sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
-    steps = max(1, -(-len(train) // config.batch_size)) * epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, max(1, steps // 20)))
+    optimizer = adamw(params, lr=lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine_schedule(optimizer, max(1, -(-len(train) // config.batch_size)) * epochs, 0.05)
     torch.manual_seed(config.seed)
     history: list[dict[str, float | str]] = []
     for epoch in range(epochs):
