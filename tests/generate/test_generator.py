@@ -165,3 +165,30 @@ def test_missing_columns_and_empty_texts(tiny_gpt2, caption_table):
         Generator.fit(frame, config({"source": str(tiny_gpt2)}, data={"input": "photo", "text": "label"}), base_dir=folder)
     with pytest.raises(SchemaError, match="no non-empty text"):
         Generator.fit(frame.assign(caption=""), config({"source": str(tiny_gpt2)}), base_dir=folder)
+
+
+def test_audio_tower_with_a_placeholder_in_the_prompt(tiny_gpt2, tmp_path):
+    """Sound in, text out: the same model with an audio encoder; ``<audio>`` marks where the sound goes."""
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2000) / 8000
+    captions = {300: "a blue square under the sky", 1500: "a red square on a white wall"}  # what the tiny LM can say
+    rows = []
+    for i in range(8):
+        hz = (300, 1500)[i % 2]
+        sf.write(tmp_path / f"{i}.wav", (0.3 * np.sin(2 * np.pi * hz * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32), 8000)
+        rows.append({"sound": f"{i}.wav", "text": captions[hz]})
+    frame = pd.DataFrame(rows)
+    audio = {"sample_rate": 8000, "n_mels": 16, "n_fft": 256, "hop_length": 128, "max_seconds": 0.25}
+    cfg = config(
+        {"source": str(tiny_gpt2)},
+        data={"input": "sound", "text": "text", "options": audio},
+        prompt="Listen: <audio> What is it?",
+        encoder={"name": "audio_cnn", "options": {"dim": 32, "width": 8}, "trainable": True},
+    )
+    gen = Generator.fit(frame, cfg, base_dir=tmp_path)
+    assert gen.modality == "audio" and gen.model.placeholder == "<audio>"
+    assert gen.generate(list(frame.sound), base_dir=tmp_path) == list(frame.text)
