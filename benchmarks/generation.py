@@ -49,7 +49,9 @@ LONG_QUESTION = "Summarise this text in one sentence: " + " ".join(
 )
 
 
-def tokens_per_second(gen: Generator, question: str, threads: int, use_cache: bool, new_tokens: int, repeats: int) -> dict:
+def tokens_per_second(
+    gen: Generator, question: str, threads: int, use_cache: bool, new_tokens: int, repeats: int
+) -> dict:
     torch.set_num_threads(threads)
     model = gen.model
     prompt = model.chat.prompt(question)
@@ -60,14 +62,22 @@ def tokens_per_second(gen: Generator, question: str, threads: int, use_cache: bo
         for _ in range(repeats):
             t0 = time.perf_counter()
             out = model.lm.generate(
-                **ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=use_cache,
+                **ids,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                use_cache=use_cache,
                 pad_token_id=model.pad_id,
             )
             best = min(best, time.perf_counter() - t0)
     produced = out.shape[1] - ids.input_ids.shape[1]
     return {
-        "threads": threads, "kv_cache": use_cache, "prompt_tokens": int(ids.input_ids.shape[1]),
-        "new_tokens": int(produced), "seconds": round(best, 3), "tokens_per_s": round(produced / best, 2),
+        "threads": threads,
+        "kv_cache": use_cache,
+        "prompt_tokens": int(ids.input_ids.shape[1]),
+        "new_tokens": int(produced),
+        "seconds": round(best, 3),
+        "tokens_per_s": round(produced / best, 2),
     }
 
 
@@ -94,10 +104,16 @@ def main() -> None:
     answer = gen.chat([{"role": "user", "content": QUESTION}], max_new_tokens=32)
     answer_seconds = time.perf_counter() - t0
 
-    runs = [tokens_per_second(gen, QUESTION, threads, cache, args.new_tokens, args.repeats) for threads in (1, 2) for cache in (True, False)]
+    runs = [
+        tokens_per_second(gen, QUESTION, threads, cache, args.new_tokens, args.repeats)
+        for threads in (1, 2)
+        for cache in (True, False)
+    ]
     by = {(r["threads"], r["kv_cache"]): r["tokens_per_s"] for r in runs}
     # Without a cache every step re-reads the whole sequence, so the gap grows with the prompt.
-    long_runs = [tokens_per_second(gen, LONG_QUESTION, 1, cache, args.new_tokens, args.repeats) for cache in (True, False)]
+    long_runs = [
+        tokens_per_second(gen, LONG_QUESTION, 1, cache, args.new_tokens, args.repeats) for cache in (True, False)
+    ]
     summary = {
         "gemma_tokens_per_s": by[(1, True)],
         "gemma_tokens_per_s_no_cache": by[(1, False)],
@@ -120,8 +136,11 @@ def main() -> None:
             "conversion": convert | {"timed_now": args.fresh},
         },
         "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

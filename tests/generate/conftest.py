@@ -34,7 +34,7 @@ def write_images(folder: Path, per_class: int = 3, seed: int = 0) -> pd.DataFram
 
 
 def build_tiny_lm(folder: Path, arch: str = "gpt2", steps: int = 150, seed: int = 0) -> Path:
-    """A few-hundred-k-parameter causal LM that has read the captions (so it "knows the language"), saved like a checkpoint."""
+    """A ~100k-parameter causal LM that has read the captions (so it "knows the language"), saved like a checkpoint."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     from tessera.generate.lm import train_tokenizer
@@ -43,13 +43,30 @@ def build_tiny_lm(folder: Path, arch: str = "gpt2", steps: int = 150, seed: int 
     texts = list(CAPTIONS.values()) + [PROMPT]
     tok = train_tokenizer(texts * 4, vocab_size=300)
     if arch == "gpt2":
-        cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=2, n_positions=128,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        cfg = GPT2Config(
+            vocab_size=len(tok),
+            n_embd=64,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         lm = GPT2LMHeadModel(cfg)
     else:
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                          num_key_value_heads=2, max_position_embeddings=128, bos_token_id=tok.bos_token_id,
-                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         lm = LlamaForCausalLM(cfg)
     captions = [tok(t).input_ids[1:] + [tok.eos_token_id] for t in CAPTIONS.values()]
     opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)

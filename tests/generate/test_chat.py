@@ -12,7 +12,14 @@ from tessera.generate.chat import FORMATS, ReplyStream, get_chat_format, resolve
 
 def test_gemma_turns():
     fmt = FORMATS["gemma"]
-    text = fmt.render([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Capital of France?"}])
+    text = fmt.render(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Capital of France?"},
+        ]
+    )
     assert text == (
         "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
         "<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
@@ -52,7 +59,9 @@ def test_trim_reply():
     assert trim_reply("  a red square  ", []) == "a red square"
 
 
-@pytest.mark.parametrize("raw", [" Paris is big\nQuestion: more", "no stop here  ", "  \n", "ab<end>cd", "x <en", "a\n\nb"])
+@pytest.mark.parametrize(
+    "raw", [" Paris is big\nQuestion: more", "no stop here  ", "  \n", "ab<end>cd", "x <en", "a\n\nb"]
+)
 def test_reply_stream_pieces_join_to_the_trimmed_reply(raw):
     stops = ["\n", "<end>"]
     rng = random.Random(0)

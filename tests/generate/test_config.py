@@ -13,7 +13,9 @@ DATA = {"input": "photo", "text": "caption"}
 def test_defaults_and_round_trip():
     cfg = GenerateConfig.from_dict({"data": DATA})
     assert cfg.lm.scratch is not None and cfg.projector.kind == "mlp" and cfg.lora is None
-    again = GenerateConfig.from_dict({"data": DATA, "lm": {"source": "gguf:gemma3-270m"}, "lora": {"r": 4}, "train": {"lora_epochs": 1}})
+    again = GenerateConfig.from_dict(
+        {"data": DATA, "lm": {"source": "gguf:gemma3-270m"}, "lora": {"r": 4}, "train": {"lora_epochs": 1}}
+    )
     assert GenerateConfig.from_dict(again.to_dict()) == again
 
 
@@ -33,7 +35,10 @@ def test_defaults_and_round_trip():
         ({"data": DATA, "chat": "chatml"}, "chat: one of"),
         ({"data": DATA, "lora": {"r": 4}, "train": {"lora_epochs": 1}}, "LoRA adapts a pretrained LM"),
         ({"data": DATA, "lm": {"source": "x"}, "lora": {"r": 4}}, "give lora_epochs >= 1"),
-        ({"data": DATA, "lm": {"source": "x"}, "lora": {"r": 0}, "train": {"lora_epochs": 1}}, "lora.r: a positive integer"),
+        (
+            {"data": DATA, "lm": {"source": "x"}, "lora": {"r": 0}, "train": {"lora_epochs": 1}},
+            "lora.r: a positive integer",
+        ),
         ({"data": DATA, "train": {"lr": -1}}, "train.lr: a positive number"),
         ({"data": DATA, "train": {"batch_size": "8"}}, "train.batch_size: an integer"),
         ({"data": DATA, "train": {"epoch": 3}}, r"train: unknown key\(s\) \['epoch'\]"),

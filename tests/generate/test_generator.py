@@ -38,7 +38,11 @@ def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def lora_generator(tiny_gpt2, caption_table) -> Generator:
     """Stage 1 (projector + the from-scratch CNN) then stage 2 (LoRA on the GPT-2)."""
     frame, folder = caption_table
-    cfg = config({"source": str(tiny_gpt2)}, lora={"r": 4, "alpha": 8}, train={"epochs": 20, "lora_epochs": 5, "batch_size": 4, "lr": 3e-3, "lora_lr": 1e-3})
+    cfg = config(
+        {"source": str(tiny_gpt2)},
+        lora={"r": 4, "alpha": 8},
+        train={"epochs": 20, "lora_epochs": 5, "batch_size": 4, "lr": 3e-3, "lora_lr": 1e-3},
+    )
     return Generator.fit(frame, cfg, base_dir=folder)
 
 
@@ -68,7 +72,11 @@ def test_save_load_round_trips_greedy_outputs(lora_generator, caption_table, tin
     prompts = ["", "What is this?", "Describe the picture in a few words."] * 4
     before = lora_generator.generate(list(frame.photo), prompt=prompts, base_dir=folder)
     path = lora_generator.save(tmp_path / "gen")
-    assert sorted(p.name for p in path.iterdir()) == ["adapter", "generator.json", "model.pt"]  # the base LM is referenced
+    assert sorted(p.name for p in path.iterdir()) == [
+        "adapter",
+        "generator.json",
+        "model.pt",
+    ]  # the base LM is referenced
     assert json.loads((path / "generator.json").read_text())["lm_source"] == str(tiny_gpt2.resolve())
     loaded = Generator.load(path)
     assert loaded.generate(list(frame.photo), prompt=prompts, base_dir=folder) == before
@@ -121,7 +129,9 @@ def test_stage_one_trains_only_the_projector(tiny_llama, caption_table):
 
 def test_resampler_over_vit_tokens(tiny_gpt2, caption_table):
     frame, folder = caption_table
-    cfg = config({"source": str(tiny_gpt2)}, encoder=VIT, projector={"kind": "resampler", "options": {"tokens": 2, "dim": 32}})
+    cfg = config(
+        {"source": str(tiny_gpt2)}, encoder=VIT, projector={"kind": "resampler", "options": {"tokens": 2, "dim": 32}}
+    )
     gen = Generator.fit(frame, cfg, base_dir=folder)
     assert gen.generate(list(frame.photo), base_dir=folder) == list(frame.caption)
 
@@ -162,7 +172,9 @@ def test_unreadable_input_names_its_position(lora_generator, caption_table, tmp_
 def test_missing_columns_and_empty_texts(tiny_gpt2, caption_table):
     frame, folder = caption_table
     with pytest.raises(SchemaError, match=r"data.text: column 'label' is not in"):
-        Generator.fit(frame, config({"source": str(tiny_gpt2)}, data={"input": "photo", "text": "label"}), base_dir=folder)
+        Generator.fit(
+            frame, config({"source": str(tiny_gpt2)}, data={"input": "photo", "text": "label"}), base_dir=folder
+        )
     with pytest.raises(SchemaError, match="no non-empty text"):
         Generator.fit(frame.assign(caption=""), config({"source": str(tiny_gpt2)}), base_dir=folder)
 
@@ -179,7 +191,11 @@ def test_audio_tower_with_a_placeholder_in_the_prompt(tiny_gpt2, tmp_path):
     rows = []
     for i in range(8):
         hz = (300, 1500)[i % 2]
-        sf.write(tmp_path / f"{i}.wav", (0.3 * np.sin(2 * np.pi * hz * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32), 8000)
+        sf.write(
+            tmp_path / f"{i}.wav",
+            (0.3 * np.sin(2 * np.pi * hz * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32),
+            8000,
+        )
         rows.append({"sound": f"{i}.wav", "text": captions[hz]})
     frame = pd.DataFrame(rows)
     audio = {"sample_rate": 8000, "n_mels": 16, "n_fft": 256, "hop_length": 128, "max_seconds": 0.25}

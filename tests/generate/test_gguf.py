@@ -19,7 +19,11 @@ def write_tiny_gguf(path, vocab_extra=PIECES, dim=16, layers=1, heads=2, ffn=32)
     """A random llama-architecture GGUF with a sentencepiece-style vocabulary and Gemma's turn tokens."""
     import gguf
 
-    tokens = ["<unk>", "<s>", "</s>", "<start_of_turn>", "<end_of_turn>"] + list("abcdefghijklmnopqrstuvwxyz\u2581") + list(vocab_extra)
+    tokens = (
+        ["<unk>", "<s>", "</s>", "<start_of_turn>", "<end_of_turn>"]
+        + list("abcdefghijklmnopqrstuvwxyz\u2581")
+        + list(vocab_extra)
+    )
     types = [2, 3, 3, 3, 3] + [1] * (len(tokens) - 5)  # unknown, control x4, normal
     rng = np.random.default_rng(0)
     w = gguf.GGUFWriter(str(path), "llama")
@@ -43,8 +47,15 @@ def write_tiny_gguf(path, vocab_extra=PIECES, dim=16, layers=1, heads=2, ffn=32)
     w.add_tensor("output_norm.weight", np.ones(dim, np.float32))
     w.add_tensor("output.weight", tensor(len(tokens), dim))
     for b in range(layers):
-        for name, shape in (("attn_q", (dim, dim)), ("attn_k", (dim, dim)), ("attn_v", (dim, dim)), ("attn_output", (dim, dim)),
-                            ("ffn_gate", (ffn, dim)), ("ffn_up", (ffn, dim)), ("ffn_down", (dim, ffn))):
+        for name, shape in (
+            ("attn_q", (dim, dim)),
+            ("attn_k", (dim, dim)),
+            ("attn_v", (dim, dim)),
+            ("attn_output", (dim, dim)),
+            ("ffn_gate", (ffn, dim)),
+            ("ffn_up", (ffn, dim)),
+            ("ffn_down", (dim, ffn)),
+        ):
             w.add_tensor(f"blk.{b}.{name}.weight", tensor(*shape))
         w.add_tensor(f"blk.{b}.attn_norm.weight", np.ones(dim, np.float32))
         w.add_tensor(f"blk.{b}.ffn_norm.weight", np.ones(dim, np.float32))

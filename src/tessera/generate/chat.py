@@ -96,7 +96,11 @@ FORMATS: dict[str, ChatFormat] = {
         reply_end="<end_of_turn>",
     ),
     "plain": ChatFormat(
-        "plain", user="Question: {content}\n", assistant="Answer: {content}{end}", generation_prompt="Answer:", reply_end="\n",
+        "plain",
+        user="Question: {content}\n",
+        assistant="Answer: {content}{end}",
+        generation_prompt="Answer:",
+        reply_end="\n",
         reply_prefix=" ",
     ),
     "none": ChatFormat("none", user="{content}", assistant="{content}{end}", generation_prompt="", reply_end=""),

@@ -64,7 +64,11 @@ class DataSpec:
     def check(self) -> None:
         for key in ("input", "text"):
             _require(isinstance(getattr(self, key), str) and getattr(self, key), f"data.{key}", "name a column")
-        _require(self.modality is None or self.modality in MODALITIES, "data.modality", f"one of {list(MODALITIES)}, got {self.modality!r}")
+        _require(
+            self.modality is None or self.modality in MODALITIES,
+            "data.modality",
+            f"one of {list(MODALITIES)}, got {self.modality!r}",
+        )
         _require(isinstance(self.options, dict), "data.options", "expected a mapping")
 
 
@@ -102,8 +106,16 @@ class ScratchSpec:
 
     def check(self) -> None:
         for key, low in (("hidden", 8), ("layers", 1), ("heads", 1), ("vocab_size", 300), ("max_positions", 16)):
-            _require(_is_int(getattr(self, key), low), f"lm.scratch.{key}", f"an integer >= {low}, got {getattr(self, key)!r}")
-        _require(self.hidden % self.heads == 0, "lm.scratch", f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+            _require(
+                _is_int(getattr(self, key), low),
+                f"lm.scratch.{key}",
+                f"an integer >= {low}, got {getattr(self, key)!r}",
+            )
+        _require(
+            self.hidden % self.heads == 0,
+            "lm.scratch",
+            f"hidden ({self.hidden}) must be divisible by heads ({self.heads})",
+        )
 
 
 @dataclass
@@ -112,8 +124,16 @@ class LMSpec:
     scratch: ScratchSpec | None = None
 
     def check(self) -> None:
-        _require((self.source is None) != (self.scratch is None), "lm", "give exactly one of 'source' (a pretrained LM) or 'scratch'")
-        _require(self.source is None or (isinstance(self.source, str) and self.source), "lm.source", f"a hub id, folder or GGUF, got {self.source!r}")
+        _require(
+            (self.source is None) != (self.scratch is None),
+            "lm",
+            "give exactly one of 'source' (a pretrained LM) or 'scratch'",
+        )
+        _require(
+            self.source is None or (isinstance(self.source, str) and self.source),
+            "lm.source",
+            f"a hub id, folder or GGUF, got {self.source!r}",
+        )
         if self.scratch is not None:
             self.scratch.check()
 
@@ -127,11 +147,21 @@ class LoraSpec:
 
     def check(self) -> None:
         _require(_is_int(self.r, 1), "lora.r", f"a positive integer, got {self.r!r}")
-        _require(isinstance(self.alpha, (int, float)) and self.alpha > 0, "lora.alpha", f"a positive number, got {self.alpha!r}")
-        _require(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, "lora.dropout", f"in [0, 1), got {self.dropout!r}")
         _require(
-            self.target_modules is None or (isinstance(self.target_modules, list) and all(isinstance(m, str) for m in self.target_modules)),
-            "lora.target_modules", f"a list of module names, got {self.target_modules!r}",
+            isinstance(self.alpha, (int, float)) and self.alpha > 0,
+            "lora.alpha",
+            f"a positive number, got {self.alpha!r}",
+        )
+        _require(
+            isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1,
+            "lora.dropout",
+            f"in [0, 1), got {self.dropout!r}",
+        )
+        _require(
+            self.target_modules is None
+            or (isinstance(self.target_modules, list) and all(isinstance(m, str) for m in self.target_modules)),
+            "lora.target_modules",
+            f"a list of module names, got {self.target_modules!r}",
         )
 
 
@@ -149,11 +179,17 @@ class TrainSpec:
 
     def check(self) -> None:
         for key, low in (("epochs", 0), ("lora_epochs", 0), ("batch_size", 1), ("max_reply_tokens", 1), ("seed", 0)):
-            _require(_is_int(getattr(self, key), low), f"train.{key}", f"an integer >= {low}, got {getattr(self, key)!r}")
+            _require(
+                _is_int(getattr(self, key), low), f"train.{key}", f"an integer >= {low}, got {getattr(self, key)!r}"
+            )
         for key in ("lr", "lora_lr"):
             v = getattr(self, key)
             _require(isinstance(v, (int, float)) and v > 0, f"train.{key}", f"a positive number, got {v!r}")
-        _require(isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "train.weight_decay", "a number >= 0")
+        _require(
+            isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
+            "train.weight_decay",
+            "a number >= 0",
+        )
 
 
 @dataclass
@@ -172,7 +208,9 @@ class GenerateConfig:
         if isinstance(raw, GenerateConfig):
             return raw
         if not isinstance(raw, dict):
-            raise SchemaError(f"generate config: expected a mapping with sections {list(SECTIONS)}, got {type(raw).__name__}")
+            raise SchemaError(
+                f"generate config: expected a mapping with sections {list(SECTIONS)}, got {type(raw).__name__}"
+            )
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
             raise SchemaError(f"generate config: unknown section(s) {unknown}; known: {list(SECTIONS)}")
@@ -204,9 +242,15 @@ class GenerateConfig:
         _require(self.chat in CHAT_CHOICES, "chat", f"one of {list(CHAT_CHOICES)}, got {self.chat!r}")
         if self.lora is not None:
             self.lora.check()
-            _require(self.lm.scratch is None, "lora", "LoRA adapts a pretrained LM; a scratch decoder trains all its weights")
+            _require(
+                self.lm.scratch is None, "lora", "LoRA adapts a pretrained LM; a scratch decoder trains all its weights"
+            )
         self.train.check()
-        _require(self.lora is None or self.train.lora_epochs > 0, "train.lora_epochs", "lora is set, so give lora_epochs >= 1")
+        _require(
+            self.lora is None or self.train.lora_epochs > 0,
+            "train.lora_epochs",
+            "lora is set, so give lora_epochs >= 1",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

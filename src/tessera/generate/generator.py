@@ -50,7 +50,11 @@ class Generator:
     """A :class:`MultimodalLM` plus the fitted preprocessing of its media input (none for a text-only LM)."""
 
     def __init__(
-        self, model: MultimodalLM, config: GenerateConfig | None, pipeline: Pipeline | None, lm_source: str | None,
+        self,
+        model: MultimodalLM,
+        config: GenerateConfig | None,
+        pipeline: Pipeline | None,
+        lm_source: str | None,
         history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.model = model.eval()
@@ -68,7 +72,9 @@ class Generator:
         return cls(model, None, None, _reference(source))
 
     @classmethod
-    def fit(cls, table: Any, config: dict[str, Any] | GenerateConfig, *, base_dir: str | os.PathLike | None = None) -> "Generator":
+    def fit(
+        cls, table: Any, config: dict[str, Any] | GenerateConfig, *, base_dir: str | os.PathLike | None = None
+    ) -> "Generator":
         """Train on a table with a media column and a text column (and optionally a prompt column)."""
         cfg = GenerateConfig.from_dict(config)
         pipeline, train, val = prepare_data(table, cfg, base_dir)
@@ -79,10 +85,18 @@ class Generator:
         else:
             lm, tokenizer = load_causal_lm(cfg.lm.source)
             source = _reference(cfg.lm.source)
-        chat = resolve_chat_format("none" if cfg.lm.scratch is not None and cfg.chat == "auto" else cfg.chat, lm, tokenizer)
+        chat = resolve_chat_format(
+            "none" if cfg.lm.scratch is not None and cfg.chat == "auto" else cfg.chat, lm, tokenizer
+        )
         model = build_model(cfg, pipeline, lm, tokenizer, chat.name)
         history = run_stages(
-            model, train, val, cfg.train, scratch=cfg.lm.scratch is not None, lora=cfg.lora, encoder_trainable=cfg.encoder.trainable
+            model,
+            train,
+            val,
+            cfg.train,
+            scratch=cfg.lm.scratch is not None,
+            lora=cfg.lora,
+            encoder_trainable=cfg.encoder.trainable,
         )
         return cls(model.to("cpu"), cfg, pipeline, source, history)
 
@@ -100,14 +114,20 @@ class Generator:
             raise SchemaError(f"got {n} input(s) but {len(prompts)} prompts; give one prompt, or one per input")
         return prompts
 
-    def _media_batches(self, inputs: Sequence[Any], batch_size: int, base_dir: str | os.PathLike | None) -> Iterator[Any]:
+    def _media_batches(
+        self, inputs: Sequence[Any], batch_size: int, base_dir: str | os.PathLike | None
+    ) -> Iterator[Any]:
         """Decoded media in input order, ``batch_size`` at a time; a bad value is a DataError naming its position."""
         assert self.pipeline is not None
         column = self.pipeline.preprocessors[INPUT].columns[0]
         for i, v in enumerate(inputs):
             if is_missing(v):
                 raise SchemaError(f"input {i} is missing; this generator describes {self.modality} inputs")
-        table = Table(pd.DataFrame({column: pd.Series(list(inputs), dtype=object)}), None if base_dir is None else str(base_dir), "inputs")
+        table = Table(
+            pd.DataFrame({column: pd.Series(list(inputs), dtype=object)}),
+            None if base_dir is None else str(base_dir),
+            "inputs",
+        )
         loader = self.pipeline.loader(self.pipeline.dataset(table, with_target=False), batch_size=batch_size)
         for batch in iterate(loader):
             yield batch.inputs[INPUT]
@@ -133,20 +153,34 @@ class Generator:
         """
         if seed is not None:
             torch.manual_seed(seed)
-        options = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p, use_cache=use_cache)
+        options = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            use_cache=use_cache,
+        )
         if self.pipeline is None:
             if inputs is not None:
                 raise SchemaError("this generator is text-only; pass prompts, not inputs")
             prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
             if not prompts:
                 raise SchemaError("give a prompt (or a list of prompts)")
-            return [r for i in range(0, len(prompts), batch_size) for r in self.model.generate(None, prompts[i : i + batch_size], **options)]
+            return [
+                r
+                for i in range(0, len(prompts), batch_size)
+                for r in self.model.generate(None, prompts[i : i + batch_size], **options)
+            ]
         if inputs is None or isinstance(inputs, (str, bytes)):
-            raise SchemaError(f"inputs must be a list of {self.modality} values (paths, bytes ...); for one value use [value]")
+            raise SchemaError(
+                f"inputs must be a list of {self.modality} values (paths, bytes ...); for one value use [value]"
+            )
         prompts = self._prompts(prompt, len(inputs))
         out: list[str] = []
         for media in self._media_batches(inputs, batch_size, base_dir):
-            out += self.model.generate(media.to(self.model.device), prompts[len(out) : len(out) + len(media)], **options)
+            out += self.model.generate(
+                media.to(self.model.device), prompts[len(out) : len(out) + len(media)], **options
+            )
         return out
 
     def stream(
@@ -168,7 +202,14 @@ class Generator:
         text = prompt if prompt is not None else self._prompts(None, 1)[0]
         return self.model.stream(media, text, **options)
 
-    def chat(self, messages: Sequence[Message], input: Any = None, *, base_dir: str | os.PathLike | None = None, **options: Any) -> str:
+    def chat(
+        self,
+        messages: Sequence[Message],
+        input: Any = None,
+        *,
+        base_dir: str | os.PathLike | None = None,
+        **options: Any,
+    ) -> str:
         """The assistant's reply to a conversation (``[{"role": "user", "content": ...}, ...]``)."""
         return "".join(self.stream(input, messages, base_dir=base_dir, **options))
 

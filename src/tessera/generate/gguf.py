@@ -3,10 +3,11 @@
 ``transformers`` reads a GGUF file (``gguf_file=``), but it rebuilds the tokenizer's merges
 from a 262k-token vocabulary and dequantizes every tensor on each load: for Gemma 3 270M,
 ~2 minutes on an idle 2-core machine and 341 s (141 s of it the tokenizer) under a load
-average of ~20, against ~15-25 s to load the converted folder. The converted model (float32 safetensors, the GGUF's dequantized values
-exactly) and tokenizer are written once under ``cache_home()/lm/`` in a folder named by
-the file's SHA-256, built under a temporary name and swapped in whole (a crash leaves no
-half folder that a later run would trust), and every later load reads that folder.
+average of ~20, against ~15-25 s to load the converted folder. The converted model (float32
+safetensors, the GGUF's dequantized values exactly) and tokenizer are written once under
+``cache_home()/lm/`` in a folder named by the file's SHA-256, built under a temporary name
+and swapped in whole (a crash leaves no half folder that a later run would trust), and
+every later load reads that folder.
 
 The conversion also fixes what the file cannot say: its generation config lists only
 ``<eos>`` as a stop token, while chat models end a reply with ``<end_of_turn>``; both are
@@ -108,8 +109,8 @@ def converted_gguf(source: str | os.PathLike, cache: str | os.PathLike | None = 
 def _convert(gguf_path: Path, target: Path, source: str, sha256: str) -> Path:
     """Dequantize and re-save; the folder appears whole or not at all."""
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
         import gguf  # noqa: F401  (transformers needs it; fail with the install hint, not deep inside)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise SchemaError(f"loading a GGUF needs the 'gguf' package: pip install 'tessera[generate]' ({e})") from e
 
@@ -124,7 +125,9 @@ def _convert(gguf_path: Path, target: Path, source: str, sha256: str) -> Path:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-    stops = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in TURN_END_TOKENS if t in tokenizer.get_vocab()]
+    stops = [tokenizer.eos_token_id] + [
+        tokenizer.convert_tokens_to_ids(t) for t in TURN_END_TOKENS if t in tokenizer.get_vocab()
+    ]
     model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)

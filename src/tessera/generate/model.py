@@ -5,7 +5,8 @@ the media go; without one they go first in the user turn. The placeholder is spl
 text around it is embedded by the LM's own embedding table, and the projected encoder tokens
 are inserted between, so the LM reads one mixed sequence through ``inputs_embeds``:
 
-    [BOS] <start_of_turn>user\\n [media x K] Describe this.<end_of_turn>\\n<start_of_turn>model\\n | a dog runs<end_of_turn>
+    [BOS] <start_of_turn>user\\n [media x K] Describe this.<end_of_turn>\\n<start_of_turn>model\\n
+    | a dog runs<end_of_turn>     (scored when training)
 
 Training scores only the reply (labels are -100 elsewhere), padded on the right; generation
 pads on the left so every row's next token sits at the same position, and ``generate`` derives
@@ -47,7 +48,11 @@ class MultimodalLM(nn.Module):
         if tokenizer.eos_token_id is None:
             raise SchemaError("the LM's tokenizer has no end-of-sequence token, so a reply could never end")
         probe = tokenizer("a").input_ids
-        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id] else []
+        self.bos = (
+            [tokenizer.bos_token_id]
+            if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
+            else []
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         # A reply ends at EOS and at the format's turn end: as a token id when that is one token, and
         # as text too unless it is a special token (decoding drops those): "\n" ends a plain reply
@@ -80,9 +85,17 @@ class MultimodalLM(nn.Module):
         The media go where the placeholder is, else first in the first user turn. Memoised:
         training repeats the same few prompts.
         """
-        key = conversation if isinstance(conversation, str) else tuple((m["role"], m["content"]) for m in check_messages(conversation))
+        key = (
+            conversation
+            if isinstance(conversation, str)
+            else tuple((m["role"], m["content"]) for m in check_messages(conversation))
+        )
         if key not in self._segments_cache:
-            messages = [{"role": "user", "content": key}] if isinstance(key, str) else [dict(role=r, content=c) for r, c in key]
+            messages = (
+                [{"role": "user", "content": key}]
+                if isinstance(key, str)
+                else [dict(role=r, content=c) for r, c in key]
+            )
             count = sum(m["content"].count(self.placeholder) for m in messages)
             if count > 1 or (count and self.encoder is None):
                 raise SchemaError(
@@ -139,7 +152,13 @@ class MultimodalLM(nn.Module):
         return inputs, mask, label
 
     # -- training ----------------------------------------------------------------------------
-    def loss(self, batch: ModalityBatch | None, prompts: Sequence[str | Sequence[Message]], answers: Sequence[str], max_reply_tokens: int = 64) -> Tensor:
+    def loss(
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        answers: Sequence[str],
+        max_reply_tokens: int = 64,
+    ) -> Tensor:
         """Mean cross-entropy of the reply tokens given media and prompt."""
         media = self.prefix(batch) if batch is not None and self.encoder is not None else None
         replies = [self.reply_ids(a, max_reply_tokens) for a in answers]
@@ -148,16 +167,29 @@ class MultimodalLM(nn.Module):
 
     # -- generation --------------------------------------------------------------------------
     def _generate_kwargs(
-        self, batch: ModalityBatch | None, prompts: Sequence[str | Sequence[Message]], max_new_tokens: int, do_sample: bool,
-        temperature: float, top_p: float, use_cache: bool, **extra: Any,
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        use_cache: bool,
+        **extra: Any,
     ) -> dict[str, Any]:
         if max_new_tokens < 1:
             raise SchemaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         media = self.prefix(batch) if batch is not None and self.encoder is not None else None
         inputs, mask, _ = self.assemble(media, prompts, left_pad=True)
         kwargs: dict[str, Any] = dict(
-            inputs_embeds=inputs, attention_mask=mask, max_new_tokens=max_new_tokens, use_cache=use_cache,
-            do_sample=do_sample, eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **extra,
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
+            do_sample=do_sample,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
+            **extra,
         )
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p)
@@ -169,25 +201,45 @@ class MultimodalLM(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, batch: ModalityBatch | None, prompts: Sequence[str | Sequence[Message]], *, max_new_tokens: int = 32, do_sample: bool = False,
-        temperature: float = 1.0, top_p: float = 1.0, use_cache: bool = True,
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        *,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        use_cache: bool = True,
     ) -> list[str]:
-        """One reply per prompt (and media row), batched; ``use_cache=False`` recomputes every step (slow, for comparison)."""
+        """One reply per prompt (and media row), batched.
+
+        ``use_cache=False`` turns the KV cache off: every step recomputes the whole sequence
+        (slow; for speed comparisons).
+        """
         kwargs = self._generate_kwargs(batch, prompts, max_new_tokens, do_sample, temperature, top_p, use_cache)
         out = self.lm.generate(**kwargs)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [trim_reply(t, self.stop_strings) for t in texts]
 
     def stream(
-        self, batch: ModalityBatch | None, prompt: str | Sequence[Message], *, max_new_tokens: int = 32, do_sample: bool = False,
-        temperature: float = 1.0, top_p: float = 1.0, use_cache: bool = True,
+        self,
+        batch: ModalityBatch | None,
+        prompt: str | Sequence[Message],
+        *,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        use_cache: bool = True,
     ) -> Iterator[str]:
         """Pieces of one reply as they are generated; joined, they equal :meth:`generate`'s reply."""
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         with torch.no_grad():
-            kwargs = self._generate_kwargs(batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, streamer=streamer)
+            kwargs = self._generate_kwargs(
+                batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, streamer=streamer
+            )
         errors: list[BaseException] = []
 
         def run() -> None:

@@ -36,7 +36,9 @@ class MLPProjector(nn.Module):
         self.tokens, self.out_dim = tokens, out_dim
         # The LayerNorm first makes the projector indifferent to its encoder's output scale (a frozen
         # random CNN's features differ by a few hundredths; a Whisper encoder's are in the tens).
-        self.net = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim * tokens))
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim * tokens)
+        )
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         b, t, _ = x.shape
@@ -61,7 +63,9 @@ class ResamplerLayer(nn.Module):
 
 @PROJECTORS.register("resampler")
 class Resampler(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, tokens: int = 8, dim: int = 256, heads: int = 4, depth: int = 1) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, tokens: int = 8, dim: int = 256, heads: int = 4, depth: int = 1
+    ) -> None:
         super().__init__()
         if tokens < 1 or depth < 1:
             raise SchemaError(f"resampler tokens and depth must be >= 1, got tokens={tokens}, depth={depth}")

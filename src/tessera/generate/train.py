@@ -24,9 +24,9 @@ from torch import nn
 from tessera.errors import SchemaError
 from tessera.generate.config import LoraSpec, TrainSpec
 from tessera.generate.model import MultimodalLM
+from tessera.optim import adamw, warmup_cosine_schedule
 from tessera.pipeline import Batch, CachedSplit
 from tessera.progress import progress_bar
-from tessera.optim import adamw, warmup_cosine_schedule
 from tessera.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ class PairedSplit:
     def __len__(self) -> int:
         return len(self.media)
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[tuple[Batch, list[str], list[str]]]:
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[Batch, list[str], list[str]]]:
         position = {int(r): i for i, r in enumerate(self.media.rows.tolist())}
         for batch in self.media.batches(batch_size, shuffle=shuffle, seed=seed):
             at = [position[int(r)] for r in batch.rows.tolist()]
@@ -57,12 +59,18 @@ def add_lora(model: MultimodalLM, spec: LoraSpec) -> None:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        task_type="CAUSAL_LM", r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules
+        task_type="CAUSAL_LM",
+        r=spec.r,
+        lora_alpha=spec.alpha,
+        lora_dropout=spec.dropout,
+        target_modules=spec.target_modules,
     )
     try:
         model.lm = get_peft_model(model.lm, config)
     except ValueError as e:  # peft: no default targets for this architecture, or a named module is absent
-        raise SchemaError(f"generate config: lora: {e}; set lora.target_modules to the LM's attention projections") from None
+        raise SchemaError(
+            f"generate config: lora: {e}; set lora.target_modules to the LM's attention projections"
+        ) from None
 
 
 def set_stage(model: MultimodalLM, stage: str, encoder_trainable: bool) -> list[nn.Parameter]:
@@ -119,7 +127,12 @@ def fit_stage(
     params = set_stage(model, stage, encoder_trainable)
     if not params:
         raise SchemaError(f"stage {stage!r} has nothing to train")
-    log.info("stage %s: %d trainable parameters of %d", stage, sum(p.numel() for p in params), sum(p.numel() for p in model.parameters()))
+    log.info(
+        "stage %s: %d trainable parameters of %d",
+        stage,
+        sum(p.numel() for p in params),
+        sum(p.numel() for p in model.parameters()),
+    )
     optimizer = adamw(params, lr=lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, max(1, -(-len(train) // config.batch_size)) * epochs, 0.05)
     torch.manual_seed(config.seed)
@@ -128,7 +141,9 @@ def fit_stage(
         set_modes(model, stage, encoder_trainable)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         with progress_bar(f"{stage} {epoch + 1}/{epochs}", total=len(train)) as advance:
-            for batch, prompts, answers in train.batches(config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
+            for batch, prompts, answers in train.batches(
+                config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
+            ):
                 media = next(iter(batch.inputs.values())).to(device)
                 loss = model.loss(media, prompts, answers, config.max_reply_tokens)
                 optimizer.zero_grad(set_to_none=True)
@@ -164,9 +179,19 @@ def run_stages(
     history: list[dict[str, float | str]] = []
     if config.epochs:
         stage = "scratch" if scratch else "projector"
-        history += fit_stage(model, train, val, stage, config, epochs=config.epochs, lr=config.lr, encoder_trainable=encoder_trainable)
+        history += fit_stage(
+            model, train, val, stage, config, epochs=config.epochs, lr=config.lr, encoder_trainable=encoder_trainable
+        )
     if lora is not None:
         add_lora(model, lora)
-        history += fit_stage(model, train, val, "lora", config, epochs=config.lora_epochs, lr=config.lora_lr, encoder_trainable=encoder_trainable)
+        history += fit_stage(
+            model,
+            train,
+            val,
+            "lora",
+            config,
+            epochs=config.lora_epochs,
+            lr=config.lora_lr,
+            encoder_trainable=encoder_trainable,
+        )
     return history
-
