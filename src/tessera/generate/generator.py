@@ -279,7 +279,8 @@ def prepare_data(
     modality = d.modality or infer_modality(frame[d.input], t.base_dir)[0]
     if modality is None:
         raise SchemaError(f"data.input: cannot tell the modality of column {d.input!r}; set data.modality")
-    schema = Schema({INPUT: InputSpec(modality, [d.input], dict(d.options))})
+    # Naming the encoder in the schema lets a pretrained tower set the preprocessing its weights expect.
+    schema = Schema({INPUT: InputSpec(modality, [d.input], dict(d.options), encoder=cfg.encoder.name)})
     usable = frame[frame[d.text].map(lambda v: isinstance(v, str) and v.strip() != "")]
     if usable.empty:
         raise SchemaError(f"data.text: column {d.text!r} has no non-empty text to learn from")
@@ -299,12 +300,11 @@ def prepare_data(
 
 def build_model(cfg: GenerateConfig, pipeline: Pipeline, lm: Any, tokenizer: Any, chat: str) -> MultimodalLM:
     """Encoder (from the registry, sized by the fitted preprocessing) and projector around ``lm``."""
-    from tessera.encoders import DEFAULT_ENCODER
-    from tessera.model import build_encoder
+    from tessera.model import build_encoders
 
+    spec = {"options": dict(cfg.encoder.options)} | ({"name": cfg.encoder.name} if cfg.encoder.name else {})
+    encoder = build_encoders(pipeline, {INPUT: spec}, int(cfg.encoder.options.get("dim", 128)))[INPUT]
     pre = pipeline.preprocessors[INPUT]
-    name = cfg.encoder.name or DEFAULT_ENCODER[pre.modality]
-    encoder = build_encoder(name, pre, int(cfg.encoder.options.get("dim", 128)), dict(cfg.encoder.options))
     projector = create_projector(cfg.projector.kind, encoder.output_dim, hidden_size(lm), **cfg.projector.options)
     return MultimodalLM(lm, tokenizer, get_chat_format(chat), encoder, projector, placeholder=f"<{pre.modality}>")
 
