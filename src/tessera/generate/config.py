@@ -22,7 +22,6 @@ from typing import Any
 from tessera.errors import SchemaError
 from tessera.generate.chat import CHAT_CHOICES
 from tessera.generate.projector import PROJECTORS
-from tessera.schema import MODALITIES
 
 SECTIONS = ("data", "prompt", "encoder", "projector", "lm", "chat", "lora", "train")
 
@@ -64,10 +63,12 @@ class DataSpec:
     def check(self) -> None:
         for key in ("input", "text"):
             _require(isinstance(getattr(self, key), str) and getattr(self, key), f"data.{key}", "name a column")
+        from tessera.preprocess.base import modalities
+
         _require(
-            self.modality is None or self.modality in MODALITIES,
+            self.modality is None or self.modality in modalities(),
             "data.modality",
-            f"one of {list(MODALITIES)}, got {self.modality!r}",
+            f"one of {modalities()}, got {self.modality!r}",
         )
         _require(isinstance(self.options, dict), "data.options", "expected a mapping")
 

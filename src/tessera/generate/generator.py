@@ -32,7 +32,7 @@ from tessera.generate.lm import build_scratch_lm, hidden_size, is_gguf, load_cau
 from tessera.generate.model import MultimodalLM
 from tessera.generate.projector import create_projector
 from tessera.generate.train import PairedSplit, run_stages
-from tessera.io import atomic_dir
+from tessera.files import atomic_dir
 from tessera.media import is_missing
 from tessera.pipeline import Pipeline, cache_split, iterate, split_frame
 from tessera.schema import InputSpec, Schema, infer_modality

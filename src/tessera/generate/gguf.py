@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tessera.datasets.home import cache_home
 from tessera.errors import SchemaError
-from tessera.io import atomic_dir
+from tessera.files import atomic_dir
 
 log = logging.getLogger(__name__)
 
