@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import lancedb
 import numpy as np
@@ -48,6 +48,7 @@ from lancedb.background_loop import LOOP
 from lancedb.index import BTree, HnswSq, IvfFlat, IvfPq
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.index.filters import where
 
 TABLE = "vectors"
 FORMAT_KEY = b"tessera.index"
@@ -290,7 +291,7 @@ class VectorIndex:
         self,
         vectors: np.ndarray,
         k: int = 10,
-        filter: str | None = None,
+        filter: str | Mapping[str, Any] | None = None,
         columns: Sequence[str] | None = None,
         *,
         nprobes: int = DEFAULT_NPROBES,
@@ -301,14 +302,17 @@ class VectorIndex:
 
         ``vectors`` is one query (1-d) or several (2-d; the result then has a ``query``
         column, the 0-based row of the query). ``filter`` is a SQL-like condition on metadata
-        (``"split = 'test' AND label != 'cat'"``), applied before the search so ``k`` rows
-        come back when ``k`` rows match. ``columns`` picks metadata columns to return
+        (``"split = 'test' AND label != 'cat'"``), or, from an untrusted caller, a structured
+        filter (``{"split": "test", "label": {"ne": "cat"}}``, see :mod:`tessera.index.filters`);
+        it is applied before the search so ``k`` rows come back when ``k`` rows match. ``columns`` picks metadata columns to return
         (default: all metadata; ``"vector"`` and ``"content_hash"`` on request).
         ``nprobes``/``refine_factor`` (IVF-PQ) and ``ef`` (HNSW) trade speed for recall and
         only matter once an ANN index exists.
         """
         if k < 1:
             raise TesseraError(f"k must be at least 1, got {k}")
+        if isinstance(filter, Mapping):
+            filter = where(filter, self.metadata_columns)
         queries = np.asarray(vectors, dtype=np.float32)
         single = queries.ndim == 1
         queries = self._check_vectors(queries.reshape(1, -1) if single else queries)
