@@ -326,8 +326,8 @@ class VectorIndex:
         """
         if k < 1:
             raise TesseraError(f"k must be at least 1, got {k}")
-        if isinstance(filter, Mapping):
-            filter = where(filter, self.metadata_columns)
+        if filter is not None and not isinstance(filter, str):
+            filter = where(filter, self.metadata_columns)  # a structured filter: checked and quoted
         queries = np.asarray(vectors, dtype=np.float32)
         single = queries.ndim == 1
         queries = self._check_vectors(queries.reshape(1, -1) if single else queries)
