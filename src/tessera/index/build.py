@@ -82,10 +82,11 @@ def index_table(
 ) -> BuildResult:
     """Embed ``input_name`` of every row of ``table`` into the index at ``out`` (created if absent).
 
-    Ids come from ``id_column`` (default: a unique ``id`` column if the table has one, else the row number). ``metadata`` names the table
-    columns stored beside each vector (default: every column that is not media); a media
-    input also stores its ``path`` and, for images, a ``thumbnail`` (JPEG bytes).
-    ``embedder_path`` is recorded in the index so :meth:`~tessera.index.search.Searcher.open` finds the model.
+    Ids come from ``id_column`` (default: a unique ``id`` column if the table has one, else
+    the row number). ``metadata`` names the table columns stored beside each vector
+    (default: every column that is not media); a media input also stores its ``path`` and,
+    for images, a ``thumbnail`` (JPEG bytes). ``embedder_path`` is recorded in the index so
+    :meth:`~tessera.index.search.Searcher.open` finds the model.
     """
     check_on_error(on_error)
     t = read_table(table)
@@ -147,7 +148,8 @@ def plan_build(
 
 
 def finish_build(
-    plan: BuildPlan, t: Table, total: WriteCounts, report: SkipReport, *, prune: bool, embedder_path: str | os.PathLike | None
+    plan: BuildPlan, t: Table, total: WriteCounts, report: SkipReport, *,
+    prune: bool, embedder_path: str | os.PathLike | None,
 ) -> BuildResult:
     """Prune, compact, and record the embedder in the index folder, so a search needs only the index path."""
     deleted = 0

@@ -1,4 +1,4 @@
-"""The index's filter language for untrusted callers: structured metadata filters, turned into LanceDB ``where`` SQL here.
+"""The index's filter language for untrusted callers: structured metadata filters, made into LanceDB ``where`` SQL.
 
 A filter maps a metadata column to a value (``{"color": "red"}``), a list of values
 (``{"color": ["red", "blue"]}``, any of them) or comparisons (``{"price": {"gte": 1, "lt": 5}}``);

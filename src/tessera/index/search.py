@@ -65,7 +65,10 @@ class Searcher:
         columns: Sequence[str] | None = None,
         base_dir: str | None = None,
     ) -> pd.DataFrame:
-        """Top ``k`` rows: ``id``, ``score`` (cosine), ``rank`` and metadata; ``where`` filters on metadata (SQL-like text or a structured filter)."""
+        """Top ``k`` rows: ``id``, ``score`` (cosine), ``rank`` and metadata.
+
+        ``where`` filters on metadata: SQL-like text, or a structured filter (:mod:`tessera.index.filters`).
+        """
         if isinstance(parts, dict):
             parts = list(parts.items())
         default = [c for c in self.index.metadata_columns if c != "thumbnail"]

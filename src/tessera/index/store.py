@@ -266,7 +266,8 @@ class VectorIndex:
             raise DataError(f"got {len(ids)} ids but {len(hashes)} content hashes")
         stored = self._lookup(ids, ["id", "content_hash"])
         stored_hash = dict(zip(stored["id"], stored["content_hash"]))
-        positions = np.array([p for p, (i, h) in enumerate(zip(ids, hashes)) if stored_hash.get(i, _ABSENT) != h], dtype=np.int64)
+        changed = [p for p, (i, h) in enumerate(zip(ids, hashes)) if stored_hash.get(i, _ABSENT) != h]
+        positions = np.array(changed, dtype=np.int64)
         unchanged = len(ids) - len(positions)
         if len(positions) and callable(vectors):
             written, vecs, meta = vectors(positions)
@@ -319,7 +320,8 @@ class VectorIndex:
         column, the 0-based row of the query). ``filter`` is a SQL-like condition on metadata
         (``"split = 'test' AND label != 'cat'"``), or, from an untrusted caller, a structured
         filter (``{"split": "test", "label": {"ne": "cat"}}``, see :mod:`tessera.index.filters`);
-        it is applied before the search so ``k`` rows come back when ``k`` rows match. ``columns`` picks metadata columns to return
+        it is applied before the search so ``k`` rows come back when ``k`` rows match.
+        ``columns`` picks metadata columns to return
         (default: all metadata; ``"vector"`` and ``"content_hash"`` on request).
         ``nprobes``/``refine_factor`` (IVF-PQ) and ``ef`` (HNSW) trade speed for recall and
         only matter once an ANN index exists.

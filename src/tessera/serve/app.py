@@ -45,7 +45,8 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     app = FastAPI(
         title="Tessera",
         version="1",
-        description="Multimodal prediction, embedding and search. Send `Authorization: Bearer <key>` (or `X-API-Key`) on /v1 and /metrics.",
+        description="Multimodal prediction, embedding and search. "
+        "Send `Authorization: Bearer <key>` (or `X-API-Key`) on /v1 and /metrics.",
         docs_url=None,  # Swagger UI loads from a CDN; the spec is at /openapi.json
         redoc_url=None,
         lifespan=lifespan,
@@ -56,8 +57,10 @@ def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = No
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"], allow_headers=["Authorization", "X-API-Key", "Content-Type"])
-    app.add_middleware(RequestMetrics, metrics=state.metrics, titles=problems.TITLES)  # outermost: sees every response, 413s included
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    # outermost: sees every response, 413s included
+    app.add_middleware(RequestMetrics, metrics=state.metrics, titles=problems.TITLES)
     # The routers' routes join the app's own router: `include_router` (FastAPI 0.165) matches an
     # included router's requests through an extra layer, ~90 more Python calls a request
     # (profiled), for prefixes and per-include settings this app does not use.

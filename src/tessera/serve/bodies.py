@@ -1,4 +1,4 @@
-"""Request bodies: the JSON each route accepts (pydantic models), and how the spec documents both its JSON and form bodies.
+"""Request bodies: the JSON each route accepts (pydantic models), and how the spec documents its JSON and form bodies.
 
 ``/v1/predict``, ``/v1/embed`` and ``/v1/search`` take JSON or a multipart form and read the
 body themselves (:mod:`tessera.serve.parsing`), so their spec entries come from
@@ -40,7 +40,9 @@ class QueryPart(BaseModel):
 
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    query: list[QueryPart] = Field(min_length=1, max_length=MAX_QUERY_PARTS, description="Several parts make a composed query.")
+    query: list[QueryPart] = Field(
+        min_length=1, max_length=MAX_QUERY_PARTS, description="Several parts make a composed query."
+    )
     k: int = Field(10, ge=1, le=100)
     filters: dict[str, Any] = Field(
         default_factory=dict,
@@ -61,7 +63,10 @@ class FeedbackBody(BaseModel):
 
 PREDICT_FORM = {"type": "object", "additionalProperties": {"type": "string", "format": "binary"},
                 "description": "One field per input: a file for media, a string for text, numbers and categories."}
-EMBED_FORM = {"type": "object", "properties": {"input": {"type": "string"}, "text": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}
+EMBED_FORM = {
+    "type": "object",
+    "properties": {"input": {"type": "string"}, "text": {"type": "string"}, "file": {"type": "string", "format": "binary"}},
+}
 SEARCH_FORM = {
     "type": "object",
     "properties": {

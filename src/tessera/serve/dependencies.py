@@ -35,7 +35,8 @@ class Authorized(NamedTuple):
     state: ServerState
 
 
-async def get_state(request: Request) -> ServerState:  # async: a sync dependency would cost every request a thread-pool hop
+async def get_state(request: Request) -> ServerState:
+    # async, like every dependency here: a sync one would cost each request a thread-pool hop
     return request.app.state.tessera
 
 

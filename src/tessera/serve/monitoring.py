@@ -112,7 +112,10 @@ class DriftMonitor:
 
 
 def reference_vectors(searcher: Any) -> dict[str, np.ndarray]:
-    """Per modality, a sample of the collection's own vectors: the indexed input from the index, other inputs embedded from its table."""
+    """Per modality, a sample of the collection's own vectors.
+
+    The indexed input's come from the index; other inputs are embedded from the indexed table.
+    """
     if searcher is None:
         return {}
     out: dict[str, np.ndarray] = {}
@@ -132,7 +135,8 @@ def reference_vectors(searcher: Any) -> dict[str, np.ndarray]:
             frame = t.frame.sample(n=min(REFERENCE_SAMPLE, len(t.frame)), random_state=0)
             for name, modality in others.items():
                 if all(c in frame.columns for c in searcher.embedder.pipeline.preprocessors[name].columns):
-                    parts = [v for _, v in searcher.embedder.embed_table(Table(frame, t.base_dir, t.source), name, on_error="skip")]
+                    sample = Table(frame, t.base_dir, t.source)
+                    parts = [v for _, v in searcher.embedder.embed_table(sample, name, on_error="skip")]
                     if parts:
                         out[modality] = np.concatenate(parts)
         except Exception as e:  # noqa: BLE001 - drift of these inputs is then reported without a reference

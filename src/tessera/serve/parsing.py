@@ -76,7 +76,7 @@ async def embed_part(request: Request, fields: Mapping[str, rq.Field]) -> Part:
 
 
 async def search_request(request: Request, fields: Mapping[str, rq.Field]) -> SearchRequest:
-    """A search: JSON (:class:`~tessera.serve.bodies.SearchBody`) or a form with ``text``, ``file`` or both, ``k`` and ``filters``."""
+    """A search: JSON (:class:`~tessera.serve.bodies.SearchBody`) or a form: ``text``, ``file`` or both, ``k``, ``filters``."""
     if is_json(request):
         body = validate(SearchBody, await read_json(request))
         return SearchRequest([_json_part(p, fields) for p in body.query], body.k, body.filters, body.thumbnails)
@@ -89,7 +89,8 @@ async def search_request(request: Request, fields: Mapping[str, rq.Field]) -> Se
         parts.append(Part(f, rq.cell(f, text, name="text"), form_float(form, "text_weight", 1.0)))
     if data is not None:
         f = rq.resolve_field(rq.guess_modality(data), fields, "this embedder")
-        parts.append(Part(f, rq.cell(f, data, name="file", declared_type=declared), form_float(form, "file_weight", 1.0)))
+        cell = rq.cell(f, data, name="file", declared_type=declared)
+        parts.append(Part(f, cell, form_float(form, "file_weight", 1.0)))
     if not parts:
         raise Problem(422, "send a query: a non-empty 'text' field, a 'file', or both", kind="invalid_request")
     k = int(form_float(form, "k", 10))
@@ -123,7 +124,8 @@ def is_json(request: Request) -> bool:
         return True
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return False
-    raise Problem(415, f"send application/json or multipart/form-data, not {ctype or 'a body without a Content-Type'}", kind="unsupported_media_type")
+    sent = ctype or "a body without a Content-Type"
+    raise Problem(415, f"send application/json or multipart/form-data, not {sent}", kind="unsupported_media_type")
 
 
 async def read_json(request: Request) -> Any:
@@ -140,8 +142,9 @@ def validate(model: type[BaseModel], data: Any) -> Any:
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
+        errors = [{"field": ".".join(str(p) for p in x.get("loc", ())), "message": x.get("msg")} for x in e.errors()]
         raise Problem(422, f"{loc + ': ' if loc else ''}{first.get('msg', 'invalid')}", kind="invalid_request",
-                      errors=[{"field": ".".join(str(p) for p in x.get("loc", ())), "message": x.get("msg")} for x in e.errors()]) from None
+                      errors=errors) from None
 
 
 async def read_form(request: Request) -> FormData:

@@ -32,8 +32,8 @@ log = logging.getLogger("tessera.serve")
 class Models:
     """Loaded models, where their calls run, their batchers, and what requests may send to each."""
 
-    def __init__(self, config: ServeConfig, metrics: Metrics, predictor: Any = None, embedder: Any = None, searcher: Any = None,
-                 onnx_text: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: ServeConfig, metrics: Metrics, predictor: Any = None, embedder: Any = None,
+                 searcher: Any = None, onnx_text: dict[str, Any] | None = None) -> None:
         self.predictor, self.searcher, self.onnx_text = predictor, searcher, onnx_text or {}
         self.embedder = embedder if embedder is not None else (searcher.embedder if searcher is not None else None)
         max_batch = config.max_batch if config.batching else 1
@@ -41,17 +41,19 @@ class Models:
         for m in self.onnx_text.values():
             m.threads = config.torch_threads or 1
         calls = ModelCalls(predictor, self.embedder, self.onnx_text)
-        self.runner = WorkerProcesses(calls, config.model_processes, config.torch_threads) if config.model_processes else InProcess(calls)
+        if config.model_processes:
+            self.runner = WorkerProcesses(calls, config.model_processes, config.torch_threads)
+        else:
+            self.runner = InProcess(calls)
         threads = max(1, self.runner.processes)  # one batch in flight per worker process
+        batching = dict(max_batch=max_batch, max_wait_ms=wait, on_batch=metrics.on_batch, workers=threads)
         self.predict_batcher = self.embed_batcher = None
         if predictor is not None:
             self.predict_fields = rq.fields_of(predictor.pipeline.preprocessors)
-            self.predict_batcher = Batcher(partial(self.runner.call, "predict"), max_batch=max_batch, max_wait_ms=wait, name="predictor",
-                                           on_batch=metrics.on_batch, workers=threads)
+            self.predict_batcher = Batcher(partial(self.runner.call, "predict"), name="predictor", **batching)
         if self.embedder is not None:
             self.embed_fields = rq.fields_of(self.embedder.pipeline.preprocessors)
-            self.embed_batcher = Batcher(partial(self.runner.call, "embed"), max_batch=max_batch, max_wait_ms=wait, name="embedder",
-                                         on_batch=metrics.on_batch, workers=threads)
+            self.embed_batcher = Batcher(partial(self.runner.call, "embed"), name="embedder", **batching)
 
     @property
     def alive(self) -> bool:
@@ -82,7 +84,9 @@ class ServerState:
               onnx_text: dict[str, Any] | None = None) -> ServerState:
         """Wrap loaded models: start their batchers (and worker processes), open the keys and feedback stores."""
         if predictor is None and embedder is None and searcher is None:
-            raise TesseraError("nothing to serve: give a model (--model), an index (--index) or an embedder (--embedder)")
+            raise TesseraError(
+                "nothing to serve: give a model (--model), an index (--index) or an embedder (--embedder)"
+            )
         if config.torch_threads is not None:
             import torch
 

@@ -25,5 +25,6 @@ async def feedback(body: FeedbackBody, caller: Caller) -> dict[str, Any]:
     try:
         fid = await state.write(add)
     except KeyError:
-        raise Problem(404, f"no prediction or search with request id {body.request_id!r} is on record", kind="unknown_request") from None
+        raise Problem(404, f"no prediction or search with request id {body.request_id!r} is on record",
+                      kind="unknown_request") from None
     return {"feedback_id": fid, "request_id": body.request_id}

@@ -23,7 +23,7 @@ async def models(caller: Caller) -> dict[str, Any]:
         out["predictor"] = {
             "task": target.task,
             "target": target.columns,
-            "classes": [plain_value(c) for c in target.classes] if getattr(target, "classes", None) is not None else None,
+            "classes": None if getattr(target, "classes", None) is None else [plain_value(c) for c in target.classes],
             "inputs": {n: p.modality for n, p in served.predictor.pipeline.preprocessors.items()},
             "fields": {name: f.modality for name, f in served.predict_fields.items()},
         }
@@ -32,6 +32,10 @@ async def models(caller: Caller) -> dict[str, Any]:
                            "onnx_runtime_inputs": sorted(served.onnx_text)}
     if served.searcher is not None:
         idx = served.searcher.index
-        out["index"] = {"rows": len(idx), "modality": served.searcher.info.get("modality"), "filters": filterable(idx.metadata_columns)}
+        out["index"] = {
+            "rows": len(idx),
+            "modality": served.searcher.info.get("modality"),
+            "filters": filterable(idx.metadata_columns),
+        }
     out["batching"] = {"enabled": config.batching, "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms}
     return out

@@ -1,4 +1,4 @@
-"""The search page (``/``) and its static files: a browser front end that asks for a key and sends it with every call."""
+"""The search page (``/``) and its static files: a front end that asks for a key and sends it with every call."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 PAGE = Path(__file__).parents[1] / "page"
-CSP = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; frame-ancestors 'none'"
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; "
+       "frame-ancestors 'none'")
 
 router = APIRouter()
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse)
 async def page() -> HTMLResponse:
-    return HTMLResponse((PAGE / "index.html").read_text(), headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"})
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse((PAGE / "index.html").read_text(), headers=headers)
 
 
 def static_files() -> StaticFiles:

@@ -1,4 +1,4 @@
-"""``/v1/search`` (top-k items for a query of any modality, or a weighted mix, with metadata filters) and the items' media files."""
+"""``/v1/search``: top-k items for a query of any modality or a weighted mix, with metadata filters; the items' media."""
 
 from __future__ import annotations
 
@@ -48,9 +48,10 @@ async def search(request: Request, caller: Caller) -> Response:
 
 
 @router.get("/v1/items/{item_id}/media", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "no such item or no media"}})
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       404: {"description": "no such item or no media"}})
 async def item_media(item_id: str, caller: Caller) -> Response:
-    """The media file of an indexed item (for the page's audio players); found by id in the index, never by a client path."""
+    """The media file of an indexed item (for the page's audio players); found by id in the index, never by a client path."""  # noqa: E501 - the spec's text
     searcher = caller.state.models.searcher
     if searcher is None:
         raise Problem(404, "this server has no search index", kind="no_model")
@@ -91,7 +92,7 @@ def _json_value(v: Any) -> Any:
 
 
 def _item_file(searcher: Any, item_id: str) -> Path:
-    """The media file behind an indexed item: its path comes from the index, and must lie inside the indexed table's folder."""
+    """The media file behind an indexed item: its path comes from the index and must lie inside the table's folder."""
     if "path" not in searcher.index.metadata_columns:
         raise Problem(404, "this index stores no media paths", kind="not_found")
     got = searcher.index.get([item_id], columns=["path"])
