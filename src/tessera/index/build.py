@@ -29,8 +29,8 @@ import pyarrow as pa
 
 from tessera.align.embedder import Embedder
 from tessera.errors import DataError, SchemaError, SkipReport, check_on_error
-from tessera.index.store import RESERVED, VectorIndex, WriteCounts
 from tessera.files import atomic_write_text
+from tessera.index.store import RESERVED, VectorIndex, WriteCounts
 from tessera.media import is_missing, resolve_media
 from tessera.preprocess import media_modalities
 from tessera.progress import progress_bar
