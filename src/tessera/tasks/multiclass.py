@@ -69,6 +69,15 @@ class Multiclass(Task):
     def decode(self, encoded: np.ndarray) -> np.ndarray:
         return np.asarray(self.classes, dtype=object)[encoded]
 
+    def target_cells(self, label: Any) -> dict[str, Any]:
+        """One of the classes seen in training, as the class itself (``3.0`` for class ``3`` is ``3``)."""
+        checked = super().target_cells(label)
+        encoded, _ = self.encode(pd.DataFrame({self.columns[0]: pd.Series([label], dtype=object)}))
+        found = plain(self.classes[int(encoded[0])])
+        if isinstance(label, bool) != isinstance(found, bool):  # True == 1 to a lookup, not to a user
+            raise DataError(f"label {label!r} was not seen in training (known: {self.classes[:10]})")
+        return {**checked, self.columns[0]: found}
+
     def fitted_state(self) -> dict[str, Any]:
         return {"classes": self.classes}
 
