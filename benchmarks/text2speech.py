@@ -121,7 +121,8 @@ def main() -> None:
     # References: the real recordings of the held-out pairs (takes 0-4), raw and through the model's mel + Griffin-Lim.
     import soundfile as sf
 
-    ref = meta[[(s, int(d)) in set(held) for s, d in zip(meta["speaker"], meta["digit"])] & (meta["take"] < 5)]
+    in_held = np.array([(s, int(d)) in set(held) for s, d in zip(meta["speaker"], meta["digit"])])
+    ref = meta[in_held & (meta["take"] < 5).to_numpy()]
     if args.quick:
         ref = ref.iloc[:6]
     real_waves = [sf.read(p, dtype="float32")[0] for p in ref["path"]]

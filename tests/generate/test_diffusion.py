@@ -160,3 +160,15 @@ def test_cli_fit_trains_from_a_config(shared_data, minilm, tmp_path):
     assert result.exit_code == 0, result.output
     loaded = DiffusionGenerator.load(tmp_path / "model")
     assert loaded.meta["dataset"] == "mnist" and loaded.shape == (1, 28, 28)
+
+
+def test_latent_space_trains_an_autoencoder_and_round_trips(text, tmp_path):
+    latent = {"channels": 2, "block_out_channels": [8, 16], "norm_groups": 4, "steps": 3, "batch_size": 4}
+    model = parse_settings(ModelSettings, {**TINY_MODEL.model_dump(), "patch": 1, "latent": latent}, "model")
+    data = TrainData(samples=pictures().repeat(1, 3, 1, 1), prompts=PROMPTS, pairs=torch.tensor([[i, i] for i in range(4)]))
+    generator = train_denoiser(data, text, model, TrainSettings(steps=2, batch_size=4), log=lambda _: None)
+    assert generator.shape == (2, 8, 8) and generator.latent_scale > 0  # one halving: 16x16x3 -> 8x8x2
+    images = generator.generate(PROMPTS[:1], n=2, steps=3, progress=False)
+    assert images.shape == (2, SIZE, SIZE, 3)
+    loaded = DiffusionGenerator.load(generator.save(tmp_path / "latent"), text=text)
+    assert np.array_equal(images, loaded.generate(PROMPTS[:1], n=2, steps=3, progress=False))
