@@ -124,6 +124,16 @@ def parse_settings(cls: type[_Settings], raw: Any, where: str) -> Any:
         raise SchemaError(f"{where}: {problems}") from None
 
 
+def load_task_config(cls: type[_Settings], raw: Any, source: str, base_dir: str | os.PathLike = ".") -> Any:
+    """A task config (``output``, ``data.root``) validated, its paths taken relative to the config's folder."""
+    cfg = parse_settings(cls, raw, source)
+    base = Path(base_dir)
+    updates: dict[str, Any] = {"output": str(base / cfg.output)}
+    if cfg.data.root is not None:
+        updates["data"] = cfg.data.model_copy(update={"root": str(base / cfg.data.root)})
+    return cfg.model_copy(update=updates)
+
+
 # -- text conditioning -------------------------------------------------------------------------
 def resolve_text_encoder(spec: str) -> str:
     """The path a text-encoder reference points at: the packaged MiniLM by name, else the spec itself."""

@@ -22,7 +22,6 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from tessera.errors import SchemaError, TesseraError
 from tessera.generate.diffusion import (
@@ -33,7 +32,7 @@ from tessera.generate.diffusion import (
     TrainData,
     TrainSettings,
     _Settings,
-    parse_settings,
+    load_task_config,
     train_denoiser,
 )
 
@@ -148,12 +147,8 @@ class Text2SpeechConfig(_Settings):
 
 
 def load_config(raw: Any, source: str, base_dir: str | os.PathLike = ".") -> Text2SpeechConfig:
-    cfg = parse_settings(Text2SpeechConfig, raw, source)
-    base = Path(base_dir)
-    updates: dict[str, Any] = {"output": str(base / cfg.output)}
-    if cfg.data.root is not None:
-        updates["data"] = cfg.data.model_copy(update={"root": str(base / cfg.data.root)})
-    return cfg.model_copy(update=updates)
+    """Validate a config mapping; ``output`` and ``data.root`` are relative to the config's folder."""
+    return load_task_config(Text2SpeechConfig, raw, source, base_dir)
 
 
 def fit(

@@ -26,7 +26,7 @@ from tessera.generate.diffusion import (
     TextConditioner,
     TrainSettings,
     _Settings,
-    parse_settings,
+    load_task_config,
     train_denoiser,
 )
 
@@ -49,12 +49,7 @@ class Text2ImageConfig(_Settings):
 
 def load_config(raw: Any, source: str, base_dir: str | os.PathLike = ".") -> Text2ImageConfig:
     """Validate a config mapping; ``output`` and ``data.root`` are relative to the config's folder."""
-    cfg = parse_settings(Text2ImageConfig, raw, source)
-    base = Path(base_dir)
-    updates: dict[str, Any] = {"output": str(base / cfg.output)}
-    if cfg.data.root is not None:
-        updates["data"] = cfg.data.model_copy(update={"root": str(base / cfg.data.root)})
-    return cfg.model_copy(update=updates)
+    return load_task_config(Text2ImageConfig, raw, source, base_dir)
 
 
 def fit(cfg: Text2ImageConfig, *, text: TextConditioner | None = None, log: Callable[[str], None] | None = None) -> DiffusionGenerator:
