@@ -110,7 +110,6 @@ class TrainSettings(_Settings):
     warmup: int = Field(100, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     cond_drop: float = Field(0.1, ge=0, lt=1)
-    cond_noise: float = Field(0.0, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     seed: int = 0
 
@@ -404,8 +403,6 @@ def train_denoiser(
             pick = data.pairs[torch.randint(len(data.pairs), (train.batch_size,), generator=gen)]
             x0 = samples[pick[:, 0]]
             cond_text = prompt_vectors[pick[:, 1]]
-            if train.cond_noise:
-                cond_text = F.normalize(cond_text + train.cond_noise * torch.randn(cond_text.shape, generator=gen), dim=1)
             labels = data.labels[pick[:, 0]] if data.labels is not None else None
             drop = torch.rand(len(pick), generator=gen) < train.cond_drop
             cond_text = torch.where(drop.unsqueeze(1), null_text.expand_as(cond_text), cond_text)
