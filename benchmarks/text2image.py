@@ -299,7 +299,7 @@ def main() -> None:
     }
     print("\nsummary:", json.dumps(summary, indent=2))
     if not args.quick:
-        from tessera.io import atomic_write_text
+        from tessera.files import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.out}")

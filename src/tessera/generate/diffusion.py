@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 import tessera
 from tessera.errors import SchemaError, TesseraError
-from tessera.io import atomic_dir
+from tessera.files import atomic_dir
 from tessera.progress import enabled as progress_enabled
 from tessera.progress import progress_bar
 

@@ -3,7 +3,9 @@
 ``tessera generate MODEL`` (no sub-command word) samples from a saved generator: an image
 grid (PNG) for text-to-image models, WAV files for text-to-speech ones. The group
 dispatches any first argument that is not one of its commands to ``sample``, so a model
-path can stand where a command name would.
+path can stand where a command name would. This module lives outside ``tessera.generate``
+so that registering the commands does not import that package (transformers and all: ~5 s
+on every ``tessera`` call); the commands import what they need when they run.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
 def load_any_config(path: Path) -> Any:
     """A generation config: ``task: text2image`` (default) or ``task: text2speech``."""
-    from tessera.io import read_yaml
+    from tessera.files import read_yaml
 
     raw = read_yaml(path)
     task = raw.get("task", "text2image") if isinstance(raw, dict) else None
@@ -89,7 +91,7 @@ def sample_command(
 ) -> None:
     """Sample from a saved generator: a PNG grid of images, or WAV files of speech."""
     from tessera.generate.diffusion import DiffusionGenerator, image_grid
-    from tessera.io import atomic_path
+    from tessera.files import atomic_path
 
     generator = DiffusionGenerator.load(model)
     options = {"guidance": guidance, "steps": steps, "seed": seed, "sampler": sampler}
