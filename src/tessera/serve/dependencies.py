@@ -5,7 +5,7 @@ route runs, and the route reaches the server's state through it (one dependency,
 request pays for one). Routes read their body themselves (:mod:`tessera.serve.parsing`),
 after this check, and never declare it as a parameter: FastAPI reads a body *parameter*
 before it runs any dependency, so a caller without a key could make the server read and
-parse 10 MB (``tests/serve/test_guards.py`` checks every route for it). What the body's
+parse 10 MB (``tests/serve/test_limits.py`` checks every route for it). What the body's
 media cost to decode is then charged to the key (:meth:`Authorized.charge`).
 """
 
