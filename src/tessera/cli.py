@@ -109,24 +109,26 @@ def data_prepare(
 def fit(
     config: Optional[Path] = typer.Argument(None, help="A YAML config with data, model and train sections."),
     output: Optional[Path] = typer.Option(None, help="Where to save the model (default: config's output)."),
-    resume: Optional[Path] = typer.Option(None, help="Fine-tune this saved model instead of training a new one (needs --extra-data)."),
-    extra_data: list[Path] = typer.Option([], "--extra-data", help="With --resume: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
-    epochs: int = typer.Option(3, help="With --resume: fine-tuning epochs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue this config's interrupted run from its last epoch (state kept in the output, or train.checkpoint_dir)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the config's train.threads, else the idle cores)."),
+    finetune: Optional[Path] = typer.Option(None, help="Fine-tune this saved model on new rows instead of training from a config (needs --extra-data)."),
+    extra_data: list[Path] = typer.Option([], "--extra-data", help="With --finetune: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
+    epochs: int = typer.Option(3, help="With --finetune: fine-tuning epochs."),
     runner: Optional[str] = typer.Option(None, help="'local' or 'ray' (data-parallel on Ray Train; default: the config's runner)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: the config's, else a local cluster)."),
 ) -> None:
-    """Train a model from a config and save it; or fine-tune a saved one on new rows (--resume MODEL --extra-data TABLE)."""
-    if resume is not None:
+    """Train a model from a config and save it (--resume: continue an interrupted run); or fine-tune a saved one (--finetune MODEL --extra-data TABLE)."""
+    if finetune is not None:
         from tessera.finetune import fine_tune
 
         if not extra_data:
-            raise TesseraError("--resume needs --extra-data TABLE (e.g. from `tessera feedback export`)")
-        predictor = fine_tune(resume, extra_data, epochs=epochs)
-        out = predictor.save(output or resume.with_name(resume.name + "-finetuned"))
-        console.print(f"fine-tuned {resume} on {', '.join(map(str, extra_data))}; saved to [bold]{out}[/bold]")
+            raise TesseraError("--finetune needs --extra-data TABLE (e.g. from `tessera feedback export`)")
+        predictor = fine_tune(finetune, extra_data, epochs=epochs)
+        out = predictor.save(output or finetune.with_name(finetune.name + "-finetuned"))
+        console.print(f"fine-tuned {finetune} on {', '.join(map(str, extra_data))}; saved to [bold]{out}[/bold]")
         return
     if config is None:
-        raise TesseraError("give a config to train from, or --resume MODEL --extra-data TABLE to fine-tune")
+        raise TesseraError("give a config to train from, or --finetune MODEL --extra-data TABLE to fine-tune")
     from tessera.config import load_fit_config
     from tessera.workflows.fit import run_fit
 
@@ -137,14 +139,21 @@ def fit(
             console.print(f"  {column}: {why}")
 
     cfg = load_fit_config(config).with_runner(runner, address)
+    if threads is not None:
+        cfg.train.threads = threads
     fit_function = None  # this process
     if cfg.runner == "ray":
+        if resume:
+            raise TesseraError(
+                "--resume continues a local run; a Ray run resumes by itself when started again with the same "
+                "train.checkpoint_dir (its state is in CHECKPOINT_DIR.ray)"
+            )
         from functools import partial
 
         from tessera.scale.train import fit_ray
 
         fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
-    predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function)
+    predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function, resume=resume)
     console.print(f"saved model to [bold]{out}[/bold]")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
