@@ -33,9 +33,11 @@ err_console = Console(stderr=True)
 def main_job(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, help="Recipe to use instead of AV-MNIST/synthetic (e.g. synthetic)."),
-    epochs: int = typer.Option(3, help="Training epochs per model."),
-    max_train_rows: int = typer.Option(10_000, help="Train on a random subset of this many rows (0: all); keeps the first run to minutes on a laptop CPU."),
-    baselines: bool = typer.Option(True, help="Also train one model per modality, for comparison."),
+    full: bool = typer.Option(False, "--full", help="The whole AV-MNIST table (55,000 training pairs) and 10 epochs, instead of the quick 4,000-pair, 3-epoch run."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs per model (default: 3, or 10 with --full)."),
+    max_train_rows: int = typer.Option(0, min=0, help="Train on a random subset of this many rows (0: all the table has)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the idle cores)."),
+    output: Path = typer.Option(Path("runs/main-job"), help="Where to save the fusion model and the report."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run the main job when no command is given."""
@@ -43,7 +45,10 @@ def main_job(
         return
     from tessera.quickstart import run_quickstart
 
-    run_quickstart(dataset, epochs=epochs, max_train_rows=max_train_rows or None, baselines=baselines, seed=seed, console=console)
+    run_quickstart(
+        dataset, full=full, epochs=epochs, max_train_rows=max_train_rows or None, seed=seed, threads=threads,
+        output=output, console=console,
+    )
 
 
 # -- data ---------------------------------------------------------------------------------------
