@@ -107,6 +107,18 @@ def data_prepare(
     console.print(table)
 
 
+@data_app.command("examples")
+def data_examples(
+    out: Path = typer.Option(Path("examples"), help="Folder to write (replaced whole)."),
+) -> None:
+    """Write the README's sample files (real products with photos, from the data home) to examples/."""
+    from tessera.datasets.examples import write_examples
+
+    folder = write_examples(out)
+    names = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))
+    console.print(f"wrote {folder}/: {names} and images/ (see {folder / 'README.md'} for the source and licence)")
+
+
 # -- models -------------------------------------------------------------------------------------
 
 
