@@ -198,19 +198,20 @@ class Predictor:
         return out
 
     def predict_proba(self, table: Any, *, report: SkipReport | None = None) -> pd.DataFrame:
-        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row.
+        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row
+        (a DataFrame's own index, else the row number).
 
         Rows skipped under ``on_error: skip`` are recorded in ``report`` when one is given
         (else a warning names them). The task decides the columns; tasks without
         probabilities (regression) raise.
         """
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        return self.pipeline.target.probabilities(out, rows.numpy())
+        return _indexed_like(table, self.pipeline.target.probabilities(out, rows.numpy()))
 
     def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
-        """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed by table row."""
+        """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed as :meth:`predict_proba`."""
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        return self.pipeline.target.predictions(out, rows.numpy())
+        return _indexed_like(table, self.pipeline.target.predictions(out, rows.numpy()))
 
     def predict_records(self, table: Any) -> list[dict[str, Any]]:
         """One JSON-ready answer per row, in table order, as the server returns them."""
@@ -285,3 +286,10 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _indexed_like(table: Any, result: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """``result`` (indexed by row number) with a DataFrame's own index, so it lines up with the caller's frame."""
+    if isinstance(table, pd.DataFrame):
+        result.index = table.index[result.index.to_numpy()]
+    return result
