@@ -45,6 +45,10 @@ def test_align_index_search_from_the_command_line(tiny_table, tiny_schema, tmp_p
     image = tiny_table.parent / "img" / "3.png"
     result = runner.invoke(app, ["search", str(index), "--image", str(image), "--text", "a red square", "--text-weight", "0.5", "-k", "3"])
     assert result.exit_code == 0 and "score" in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "3 results from" in result.output and "rank" in result.output and "thumbnail" not in result.output
+    rows = [line for line in lines if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows] == ["1", "2", "3"]  # one line per hit, a table not a dump
 
     result = runner.invoke(app, ["index", "delete", str(index), "0", "1", "nope"])
     assert result.exit_code == 0 and "deleted 2 row(s)" in result.output
