@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+from rich.console import Console
 import yaml
 from typer.testing import CliRunner
 
@@ -44,9 +45,14 @@ def test_inspect_counts_missing_values_and_files(tiny_table):
     frame.to_csv(tiny_table, index=False)
     from tessera.inspection import inspect_table
 
-    facts = inspect_table(tiny_table, examples=3)
+    console = Console(width=80, record=True)
+    facts = inspect_table(tiny_table, examples=3, console=console)
     assert facts["inputs"]["caption"]["missing"] == 2
     assert facts["inputs"]["image"]["unreadable_refs"] == 1
+    text = console.export_text()
+    assert "row 2: img/gone.png (file not found" in " ".join(text.split())  # the unreadable file is named, not only counted
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert not any(line.strip("│ ") in ("because", "values", "per") for line in text.splitlines())  # no one-word-per-line wrapping
     assert "file not found" in facts["examples"]["image"][2]
 
 
