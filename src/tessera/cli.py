@@ -7,6 +7,7 @@ unimodal baselines on AV-MNIST, or on the synthetic set when AV-MNIST is absent)
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from tessera.errors import TesseraError
+from tessera.errors import TesseraError, TesseraWarning
 
 app = typer.Typer(
     help="Tessera: multimodal fusion, alignment and search. Run with no command for the end-to-end demo job.",
@@ -228,8 +229,20 @@ register_models(app)
 register_generate(app)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 (warnings' hook)
+    """Tessera's own warnings as one plain line (no source path and line); others as Python shows them."""
+    if issubclass(category, TesseraWarning):
+        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
-    """Entry point: run the app, turning Tessera's own errors into one readable line."""
+    """Entry point: run the app, turning Tessera's own errors and warnings into readable lines."""
+    warnings.showwarning = _show_warning
     try:
         app(standalone_mode=False)
     except TesseraError as e:
