@@ -128,3 +128,18 @@ def test_data_prepare_with_options_and_unknown_recipe(tmp_path, monkeypatch):
     assert "rows (train)" in result.output and "42" in result.output  # 70 % of 60
     proc = run_cli("data", "prepare", "mnist-but-typo")
     assert proc.returncode == 2 and "unknown dataset recipe 'mnist-but-typo'" in proc.stderr
+
+
+def test_fit_without_a_split_column_reports_a_score_and_a_binary_target_its_auroc(tiny_table, tiny_schema, tmp_path):
+    """Issue 18: with no split column `fit` printed no score at all, and a binary target printed no AUROC."""
+    frame = pd.read_csv(tiny_table)
+    frame["label"] = frame["label"] % 2  # binary: the audio bit
+    frame.to_csv(tiny_table, index=False)
+    schema = {**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}}
+    config = {"data": {"table": str(tiny_table), "schema": schema}, "model": {"dim": 16},
+              "train": {"epochs": 1, "batch_size": 16}, "output": str(tmp_path / "model")}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "val: accuracy=" in text and "auroc=" in text and "no test rows" in text

@@ -175,6 +175,9 @@ def fit(
     console.print(f"saved model to [bold]{out}[/bold]")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    if "val" in predictor.metrics:
+        console.print("(no test rows: that is the validation score, which also chose the best epoch, so a little "
+                      "optimistic; a split column with train/val/test rows gives an unbiased one)")
 
 
 @app.command("predict")

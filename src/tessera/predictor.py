@@ -141,6 +141,8 @@ class Predictor:
         )
         if "test" in sources:
             self.metrics = {"test": self.metrics_on(sources["test"])}
+        elif "val" in sources and len(sources["val"]):  # no test rows: the validation score, which also chose the epoch
+            self.metrics = {"val": self.metrics_on(sources["val"])}
         if checkpoint_dir:
             self.save(checkpoint_dir)
         return self
