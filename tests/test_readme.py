@@ -31,6 +31,7 @@ README = REPO / "README.md"
 # tessera command, by test_every_tessera_command_parses.
 NOT_RUN = {
     "python3 -m venv": "installs the package (the environment running this test is that install)",
+    ".venv/bin/pip install": "installs the package",
     ".venv/bin/python -m pytest": "the whole suite (this test is part of it)",
     "tessera generate": "minutes of diffusion training; tests/generate covers it",
     "tessera compare configs/avmnist_compare.yaml": "builds AV-MNIST and trains three models (minutes); tests/workflows and benchmarks/avmnist.py cover it",

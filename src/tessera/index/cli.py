@@ -61,6 +61,11 @@ def build_command(
         f"index [bold]{out}[/bold]: {len(result.index)} rows ({c.added} added, {c.updated} re-embedded, "
         f"{c.unchanged} unchanged, {result.deleted} deleted, {len(result.skipped)} skipped)"
     )
+    if result.duplicates:
+        console.print(
+            f"{result.duplicates} row(s) hold a file whose content an earlier row holds: each file is stored once, "
+            "with its first row's id and metadata"
+        )
 
 
 @index_app.command("info")
