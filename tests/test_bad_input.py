@@ -138,7 +138,10 @@ def test_skipped_rows_are_one_plain_line_on_the_command_line(tiny_table, tiny_sc
         "data": {"table": str(tiny_table), "schema": small_schema(tiny_schema, ["image", "numeric"])},
         "model": {"dim": 16}, "train": {**FAST, "on_error": "skip"}, "output": str(tmp_path / "model"),
     }))
-    result = subprocess.run([sys.executable, "-m", "tessera.cli", "fit", str(config)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(  # in tmp_path: the skip report lands in the working directory
+        [sys.executable, "-m", "tessera.cli", "fit", str(config)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "warning: skipped 1 row(s) with unusable data (first: row 5, column 'image'" in " ".join(result.stderr.split())
     assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+    assert (tmp_path / "tessera-skipped-rows.csv").is_file()
