@@ -92,3 +92,14 @@ def test_inference_settings_are_saved_and_used_apart_from_training(tiny_table, t
     frame.to_csv(tiny_table.parent / "broken.csv", index=False)
     with pytest.warns(UserWarning, match="skipped 1 row"):
         assert len(loaded.predict(tiny_table.parent / "broken.csv")) == len(frame) - 1
+
+
+def test_predict_on_a_frame_keeps_its_index(tiny_table, tiny_schema):
+    """Issue 18: predictions came back indexed 0..n-1, so they did not line up with a filtered or re-indexed frame."""
+    schema = {**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}}
+    p = Predictor(model={"dim": 16}, train={"epochs": 1, "batch_size": 16}).fit(tiny_table, schema=schema)
+    frame = pd.read_csv(tiny_table)[["price"]].iloc[5:20]
+    frame.index = [f"row-{i}" for i in frame.index]
+    assert list(p.predict(frame).index) == list(frame.index)
+    assert list(p.predict_proba(frame).index) == list(frame.index)
+    pd.testing.assert_series_equal(p.predict(frame).reset_index(drop=True), p.predict(frame.reset_index(drop=True)))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraError
 from tessera.model import build_model
 from tessera.predictor import Predictor
 from tessera.prepare import prepare
@@ -217,3 +217,48 @@ def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_
     strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
     assert [s["epoch"] for s in states] == [1, 2, 3, 4]
     assert strip(resumed.history) == strip(full.history) and resumed.best_epoch == full.best_epoch
+
+
+def test_a_fit_killed_after_epoch_2_resumes_to_the_uninterrupted_runs_weights(tiny_table, tiny_schema, tmp_path):
+    """Bit-identical on one thread with cached data: the saved state is the whole training state
+    (weights, optimiser, schedule, torch and numpy RNG, history, best weights, patience count)."""
+    schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("numeric", "caption")}}
+    train_cfg = {"epochs": 5, "batch_size": 16, "lr": 3e-3, "seed": 2, "patience": 3, "threads": 1}
+    model_cfg = {"dim": 16, "modality_dropout": 0.3}
+    data = prepare(tiny_table, schema, None, TrainConfig.from_dict(train_cfg))
+    pipeline, sources = data.pipeline, data.splits
+
+    full = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(tmp_path / "full")}).fit_prepared(pipeline, sources)
+    assert not (tmp_path / "full" / "train_state.pt").exists()  # a finished run leaves no state behind
+
+    ckpt = tmp_path / "killed"
+    killed = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(ckpt)})
+    with pytest.raises(Crash):
+        killed.fit_prepared(pipeline, {**sources, "train": CrashingSource(sources["train"], crash_epoch=3)})
+    state = torch.load(ckpt / "train_state.pt", weights_only=False)
+    assert state["train"]["epoch"] == 2 and Predictor.load(ckpt).model is not None
+
+    resumed = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(ckpt)}).fit_prepared(pipeline, sources, resume=True)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.result.history) == strip(full.result.history) and len(full.result.history) == 5
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    assert resumed.metrics == full.metrics
+    assert not (ckpt / "train_state.pt").exists()
+
+
+def test_resuming_refuses_a_finished_run_and_changed_settings(tiny_table, tiny_schema, tmp_path):
+    schema = numeric_only(tiny_schema)
+    train_cfg = {"epochs": 3, "batch_size": 16, "checkpoint_dir": str(tmp_path / "ckpt")}
+    data = prepare(tiny_table, schema, None, TrainConfig.from_dict(train_cfg))
+    with pytest.raises(Crash):
+        Predictor(model={"dim": 8}, train=train_cfg).fit_prepared(
+            data.pipeline, {**data.splits, "train": CrashingSource(data.splits["train"], crash_epoch=2)}
+        )
+    with pytest.raises(SchemaError, match=r"differ from the interrupted run's: train\.lr"):
+        Predictor(model={"dim": 8}, train={**train_cfg, "lr": 0.5}).fit_prepared(data.pipeline, data.splits, resume=True)
+    Predictor(model={"dim": 8}, train={**train_cfg, "threads": 1}).fit_prepared(data.pipeline, data.splits, resume=True)
+    with pytest.raises(TesseraError, match="the run completed"):
+        Predictor(model={"dim": 8}, train=train_cfg).fit_prepared(data.pipeline, data.splits, resume=True)
+    with pytest.raises(TesseraError, match="resuming needs train.checkpoint_dir"):
+        Predictor(model={"dim": 8}, train={"epochs": 3}).fit_prepared(data.pipeline, data.splits, resume=True)

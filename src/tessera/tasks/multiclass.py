@@ -120,12 +120,16 @@ class Multiclass(Task):
         from sklearn import metrics as skm
 
         pred, true = outputs.argmax(-1).numpy(), target.numpy()
-        return {
+        out = {
             "accuracy": float(skm.accuracy_score(true, pred)),
             "balanced_accuracy": float(skm.balanced_accuracy_score(true, pred)),
             "macro_f1": float(skm.f1_score(true, pred, average="macro")),
-            "n": int(len(true)),
         }
+        if outputs.shape[-1] == 2:  # a binary target: its usual headline score, threshold-free
+            from tessera.evaluate.metrics import auroc
+
+            out["auroc"] = auroc(true, outputs.softmax(-1).numpy())
+        return {**out, "n": int(len(true))}
 
     def metrics(self) -> dict[str, Any]:
         from tessera.evaluate import metrics as m

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraWarning
 from tessera.evaluate.compare import Comparison
 from tessera.evaluate.metrics import bootstrap_ci, predict_split
 from tessera.model import ModelConfig
@@ -53,7 +53,8 @@ def compare_models(
         raise SchemaError("no test or validation rows to compare on: give the table a split column with test rows")
     if split == "val":
         warnings.warn(
-            "no test split: comparing on the validation rows, which also chose each model's best epoch", stacklevel=2
+            "no test split: comparing on the validation rows, which also chose each model's best epoch", TesseraWarning,
+            stacklevel=2,
         )
     task = pipeline.target
     metrics = task.metrics()
