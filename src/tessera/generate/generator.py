@@ -288,14 +288,24 @@ def prepare_data(
     pipeline = Pipeline.fit(parts["train"], schema)
 
     def paired(part: pd.DataFrame, name: str) -> PairedSplit:
-        dataset = pipeline.dataset(Table(part, t.base_dir, t.source), with_target=False)
+        # Each distinct input is decoded once (a photo with five captions is one image).
+        keys = pd.Series([media_key(v, r) for r, v in part[d.input].items()], index=part.index)
+        distinct = part[~keys.duplicated().to_numpy()]
+        dataset = pipeline.dataset(Table(distinct, t.base_dir, t.source), with_target=False)
         media = cache_split(pipeline, dataset, description=f"decoding {name}")
-        rows = part.loc[media.rows.numpy()]
+        position = {keys[r]: i for i, r in enumerate(media.rows.tolist())}
+        rows = part[keys.isin(position).to_numpy()]  # inputs that could not be decoded were reported and left out
         given = rows[d.prompt].tolist() if d.prompt else [None] * len(rows)
         prompts = [p if isinstance(p, str) and p.strip() else cfg.prompt for p in given]
-        return PairedSplit(media, prompts, [str(a) for a in rows[d.text]])
+        at = torch.tensor([position[keys[r]] for r in rows.index], dtype=torch.long)
+        return PairedSplit(media.inputs[INPUT], at, prompts, [str(a) for a in rows[d.text]])
 
     return pipeline, paired(parts["train"], "train"), paired(parts["val"], "val") if "val" in parts else None
+
+
+def media_key(value: Any, row: Any) -> Any:
+    """What makes two cells the same input: the path or bytes they hold (anything else counts as its own row)."""
+    return value if isinstance(value, (str, bytes)) else ("row", row)
 
 
 def build_model(cfg: GenerateConfig, pipeline: Pipeline, lm: Any, tokenizer: Any, chat: str) -> MultimodalLM:
