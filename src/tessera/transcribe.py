@@ -8,7 +8,7 @@ OpenAI's tiny.en, MIT), so nothing is downloaded. :func:`load_whisper` is shared
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -36,10 +36,17 @@ def transcribe(waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cp
     No voice-activity filter and no conditioning on earlier windows: short clips (a word, a
     sentence) come out as Whisper hears them, and a long one cannot loop on its own output.
     """
+    return "".join(transcript_segments(waveform, sample_rate, beam_size=beam_size, cpu_threads=cpu_threads)).strip()
+
+
+def transcript_segments(
+    waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cpu_threads: int = 1
+) -> Iterator[str]:
+    """The transcript piece by piece (Whisper's segments) as it is decoded, for showing it while it comes."""
     from tessera.preprocess.audio import resample, to_mono
 
     wave = resample(to_mono(np.asarray(waveform, dtype=np.float32)), int(sample_rate), SAMPLE_RATE)
     segments, _ = load_whisper(cpu_threads).transcribe(
         wave, language="en", beam_size=beam_size, vad_filter=False, condition_on_previous_text=False
     )
-    return "".join(s.text for s in segments).strip()
+    return (s.text for s in segments)

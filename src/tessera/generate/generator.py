@@ -75,8 +75,12 @@ class Generator:
     def fit(
         cls, table: Any, config: dict[str, Any] | GenerateConfig, *, base_dir: str | os.PathLike | None = None
     ) -> "Generator":
-        """Train on a table with a media column and a text column (and optionally a prompt column)."""
+        """Train on a table with a media column and a text column (and optionally a prompt column).
+
+        ``table`` None: the one the config's ``data.table`` or ``data.recipe`` names.
+        """
         cfg = GenerateConfig.from_dict(config)
+        table = config_table(cfg) if table is None else table
         pipeline, train, val = prepare_data(table, cfg, base_dir)
         torch.manual_seed(cfg.train.seed)
         if cfg.lm.scratch is not None:
@@ -301,6 +305,18 @@ def prepare_data(
         return PairedSplit(media.inputs[INPUT], at, prompts, [str(a) for a in rows[d.text]])
 
     return pipeline, paired(parts["train"], "train"), paired(parts["val"], "val") if "val" in parts else None
+
+
+def config_table(cfg: GenerateConfig) -> Path:
+    """The table a config's data section names: a prepared recipe, or a file."""
+    d = cfg.data
+    if d.recipe is not None:
+        from tessera import datasets
+
+        return Path(datasets.prepare(d.recipe, **d.recipe_options).table_path)
+    if d.table is None:
+        raise SchemaError("generate config: data: name the rows with 'table' (a file) or 'recipe' (a prepared dataset)")
+    return Path(d.table).expanduser()
 
 
 def media_key(value: Any, row: Any) -> Any:

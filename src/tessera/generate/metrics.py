@@ -29,7 +29,26 @@ import numpy as np
 from tessera.errors import SchemaError
 
 # PTBTokenizer's tokens that the COCO code removes afterwards; '"' stands for the `` and '' PTB turns quotes into.
-PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";", '"'}
+PUNCTUATION = {
+    "''",
+    "'",
+    "``",
+    "`",
+    "-LRB-",
+    "-RRB-",
+    "-LCB-",
+    "-RCB-",
+    ".",
+    "?",
+    "!",
+    ",",
+    ":",
+    "-",
+    "--",
+    "...",
+    ";",
+    '"',
+}
 TOKEN = re.compile(
     r"""
     \.\.\. | --                       # ellipsis, dash
@@ -38,11 +57,11 @@ TOKEN = re.compile(
   | \w+(?:[-&/]\w+|[.,:]\d+)*         # words (hyphenated) and numbers (1,000 5:30 2.5)
   | \S                                # any other character on its own
     """,
-    re.X,
+    re.VERBOSE,
 )
 # PTB names brackets; lower-cased they no longer match the COCO list above, so they stay (as in COCO's own scores).
 BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
-DIGITS = "zero one two three four five six seven eight nine".split()
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def tokenize(text: str) -> str:
@@ -128,13 +147,27 @@ def caption_scores(references: Sequence[Sequence[str]], candidates: Sequence[str
     return score_tokenized([[tokenize(r) for r in refs] for refs in references], [tokenize(c) for c in candidates])
 
 
-def consensus_index(captions: Sequence[str]) -> int:
-    """The caption that agrees most with the others (highest CIDEr-D against the rest): the
-    one a retrieval captioner returns for its nearest image (Devlin et al., 2015)."""
-    if len(captions) < 2:
-        return 0
-    refs = [[c for j, c in enumerate(captions) if j != i] for i in range(len(captions))]
-    return int(np.argmax(caption_scores(refs, list(captions)).cider_per_row))
+def consensus_captions(captions: Sequence[Sequence[str]]) -> list[int]:
+    """For each image, the index of its caption that agrees most with its other captions: highest
+    CIDEr-D against them, the IDF taken over all images at once (Devlin et al., 2015, re-rank a
+    retrieved image's captions by consensus; a single annotator's wording can be idiosyncratic)."""
+    refs, cands, owner = [], [], []
+    for i, caps in enumerate(captions):
+        if len(caps) < 2:
+            continue
+        for j, c in enumerate(caps):
+            refs.append([r for k, r in enumerate(caps) if k != j])
+            cands.append(c)
+            owner.append(i)
+    best = [0] * len(captions)
+    if not cands:
+        return best
+    scores = caption_scores(refs, cands).cider_per_row
+    top: dict[int, float] = {}
+    for i, c_index, score in zip(owner, (j for caps in captions if len(caps) >= 2 for j in range(len(caps))), scores):
+        if score > top.get(i, -1.0):
+            top[i], best[i] = score, c_index
+    return best
 
 
 # -- transcripts ---------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""`tessera generate`: train a text generator, run one on an image or a sound, evaluate one.
+
+    tessera generate fit configs/generate/caption_flickr.yaml
+    tessera generate runs/caption_flickr --image photo.jpg --prompt "What is in this picture?"
+    tessera generate whisper-tiny.en --audio clip.wav          # the packaged transcriber
+    tessera generate gguf:gemma3-270m --prompt "What is the capital of France?"   # any LM, text only
+    tessera generate evaluate runs/caption_flickr photos.csv --split test --report report.json
+
+A first word that is not one of the group's commands is the MODEL of the default command
+(``run``), so a model path stands where a command name would. Replies are streamed to the
+terminal as they are generated. Heavy libraries are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from tessera.errors import SchemaError
+
+console = Console()
+WHISPER = "whisper-tiny.en"  # the packaged transcriber (tessera.transcribe)
+
+
+class ModelOrCommand(TyperGroup):
+    """A group whose unknown first word is a model for the default ``run`` command."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+generate_app = typer.Typer(
+    cls=ModelOrCommand,
+    help="Text from images, sound or text: `generate fit CONFIG`, then `generate MODEL --image/--audio/--prompt`.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(generate_app, name="generate")
+
+
+@generate_app.command("fit")
+def fit_command(
+    config: Path = typer.Argument(..., help="A generator config (see configs/generate/)."),
+    output: Optional[Path] = typer.Option(None, help="Where to save the generator (default: the config's output)."),
+) -> None:
+    """Train a text generator (LLaVA's two stages, or a decoder from scratch) and save it."""
+    from tessera.generate.config import load_config
+    from tessera.generate.generator import Generator
+
+    cfg, configured = load_config(config)
+    out = output or configured
+    if out is None:
+        raise SchemaError(f"{config}: say where to save the generator: 'output: FOLDER' in the config, or --output")
+    generator = Generator.fit(None, cfg)
+    generator.save(out)
+    for record in generator.history:
+        console.print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    console.print(f"saved generator to [bold]{out}[/bold]")
+
+
+@generate_app.command("run")
+def run_command(
+    model: str = typer.Argument(
+        ..., help=f"A saved generator folder, {WHISPER}, or a language model (hub id, folder, gguf:NAME)."
+    ),
+    image: Optional[Path] = typer.Option(None, help="An image to describe or ask about."),
+    audio: Optional[Path] = typer.Option(None, help="A sound to transcribe or describe."),
+    prompt: Optional[str] = typer.Option(
+        None, help="The question or instruction (default: the generator's own prompt)."
+    ),
+    max_new_tokens: int = typer.Option(64, help="Stop after this many tokens."),
+    sample: bool = typer.Option(False, help="Sample instead of greedy decoding."),
+    temperature: float = typer.Option(1.0, help="With --sample: the softmax temperature."),
+    top_p: float = typer.Option(1.0, help="With --sample: nucleus sampling's probability mass."),
+    seed: Optional[int] = typer.Option(None, help="With --sample: a seed, for the same reply each time."),
+) -> None:
+    """Generate text about one image or sound (or from a prompt alone), streamed as it is written."""
+    if image is not None and audio is not None:
+        raise SchemaError("give --image or --audio, not both: a generator reads one input")
+    media = image or audio
+    if media is not None and not media.is_file():
+        raise SchemaError(f"{'--image' if image else '--audio'}: no such file: {media}")
+    if model == WHISPER:
+        pieces = _transcribe(audio, image, prompt)
+    else:
+        import torch
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        options = {"max_new_tokens": max_new_tokens, "do_sample": sample, "temperature": temperature, "top_p": top_p}
+        pieces = _generate(model, image, audio, prompt, options)
+    for piece in pieces:
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+
+
+def _transcribe(audio: Path | None, image: Path | None, prompt: str | None) -> Iterator[str]:
+    if audio is None or image is not None or prompt is not None:
+        raise SchemaError(f"{WHISPER} transcribes speech: give --audio FILE, and no --image or --prompt")
+    from tessera.media import resolve_media
+    from tessera.preprocess.audio import decode_audio
+    from tessera.transcribe import transcript_segments
+
+    wave, rate = decode_audio(resolve_media(str(audio)))
+    return transcript_segments(wave, rate)
+
+
+def _generate(model: str, image: Path | None, audio: Path | None, prompt: str | None, options: dict) -> Iterator[str]:
+    from transformers.utils import logging as hf_logging
+
+    from tessera.generate.generator import META_FILE, Generator
+
+    hf_logging.disable_progress_bar()  # the reply is the output; no weight-loading bars around it
+
+    if (Path(model) / META_FILE).is_file():
+        generator = Generator.load(model)
+        wanted = generator.modality
+        given = "image" if image is not None else "audio" if audio is not None else None
+        if given != wanted:
+            flag = f"--{wanted}" if wanted in ("image", "audio") else f"a {wanted} input"
+            raise SchemaError(f"{model} reads {wanted}: give {flag} FILE" + (f", not --{given}" if given else ""))
+        return generator.stream(str(image or audio), prompt, **options)
+    if image is not None or audio is not None:
+        raise SchemaError(
+            f"{model} is not a saved generator folder (no {META_FILE}); a plain language model reads text only: "
+            "drop --image/--audio, or fit a generator first (tessera generate fit CONFIG)"
+        )
+    if not prompt:
+        raise SchemaError("a language model needs --prompt TEXT")
+    return Generator.from_lm(model).stream(None, [{"role": "user", "content": prompt}], **options)
+
+
+@generate_app.command("evaluate")
+def evaluate_command(
+    model: Path = typer.Argument(..., help="A saved generator folder."),
+    table: Path = typer.Argument(..., help="A table with the generator's input and text columns."),
+    split: Optional[str] = typer.Option(None, help="Only rows of this split (the config's split column), e.g. test."),
+    agreement: Optional[Path] = typer.Option(
+        None, help="A saved aligned space (image + text) for caption-image agreement."
+    ),
+    report: Optional[Path] = typer.Option(None, help="Write the results JSON here and the HTML report beside it."),
+    max_new_tokens: int = typer.Option(32, help="Longest generated text."),
+) -> None:
+    """Generate for every distinct input of a table and score against its texts: CIDEr, BLEU-4 (and agreement)."""
+    from tessera.evaluate.report import write_report
+    from tessera.generate.agreement import CaptionAgreement
+    from tessera.generate.evaluate import evaluate_generator
+    from tessera.generate.generator import Generator
+
+    generator = Generator.load(model)
+    space = None if agreement is None else CaptionAgreement.load(agreement)
+    results, _ = evaluate_generator(
+        generator, table, split=split, agreement=space, max_new_tokens=max_new_tokens, model_name=str(model)
+    )
+    for name, m in results["summary"].items():
+        if isinstance(m, dict):
+            console.print(f"{name}: {m['value']:.4f} (95% CI {m['low']:.4f} to {m['high']:.4f})")
+    console.print(f"on {results['meta']['n']} distinct inputs")
+    if report is not None:
+        json_path, html_path = write_report(results, report)
+        console.print(f"wrote {json_path} and {html_path}")
