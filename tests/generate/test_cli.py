@@ -77,3 +77,22 @@ def test_packaged_whisper_transcribes_a_clip(shared_data):
     result = runner.invoke(app, ["generate", "whisper-tiny.en", "--audio", str(clip)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().lower().strip(".!") in ("seven", "7")
+
+
+def test_a_config_says_which_generator_it_trains(tmp_path):
+    from tessera.errors import SchemaError
+    from tessera.generate_cli import config_task
+
+    cases = {
+        "caption.yaml": ({"data": {"input": "photo"}, "lm": {"scratch": {}}}, "text"),
+        "explicit.yaml": ({"task": "text", "data": {}}, "text"),
+        "image.yaml": ({"task": "text2image", "data": {}}, "text2image"),
+        "legacy.yaml": ({"data": {"dataset": "mnist"}, "text_encoder": "x"}, "text2image"),
+        "speech.yaml": ({"task": "text2speech"}, "text2speech"),
+    }
+    for name, (raw, task) in cases.items():
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+        assert config_task(tmp_path / name) == task, name
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"task": "video"}))
+    with pytest.raises(SchemaError, match="task must be text, text2image or text2speech"):
+        config_task(tmp_path / "bad.yaml")

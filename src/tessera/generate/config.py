@@ -281,6 +281,9 @@ def load_config(path: str | os.PathLike) -> tuple[GenerateConfig, Path | None]:
     raw = dict(raw)
     base = path.resolve().parent
     output = raw.pop("output", None)
+    task = raw.pop("task", "text")  # tessera generate fit dispatches on it; text2image/text2speech are diffusion
+    if task != "text":
+        raise SchemaError(f"{path}: task: {task!r} is not a text generator's config (task: text, or none)")
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("table"), str):
         raw["data"] = {**data, "table": str(base / Path(data["table"]).expanduser())}

@@ -1,4 +1,8 @@
-"""`tessera generate`: train a text generator, run one on an image or a sound, evaluate one.
+"""`tessera generate`: fit a generator from a config, run or sample a saved one, evaluate one.
+
+Two families share the command group:
+
+* text out (captions, answers, transcripts; the LLaVA pattern, :mod:`tessera.generate.generator`)::
 
     tessera generate fit configs/generate/caption_flickr.yaml
     tessera generate runs/caption_flickr --image photo.jpg --prompt "What is in this picture?"
@@ -6,9 +10,18 @@
     tessera generate gguf:gemma3-270m --prompt "What is the capital of France?"   # any LM, text only
     tessera generate evaluate runs/caption_flickr photos.csv --split test --report report.json
 
-A first word that is not one of the group's commands is the MODEL of the default command
-(``run``), so a model path stands where a command name would. Replies are streamed to the
-terminal as they are generated. Heavy libraries are imported inside the commands.
+* images and speech out (diffusion, :mod:`tessera.generate.diffusion`)::
+
+    tessera generate fit configs/generate/text2image_fashion.yaml
+    tessera generate runs/text2image_fashion --prompt "a pair of summer sandals" --n 8 --out grid.png
+
+A config says which with ``task:`` (``text2image``, ``text2speech`` or ``text``; without it,
+a config with an ``lm``, ``encoder`` or ``projector`` section is a text generator and any
+other is text-to-image). A first word that is not one of the group's commands is a MODEL:
+a saved diffusion model (its folder holds the denoiser's weights) goes to ``sample``,
+anything else to ``run``. This module lives outside ``tessera.generate`` so that
+registering the commands does not import that package (transformers and all: ~5 s on every
+``tessera`` call); the commands import what they need when they run.
 """
 
 from __future__ import annotations
@@ -24,22 +37,24 @@ from tessera.errors import SchemaError
 
 console = Console()
 WHISPER = "whisper-tiny.en"  # the packaged transcriber (tessera.transcribe)
+DIFFUSION_TASKS = ("text2image", "text2speech")
+TEXT_SECTIONS = ("lm", "encoder", "projector")  # sections only a text generator's config has
+DENOISER_FILE = "denoiser.pt"  # tessera.generate.diffusion.WEIGHTS_FILE, named here to keep imports lazy
 
 
 class ModelOrCommand(TyperGroup):
-    """A group whose unknown first word is a model for the default ``run`` command."""
-
-    default_command = "run"
+    """A group whose unknown first word is a model: ``sample`` for a diffusion model, ``run`` otherwise."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = [self.default_command, *args]
+            args = ["sample" if (Path(args[0]) / DENOISER_FILE).is_file() else "run", *args]
         return super().parse_args(ctx, args)
 
 
 generate_app = typer.Typer(
     cls=ModelOrCommand,
-    help="Text from images, sound or text: `generate fit CONFIG`, then `generate MODEL --image/--audio/--prompt`.",
+    help="Generate text from images, sound or text, or images and speech from text: "
+    "`generate fit CONFIG`, then `generate MODEL --image/--audio/--prompt`.",
     no_args_is_help=True,
 )
 
@@ -48,12 +63,58 @@ def register(app: typer.Typer) -> None:
     app.add_typer(generate_app, name="generate")
 
 
+def config_task(path: Path) -> str:
+    """``text``, ``text2image`` or ``text2speech``: what a generation config trains."""
+    from tessera.files import read_yaml
+
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{path}: expected a mapping (a generation config)")
+    task = raw.get("task")
+    if task is None:
+        return "text" if any(k in raw for k in TEXT_SECTIONS) else "text2image"
+    if task not in ("text", *DIFFUSION_TASKS):
+        raise SchemaError(f"{path}: task must be text, text2image or text2speech, got {task!r}")
+    return task
+
+
+def load_any_config(path: Path) -> Any:
+    """A diffusion config (``task: text2image`` or ``text2speech``) and the module that trains it."""
+    from tessera.files import read_yaml
+
+    raw = read_yaml(path)
+    task = config_task(path)
+    base = path.resolve().parent
+    if task == "text2image":
+        from tessera.generate import text2image
+
+        return text2image, text2image.load_config(raw, str(path), base)
+    if task == "text2speech":
+        from tessera.generate import speech
+
+        return speech, speech.load_config(raw, str(path), base)
+    raise SchemaError(f"{path}: task must be text2image or text2speech, got {task!r}")
+
+
 @generate_app.command("fit")
 def fit_command(
     config: Path = typer.Argument(..., help="A generator config (see configs/generate/)."),
     output: Optional[Path] = typer.Option(None, help="Where to save the generator (default: the config's output)."),
 ) -> None:
-    """Train a text generator (LLaVA's two stages, or a decoder from scratch) and save it."""
+    """Train a generator (text: LLaVA's two stages or a decoder from scratch; images, speech: diffusion) and save it."""
+    if config_task(config) == "text":
+        fit_text(config, output)
+        return
+    module, cfg = load_any_config(config)
+    generator, out = module.run(cfg, output)
+    history = generator.meta.get("history") or [{}]
+    console.print(
+        f"saved {cfg.task} generator to [bold]{out}[/bold] (final loss {history[-1].get('loss', float('nan')):.4f}, "
+        f"{generator.meta.get('train_seconds', 0):.0f} s)"
+    )
+
+
+def fit_text(config: Path, output: Path | None) -> None:
     from tessera.generate.config import load_config
     from tessera.generate.generator import Generator
 
@@ -169,3 +230,41 @@ def evaluate_command(
     if report is not None:
         json_path, html_path = write_report(results, report)
         console.print(f"wrote {json_path} and {html_path}")
+
+
+@generate_app.command("sample")
+def sample_command(
+    model: Path = typer.Argument(..., help="A saved generator folder (from `tessera generate fit`)."),
+    prompt: list[str] = typer.Option(..., "--prompt", "-p", help="What to draw or say (repeatable)."),
+    n: int = typer.Option(8, help="Samples per prompt."),
+    out: Path = typer.Option(Path("generated.png"), help="Images: one PNG grid. Speech: a WAV (NAME_i.wav when several)."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (1: none, 0: unconditional)."),
+    steps: int = typer.Option(50, help="Sampling steps."),
+    seed: int = typer.Option(0, help="Seed of the starting noise: same seed, same samples."),
+    sampler: str = typer.Option("ddim", help="ddim or dpm (DPM-Solver++)."),
+    speaker: Optional[str] = typer.Option(None, help="Speech models trained with speakers: whose voice."),
+) -> None:
+    """Sample from a saved generator: a PNG grid of images, or WAV files of speech."""
+    from tessera.generate.diffusion import DiffusionGenerator, image_grid
+    from tessera.files import atomic_path
+
+    generator = DiffusionGenerator.load(model)
+    options = {"guidance": guidance, "steps": steps, "seed": seed, "sampler": sampler}
+    if generator.meta.get("task") == "text2speech":
+        import soundfile as sf
+
+        from tessera.generate.speech import SAMPLE_RATE, speak
+
+        waves = speak(generator, prompt, n, speaker=speaker, **options)
+        paths = [out] if len(waves) == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.wav'}") for i in range(len(waves))]
+        for path, wave in zip(paths, waves):
+            with atomic_path(path) as tmp:
+                sf.write(tmp, wave, SAMPLE_RATE, format="WAV")
+        console.print(f"wrote {len(paths)} WAV file(s): {paths[0]}" + (f" ... {paths[-1]}" if len(paths) > 1 else ""))
+        return
+    if speaker is not None:
+        raise SchemaError("--speaker is for text-to-speech models; this one draws images")
+    images = generator.generate(prompt, n, **options)
+    with atomic_path(out) as tmp:
+        image_grid(images, columns=n).save(tmp, format="PNG")
+    console.print(f"wrote a grid of {len(images)} image(s) ({len(prompt)} prompt(s) x {n}) to {out}")
