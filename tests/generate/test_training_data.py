@@ -46,6 +46,19 @@ def test_an_input_with_several_texts_is_decoded_once(tiny_gpt2, caption_table, f
         assert torch.equal(media.data[i], train.media.data[i % 12])
 
 
+
+def test_the_split_column_decides_training_and_validation_rows(tiny_gpt2, caption_table, five_captions_each):
+    """Preparation goes through tessera.prepare: test rows are never read, val rows come back paired."""
+    _, folder = caption_table
+    photos = five_captions_each.photo.unique()
+    split = {p: "train" if i < 8 else "val" if i < 10 else "test" for i, p in enumerate(photos)}
+    rows = five_captions_each.assign(split=five_captions_each.photo.map(split))
+    raw = config(tiny_gpt2, trainable=True).to_dict()
+    raw["data"]["split"] = "split"
+    _, train, val = prepare_data(rows, GenerateConfig.from_dict(raw), folder)
+    assert (len(train.media), len(train), len(val.media), len(val)) == (8, 40, 2, 10)
+    assert set(val.answers) == set(rows[rows.split == "val"].caption)
+
 def test_a_frozen_encoder_runs_once_per_input_and_training_reads_its_output(
     tiny_gpt2, caption_table, five_captions_each
 ):

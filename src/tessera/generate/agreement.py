@@ -93,80 +93,106 @@ class CaptionAgreement:
         Each epoch pairs every photo with one of its captions (drawn anew), so a batch never
         holds two captions of one photo as each other's negatives.
         """
-        from tessera.align.embedder import Embedder
-        from tessera.optim import adamw, warmup_cosine_schedule
-        from tessera.pipeline import Pipeline
-        from tessera.schema import Schema
-        from tessera.table import Table
-
         if len(images) != len(captions) or len(images) < 2:
             raise SchemaError(
                 f"need at least two images, each with its captions; got {len(images)} and {len(captions)}"
             )
-        text_tower = text_tower or minilm_path()
-        schema = Schema.from_dict(
-            {
-                "inputs": {
-                    IMAGE: {"modality": "image", "encoder": image_tower},
-                    TEXT: {"modality": "text", "options": {"tokenizer": "pretrained", "pretrained": text_tower}},
-                }
-            }
-        )
         flat = [(i, c) for i, caps in enumerate(captions) for c in caps if isinstance(c, str) and c.strip()]
-        frame = pd.DataFrame({IMAGE: pd.Series([images[i] for i, _ in flat], dtype=object), TEXT: [c for _, c in flat]})
-        pipeline = Pipeline.fit(frame, schema)
-        encoders = {
-            IMAGE: {"name": image_tower},
-            TEXT: {"name": "sentence_transformer", "options": {"model": text_tower}},
-        }
-        embedder = Embedder.create(pipeline, dim=dim, encoders=encoders)
-        model = embedder.model
         base = None if base_dir is None else str(base_dir)
-
-        def tower(name: str, values: Sequence[Any]) -> torch.Tensor:
-            table = Table(pd.DataFrame({name: pd.Series(list(values), dtype=object)}), base, "agreement training")
-            out = torch.full((len(values), model.encoders[name].output_dim), float("nan"))
-            for rows, vectors in embedder.embed_table(table, name, project=False):
-                out[torch.from_numpy(rows)] = torch.from_numpy(vectors)
-            missing = torch.isnan(out).any(1).nonzero().flatten().tolist()
-            if missing:
-                raise SchemaError(f"{name} {missing[0]} ({values[missing[0]]!r:.60}) is missing: nothing to encode")
-            return out
-
+        embedder = _frozen_towers_embedder(
+            [images[i] for i, _ in flat], [c for _, c in flat], base, image_tower, text_tower or minilm_path(), dim
+        )
         with torch.no_grad():
-            img = tower(IMAGE, list(images))
-            txt = tower(TEXT, [c for _, c in flat])
+            img = _tower_outputs(embedder, IMAGE, list(images), base)
+            txt = _tower_outputs(embedder, TEXT, [c for _, c in flat], base)
         owner = np.asarray([i for i, _ in flat])
         by_image = [np.flatnonzero(owner == i) for i in range(len(images))]
-        usable = [i for i, rows in enumerate(by_image) if len(rows)]
-        if len(usable) < 2:
-            raise SchemaError("need at least two images with a caption to learn an agreement space")
-        batch_size = min(batch_size, len(usable))
-        heads = [p for n in (IMAGE, TEXT) for p in model.heads[n].parameters()] + [model.logit_scale]
-        optimizer = adamw(heads, lr=lr, weight_decay=0.01)
-        steps = max(1, len(usable) // batch_size) * epochs
-        scheduler = warmup_cosine_schedule(optimizer, steps, 0.05)
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
-        ones = torch.ones(batch_size, dtype=torch.bool)
-        with progress_bar("agreement heads", total=epochs) as advance:
-            for _ in range(epochs):
-                order = rng.permutation(usable)
-                pick = np.asarray([rng.choice(by_image[i]) for i in order])
-                for start in range(0, len(order) - batch_size + 1, batch_size):
-                    b = slice(start, start + batch_size)
-                    emb = {
-                        IMAGE: F.normalize(model.heads[IMAGE](img[order[b]]), dim=-1),
-                        TEXT: F.normalize(model.heads[TEXT](txt[pick[b]]), dim=-1),
-                    }
-                    loss = model.loss(emb, {IMAGE: ones, TEXT: ones})
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                advance(1, loss=loss.item())
-        model.eval()
+        _train_heads(embedder.model, img, txt, by_image, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        embedder.model.eval()
         return cls(embedder, IMAGE, TEXT)
+
+
+def _frozen_towers_embedder(
+    images: list[Any], captions: list[str], base: str | None, image_tower: str, text_tower: str, dim: int
+) -> Any:
+    """An embedder over the two pretrained towers, its preprocessing fitted on the training pairs."""
+    from tessera.align.embedder import Embedder
+    from tessera.prepare import split_and_fit
+    from tessera.schema import Schema
+    from tessera.table import Table
+
+    schema = Schema.from_dict(
+        {
+            "inputs": {
+                IMAGE: {"modality": "image", "encoder": image_tower},
+                TEXT: {"modality": "text", "options": {"tokenizer": "pretrained", "pretrained": text_tower}},
+            }
+        }
+    )
+    frame = pd.DataFrame({IMAGE: pd.Series(images, dtype=object), TEXT: captions})
+    pipeline = split_and_fit(Table(frame, base, "agreement training"), schema, supervised=False, val_fraction=0.0).pipeline
+    encoders = {
+        IMAGE: {"name": image_tower},
+        TEXT: {"name": "sentence_transformer", "options": {"model": text_tower}},
+    }
+    return Embedder.create(pipeline, dim=dim, encoders=encoders)
+
+
+def _tower_outputs(embedder: Any, name: str, values: list[Any], base: str | None) -> torch.Tensor:
+    """One frozen tower's features for every value (computed once: the tower never changes)."""
+    from tessera.table import Table
+
+    table = Table(pd.DataFrame({name: pd.Series(values, dtype=object)}), base, "agreement training")
+    out = torch.full((len(values), embedder.model.encoders[name].output_dim), float("nan"))
+    for rows, vectors in embedder.embed_table(table, name, project=False):
+        out[torch.from_numpy(rows)] = torch.from_numpy(vectors)
+    missing = torch.isnan(out).any(1).nonzero().flatten().tolist()
+    if missing:
+        raise SchemaError(f"{name} {missing[0]} ({values[missing[0]]!r:.60}) is missing: nothing to encode")
+    return out
+
+
+def _train_heads(
+    model: Any,
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    by_image: list[np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> None:
+    """Contrastive training of the two linear heads (and the temperature) on the towers' features."""
+    from tessera.optim import adamw, warmup_cosine_schedule
+
+    usable = [i for i, rows in enumerate(by_image) if len(rows)]
+    if len(usable) < 2:
+        raise SchemaError("need at least two images with a caption to learn an agreement space")
+    batch_size = min(batch_size, len(usable))
+    heads = [p for n in (IMAGE, TEXT) for p in model.heads[n].parameters()] + [model.logit_scale]
+    optimizer = adamw(heads, lr=lr, weight_decay=0.01)
+    steps = max(1, len(usable) // batch_size) * epochs
+    scheduler = warmup_cosine_schedule(optimizer, steps, 0.05)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    ones = torch.ones(batch_size, dtype=torch.bool)
+    with progress_bar("agreement heads", total=epochs) as advance:
+        for _ in range(epochs):
+            order = rng.permutation(usable)
+            pick = np.asarray([rng.choice(by_image[i]) for i in order])
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                b = slice(start, start + batch_size)
+                emb = {
+                    IMAGE: F.normalize(model.heads[IMAGE](img[order[b]]), dim=-1),
+                    TEXT: F.normalize(model.heads[TEXT](txt[pick[b]]), dim=-1),
+                }
+                loss = model.loss(emb, {IMAGE: ones, TEXT: ones})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+            advance(1, loss=loss.item())
 
 
 def agreement_summary(

@@ -34,7 +34,8 @@ from tessera.generate.projector import create_projector
 from tessera.generate.train import PairedSplit, run_stages
 from tessera.files import atomic_dir
 from tessera.media import is_missing
-from tessera.pipeline import Pipeline, cache_split, iterate, split_frame
+from tessera.prepare import split_and_fit
+from tessera.pipeline import Pipeline, cache_split, iterate
 from tessera.schema import InputSpec, Schema, infer_modality
 from tessera.table import Table, read_table
 
@@ -288,8 +289,12 @@ def prepare_data(
     usable = frame[frame[d.text].map(lambda v: isinstance(v, str) and v.strip() != "")]
     if usable.empty:
         raise SchemaError(f"data.text: column {d.text!r} has no non-empty text to learn from")
-    parts = split_frame(usable, Schema(schema.inputs, split=d.split)) if d.split else {"train": usable}
-    pipeline = Pipeline.fit(parts["train"], schema)
+    # The one preparation path (tessera.prepare): splits, then the pipeline fitted on the training rows.
+    # Without a split column every usable row trains (no random validation share).
+    split = split_and_fit(
+        Table(usable, t.base_dir, t.source), Schema(schema.inputs, split=d.split), supervised=False, val_fraction=0.0
+    )
+    pipeline, parts = split.pipeline, {name: table.frame for name, table in split.tables.items()}
 
     def paired(part: pd.DataFrame, name: str) -> PairedSplit:
         # Each distinct input is decoded once (a photo with five captions is one image).
