@@ -50,6 +50,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TESSERA_DATA", str(REPO.parent / "shared" / "data"))
 sys.path.insert(0, str(REPO / "src"))
 
 import numpy as np  # noqa: E402
@@ -212,6 +213,41 @@ def scored(held_out, generated: list[str], agreement, args: argparse.Namespace) 
 FLICKR_PROMPT = "Describe the picture."
 
 
+def gemma_runs(seed, args, cfg, pipeline, lm, tokenizer, chat, train_pairs, test_pairs, record, gen_kwargs):
+    """(b) projector only, then (c) + LoRA: stage 2 continues from stage 1, as in LLaVA. Returns the base LM."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, pipeline, lm, tokenizer, chat.name)
+    spec = TrainSpec(
+        epochs=args.gemma_epochs,
+        lora_epochs=args.lora_epochs,
+        batch_size=8,
+        lr=args.gemma_lr,
+        lora_lr=args.lora_lr,
+        max_reply_tokens=args.max_reply_tokens,
+        seed=seed,
+        device="cpu",
+    )
+    train = subset_pairs(train_pairs, args.gemma_captions_per_image, seed)
+
+    def caption_and_record(name: str, seconds: float, hist: list[dict]) -> None:
+        t1 = time.perf_counter()
+        captions = caption_media(model, test_pairs.media, FLICKR_PROMPT, **gen_kwargs)
+        extra = {"pairs": len(train), "history": hist, "generate_seconds": round(time.perf_counter() - t1, 1)}
+        record(name, seed, captions, seconds, extra)
+
+    t0 = time.perf_counter()
+    hist = fit_stage(model, train, None, "projector", spec, epochs=spec.epochs, lr=spec.lr, encoder_trainable=False)
+    stage1 = time.perf_counter() - t0
+    caption_and_record("projector_only", stage1, hist)
+    add_lora(model, LoraSpec(r=8, alpha=16))
+    t0 = time.perf_counter()
+    hist = fit_stage(
+        model, train, None, "lora", spec, epochs=spec.lora_epochs, lr=spec.lora_lr, encoder_trainable=False
+    )
+    caption_and_record("projector_lora", stage1 + time.perf_counter() - t0, hist)
+    return model.lm.unload()  # the base weights, adapters removed, for the next seed
+
+
 def flickr(args: argparse.Namespace) -> dict:
     from tessera import datasets
 
@@ -245,9 +281,20 @@ def flickr(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     pipeline, train_pairs, _ = prepare_data(train_frame, cfg)
     _, test_pairs, _ = prepare_data(test_frame.loc[held_out.rows], cfg)
-    lm, tokenizer = load_causal_lm(MODEL)
-    chat = resolve_chat_format("auto", lm, tokenizer)
-    probe = build_model(cfg, pipeline, lm, tokenizer, chat.name)
+    wanted = args.flickr_methods.split(",")
+    gemma = "projector_only" in wanted or "projector_lora" in wanted
+    scratch_spec = ScratchSpec(hidden=args.scratch_hidden, layers=args.scratch_layers, heads=4, vocab_size=2000)
+    scratch_cfg = GenerateConfig.from_dict(
+        {**cfg.to_dict(), "prompt": "", "chat": "none", "lm": {"scratch": vars(scratch_spec)}}
+    )
+    scratch_tok = train_tokenizer(train_pairs.answers, scratch_spec.vocab_size)
+    if gemma:
+        lm, tokenizer = load_causal_lm(MODEL)
+        chat = resolve_chat_format("auto", lm, tokenizer)
+        probe = build_model(cfg, pipeline, lm, tokenizer, chat.name)
+    else:  # the encoder is the same frozen tower whichever LM it feeds
+        chat = None
+        probe = build_model(scratch_cfg, pipeline, build_scratch_lm(scratch_spec, scratch_tok), scratch_tok, "none")
     train_pairs, test_pairs = encode_once(probe, train_pairs), encode_once(probe, test_pairs)
     timings["decode_and_encode_images"] = time.perf_counter() - t0
     log(
@@ -255,7 +302,7 @@ def flickr(args: argparse.Namespace) -> dict:
     )
 
     t0 = time.perf_counter()
-    agreement = CaptionAgreement.fit(
+    agreement = None if not args.agreement_epochs else CaptionAgreement.fit(
         [train_frame.at[r, "image"] for r in train_refs.rows],
         train_refs.references,
         image_tower=IMAGE_TOWER,
@@ -271,7 +318,7 @@ def flickr(args: argparse.Namespace) -> dict:
     base_captions = baseline.predict(pooled(test_pairs.media))
     base_summary, base_rows = scored(held_out, base_captions, agreement, args)
     log(f"flickr: retrieval baseline CIDEr {base_summary['cider']['value']:.3f}")
-    methods: dict[str, list[dict]] = {"projector_only": [], "projector_lora": [], "scratch_decoder": []}
+    methods: dict[str, list[dict]] = {m: [] for m in ("projector_only", "projector_lora", "scratch_decoder") if m in wanted}
     outputs: dict[str, list[list[str]]] = {k: [] for k in methods}
     per_rows: dict[str, list[np.ndarray]] = {k: [] for k in methods}
 
@@ -288,55 +335,12 @@ def flickr(args: argparse.Namespace) -> dict:
 
     gen_kwargs = dict(batch=args.gen_batch, max_new_tokens=args.max_new_tokens)
     for seed in range(args.seeds):
-        # (b) projector only, then (c) + LoRA: stage 2 continues from stage 1, as in LLaVA.
-        torch.manual_seed(seed)
-        model = build_model(cfg, pipeline, lm, tokenizer, chat.name)
-        spec = TrainSpec(
-            epochs=args.gemma_epochs,
-            lora_epochs=args.lora_epochs,
-            batch_size=8,
-            lr=args.gemma_lr,
-            lora_lr=args.lora_lr,
-            max_reply_tokens=args.max_reply_tokens,
-            seed=seed,
-            device="cpu",
-        )
-        train = subset_pairs(train_pairs, args.gemma_captions_per_image, seed)
-        t0 = time.perf_counter()
-        hist = fit_stage(model, train, None, "projector", spec, epochs=spec.epochs, lr=spec.lr, encoder_trainable=False)
-        stage1 = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        captions = caption_media(model, test_pairs.media, FLICKR_PROMPT, **gen_kwargs)
-        record(
-            "projector_only",
-            seed,
-            captions,
-            stage1,
-            {"pairs": len(train), "history": hist, "generate_seconds": round(time.perf_counter() - t1, 1)},
-        )
-        add_lora(model, LoraSpec(r=8, alpha=16))
-        t0 = time.perf_counter()
-        hist = fit_stage(
-            model, train, None, "lora", spec, epochs=spec.lora_epochs, lr=spec.lora_lr, encoder_trainable=False
-        )
-        stage2 = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        captions = caption_media(model, test_pairs.media, FLICKR_PROMPT, **gen_kwargs)
-        record(
-            "projector_lora",
-            seed,
-            captions,
-            stage1 + stage2,
-            {"pairs": len(train), "history": hist, "generate_seconds": round(time.perf_counter() - t1, 1)},
-        )
-        lm = model.lm.unload()  # the base weights, adapters removed, for the next seed
+        if gemma:
+            lm = gemma_runs(seed, args, cfg, pipeline, lm, tokenizer, chat, train_pairs, test_pairs, record, gen_kwargs)
+        if "scratch_decoder" not in wanted:
+            continue
         # (d) a small decoder learnt from scratch on every training caption.
         torch.manual_seed(seed)
-        scratch_spec = ScratchSpec(hidden=args.scratch_hidden, layers=args.scratch_layers, heads=4, vocab_size=2000)
-        scratch_cfg = GenerateConfig.from_dict(
-            {**cfg.to_dict(), "prompt": "", "chat": "none", "lm": {"scratch": vars(scratch_spec)}}
-        )
-        scratch_tok = train_tokenizer(train_pairs.answers, scratch_spec.vocab_size)
         scratch = build_model(scratch_cfg, pipeline, build_scratch_lm(scratch_spec, scratch_tok), scratch_tok, "none")
         spec = TrainSpec(
             epochs=args.scratch_epochs,
@@ -372,10 +376,11 @@ def flickr(args: argparse.Namespace) -> dict:
         name: {
             metric: mean_std([r["summary"][metric]["value"] for r in runs])
             for metric in ("cider", "bleu4", "agreement")
+            if metric in runs[0]["summary"]
         }
         for name, runs in methods.items()
     }
-    results["retrieval_baseline"] = {m: base_summary[m] for m in ("cider", "bleu4", "agreement")}
+    results["retrieval_baseline"] = {m: base_summary[m] for m in ("cider", "bleu4", "agreement") if m in base_summary}
     best = max(methods, key=lambda k: results[k]["cider"]["mean"])
     task = TextGeneration(["caption"])
     gains = [
@@ -402,7 +407,7 @@ def flickr(args: argparse.Namespace) -> dict:
             "image_tower": f"{IMAGE_TOWER} (frozen, pooled 1280-d, computed once per photo)",
             "projector": f"mlp, {args.prefix_tokens} LM tokens per photo",
             "prompt": FLICKR_PROMPT,
-            "chat_format": chat.name,
+            "chat_format": chat.name if chat else None,
             "gemma": MODEL,
             "gemma_training_pairs": f"{args.gemma_captions_per_image} of the 5 captions per training photo per seed "
             f"(a subset: Gemma steps cost seconds each on this CPU), {args.gemma_epochs} epoch(s) "
@@ -412,7 +417,9 @@ def flickr(args: argparse.Namespace) -> dict:
             "decoding": f"greedy, at most {args.max_new_tokens} new tokens; training replies cut at {args.max_reply_tokens} tokens",
             "metrics": "CIDEr-D and BLEU-4 from pycocoevalcap (PTB tokenisation), 95% bootstrap CI over the test photos",
             "agreement": f"cosine in a space of {IMAGE_TOWER} + all-MiniLM-L6-v2 (frozen) with linear heads trained "
-            f"contrastively on the training photos ({args.agreement_epochs} epochs)",
+            f"contrastively on the training photos ({args.agreement_epochs} epochs)"
+            if args.agreement_epochs
+            else "not measured in this run (--agreement-epochs 0)",
             "seeds": args.seeds,
         },
         "timings_seconds": {k: round(v, 1) for k, v in timings.items()},
@@ -518,8 +525,9 @@ def speech(args: argparse.Namespace) -> dict:
     av_test = avmnist[avmnist["split"] == "test"].head(args.avmnist_test)
     av_test = av_test.assign(transcript=[DIGIT_WORDS[int(d)] for d in av_test["label"]])
     test = fsdd[fsdd["split"] == "test"]
-    if args.whisper_limit:
-        test_whisper = test.head(args.whisper_limit)
+    # The test takes are sorted by digit: a limited run takes clips evenly spaced over them, so every digit is heard.
+    spread = np.linspace(0, len(test) - 1, args.whisper_limit).round().astype(int) if args.whisper_limit else None
+    test_whisper = test if spread is None else test.iloc[np.unique(spread)]
     out: dict[str, Any] = {"fsdd_test_clips": len(test), "avmnist_test_clips": len(av_test)}
 
     def whisper_wer(frame: pd.DataFrame, column: str) -> dict:
@@ -546,6 +554,10 @@ def speech(args: argparse.Namespace) -> dict:
     out["whisper_packaged_avmnist"] = whisper_wer(av_test, "audio")
     log(f"speech: packaged WER on AV-MNIST noisy audio {out['whisper_packaged_avmnist']['wer']:.3f}")
 
+    earlier = json.loads(args.out.read_text()).get("speech", {}).get("finetuned") if args.out.is_file() else None
+    if args.keep_asr and earlier:
+        out["finetuned"] = earlier | {"kept_from_an_earlier_run": True}
+        return out
     config, _ = load_config(REPO / "configs" / "generate" / "asr_fsdd.yaml")
     runs = []
     for seed in range(args.seeds):
@@ -609,7 +621,7 @@ def summarise(result: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="speed,flickr,vqa,speech")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -620,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh", action="store_true", help="speed: convert the GGUF again (into a temporary cache) to time it"
     )
     ap.add_argument("--flickr-test-images", type=int, default=0, help="0: all 200")
+    ap.add_argument(
+        "--flickr-methods",
+        default="projector_only,projector_lora,scratch_decoder",
+        help="which of (b)-(d) to train (the retrieval baseline always runs)",
+    )
     ap.add_argument("--flickr-train-images", type=int, default=0, help="0: all 800 (fewer: smoke runs)")
     ap.add_argument("--prefix-tokens", type=int, default=4)
     ap.add_argument("--gemma-captions-per-image", type=int, default=1)
@@ -634,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-reply-tokens", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--gen-batch", type=int, default=20)
-    ap.add_argument("--agreement-epochs", type=int, default=100)
+    ap.add_argument("--agreement-epochs", type=int, default=100, help="0: no caption-image agreement (saves time)")
     ap.add_argument("--vqa-fashion-train", type=int, default=6000)
     ap.add_argument("--vqa-fashion-test", type=int, default=1000)
     ap.add_argument("--vqa-epochs", type=int, default=8)
@@ -642,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
         "--whisper-limit", type=int, default=0, help="packaged Whisper on the first N FSDD test clips (0: all)"
     )
     ap.add_argument("--avmnist-test", type=int, default=300)
+    ap.add_argument(
+        "--keep-asr", action="store_true", help="speech: keep the fine-tuned model's figures from the results file"
+    )
     ap.add_argument("--asr-epochs", type=int, default=0, help="0: the config's")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-write", action="store_true")
@@ -690,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                 **{k: v for k, v in result.items() if k not in ("benchmark", "summary")},
             }
             tmp_out = args.out.with_suffix(".json.tmp")
-            tmp_out.write_text(json.dumps(ordered, indent=1, default=float) + "\\n")
+            tmp_out.write_text(json.dumps(ordered, indent=1, default=float) + "\n")
             os.replace(tmp_out, args.out)
             if report is not None:
                 write_report(report, REPORT)
