@@ -352,7 +352,8 @@ def _examples(results: dict[str, Any]) -> str:
         head = f"<b>row {ex['row']}</b>: true {_num(ex.get('true'), 3)}, predicted {_num(ex.get('predicted'), 3)}"
         if ex.get("confidence") is not None:
             head += f" ({_num(ex['confidence'], 2)})"
-        items = [f"<p>{head}<br><span class='meta'>loss {_num(ex.get('loss'), 3)}</span></p>"]
+        scores = ", ".join(f"{k} {_num(v, 3)}" for k, v in (ex.get("scores") or {"loss": ex.get("loss")}).items())
+        items = [f"<p>{head}<br><span class='meta'>{_e(scores)}</span></p>"]
         for item in ex.get("inputs", []):
             items.append(f"<div><span class='meta'>{_e(item['input'])}</span>{_media(item)}</div>")
         cards.append("<div class='example'>" + "".join(items) + "</div>")
