@@ -39,6 +39,7 @@ console = Console()
 WHISPER = "whisper-tiny.en"  # the packaged transcriber (tessera.transcribe)
 DIFFUSION_TASKS = ("text2image", "text2speech")
 TEXT_SECTIONS = ("lm", "encoder", "projector")  # sections only a text generator's config has
+SAMPLE_ONLY = ("--n", "--out", "--guidance", "--steps", "--sampler", "--speaker")  # so a model not yet trained gets "not found", not "no such option"
 DENOISER_FILE = "denoiser.pt"  # tessera.generate.diffusion.WEIGHTS_FILE, named here to keep imports lazy
 
 
@@ -47,7 +48,8 @@ class ModelOrCommand(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["sample" if (Path(args[0]) / DENOISER_FILE).is_file() else "run", *args]
+            diffusion = (Path(args[0]) / DENOISER_FILE).is_file() or any(a.split("=")[0] in SAMPLE_ONLY for a in args)
+            args = ["sample" if diffusion else "run", *args]
         return super().parse_args(ctx, args)
 
 
