@@ -298,7 +298,7 @@ def test_choose_output_falls_back_to_the_input_that_is_better_alone():
     chosen = choose_output(Multiclass(["label"]), outputs, ["a", "b"])
     assert chosen["chosen"] == "a only" and chosen["weights"] == {"fused": 0.0, "a": 1.0, "b": 0.0}
     assert chosen["val_scores"]["fused"] == 0.5 and chosen["val_scores"]["a only"] == 1.0
-    assert "fusion fallback: answers with a only" in describe_output(chosen)
+    assert describe_output(chosen).startswith("answers with a only instead of its fused output alone")
     tie = SplitOutputs(right, {"a": right, "b": wrong}, {"a": here, "b": here}, y)
     assert choose_output(Multiclass(["label"]), tie, ["a", "b"])["chosen"] == "fused"  # ties keep the fused output
 

@@ -336,13 +336,13 @@ def choose_output(task: Task, outputs: SplitOutputs, names: list[str]) -> dict[s
 
 
 def describe_output(output: dict[str, Any]) -> str:
-    """One line for logs and CLIs: what the model answers with, and why."""
+    """What the model answers with, and why, for logs and CLIs ("the model ...")."""
     scores, chosen, metric = output["val_scores"], output["chosen"], output["metric"]
     if chosen == "fused":
-        return f"answers with the fused output (validation {metric} {scores['fused']:.4f}; no input head or blend did better)"
+        return f"answers with its fused output (validation {metric} {scores['fused']:.4f}; no input head or blend did better)"
     return (
-        f"fusion fallback: answers with {chosen} (validation {metric} {scores[chosen]:.4f}, "
-        f"fused output alone {scores['fused']:.4f})"
+        f"answers with {chosen} instead of its fused output alone (validation {metric} {scores[chosen]:.4f} "
+        f"against {scores['fused']:.4f})"
     )
 
 
@@ -494,6 +494,6 @@ def train(
         result.output = choose_output(task, split_outputs(model, val_data, config.batch_size * 2, device), list(model.encoders))
         model.output_weights.copy_(torch.tensor([result.output["weights"][k] for k in ["fused", *model.encoders]]))
         if result.output["chosen"] != "fused":
-            log.warning(describe_output(result.output))
+            log.warning("fusion fallback: the model %s", describe_output(result.output))
     result.seconds = time.perf_counter() - start
     return result
