@@ -356,6 +356,142 @@ class Collective(Protocol):
     def sum(self, values: list[float]) -> list[float]: ...
 
 
+@dataclass
+class Loop:
+    """What every step of one run uses: the model and task, its settings, the optimiser and schedule."""
+
+    model: MultimodalModel
+    task: Task
+    config: TrainConfig
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    aux_weight: float
+    collective: Collective | None
+
+
+@dataclass
+class EpochTotals:
+    """Running sums over one epoch's batches, for its history record."""
+
+    seen: float = 0
+    loss: float = 0.0  # the fused output's loss alone
+    aux: float = 0.0
+    steps: int = 0
+    coeffs: dict[str, float] = field(default_factory=dict)  # OGM-GE's k per input, summed over steps
+
+
+def train_step(loop: Loop, batch: Batch, totals: EpochTotals) -> None:
+    """One optimiser step: the fused loss plus the weighted aux loss, OGM-GE, gradient sharing, clipping."""
+    model, config = loop.model, loop.config
+    output = model(batch.inputs)
+    loss = loop.task.loss(output.logits, batch.target)
+    total_loss = loss
+    unimodal, present = output.unimodal_logits, output.present
+    if loop.aux_weight:
+        aux = balanced_aux_loss(loop.task.loss, unimodal, present, batch.target)
+        if aux is not None:
+            total_loss = loss + loop.aux_weight * aux
+            totals.aux += aux.item() * len(batch)
+    modulate = config.gradient_modulation == "ogm_ge"
+    coeffs = ogm_coefficients(unimodal, present, batch.target, config.ogm_alpha) if modulate else {}
+    loop.optimizer.zero_grad(set_to_none=True)
+    total_loss.backward()
+    for name, k in coeffs.items():
+        if k < 1.0:
+            modulate_gradients(model.encoders[name], k)
+        totals.coeffs[name] = totals.coeffs.get(name, 0.0) + k
+    if loop.collective is not None:
+        loop.collective.average_gradients(model, len(batch))
+    if config.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    loop.optimizer.step()
+    loop.scheduler.step()
+    totals.steps += 1
+    totals.seen += len(batch)
+    totals.loss += loss.item() * len(batch)
+
+
+def train_epoch(loop: Loop, train_data: BatchSource, epoch: int) -> dict[str, float]:
+    """One pass over the training rows (shuffled by seed and epoch); the epoch's history record so far."""
+    config = loop.config
+    loop.model.train()
+    t0, totals = time.perf_counter(), EpochTotals()
+    with progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(train_data)) as advance:
+        for batch in train_data.batches(config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
+            train_step(loop, batch.to(loop.device), totals)
+            advance(len(batch), loss=totals.loss / totals.seen)
+    loss_sum, aux_sum, seen = totals.loss, totals.aux, totals.seen
+    if loop.collective is not None:  # whole-epoch totals over all workers' rows
+        loss_sum, aux_sum, seen = loop.collective.sum([loss_sum, aux_sum, float(seen)])
+    # train_loss is the fused output's loss alone, comparable with and without the extras.
+    record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "epoch_seconds": time.perf_counter() - t0}
+    if loop.aux_weight:
+        record["train_aux_loss"] = aux_sum / max(seen, 1)
+    record.update({f"ogm_coeff_{n}": k_sum / max(totals.steps, 1) for n, k_sum in totals.coeffs.items()})  # epoch means
+    return record
+
+
+def validate(loop: Loop, val_data: BatchSource) -> tuple[dict[str, float], dict[str, float]]:
+    """The epoch's validation scores for its record (fused, then each input's own head), and the inputs' own."""
+    outputs = split_outputs(loop.model, val_data, loop.config.batch_size * 2, loop.device)
+    scores = {f"val_{k}": v for k, v in loop.task.quick_score(outputs.logits, outputs.target).items()}
+    own = input_scores(loop.task, outputs)
+    scores.update({f"val_{loop.task.monitor.metric}_{n}": v for n, v in own.items()})
+    return scores, own
+
+
+def run_state(
+    loop: Loop, epoch: int, result: TrainResult, best_state: dict | None, rule: StoppingRule
+) -> dict[str, Any]:
+    """Everything needed to continue after ``epoch`` (``train(resume=...)``), as ``on_epoch_end`` hands it out."""
+    return {
+        "epoch": epoch,
+        "model": loop.model.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "best_state": best_state,
+        "bad_epochs": rule.stale,
+        "stopping": rule.state(),
+    }
+
+
+def resume_run(loop: Loop, state: dict[str, Any], result: TrainResult, rule: StoppingRule) -> tuple[dict | None, int]:
+    """Load a :func:`run_state` into the loop, result and stopping rule; the best weights and the epoch to start at.
+
+    States saved before the stopping rule waited for every input have only ``bad_epochs``.
+    """
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.history = list(state["history"])
+    result.best_epoch, result.best_metric = state["best_epoch"], state["best_metric"]
+    stopping = state.get("stopping") or {
+        "best": state["best_metric"], "best_inputs": {}, "waiting": [], "stale": state["bad_epochs"]
+    }
+    rule.best, rule.best_inputs, rule.waiting, rule.stale = (
+        stopping["best"], dict(stopping["best_inputs"]), stopping["waiting"], stopping["stale"]
+    )
+    first_epoch = loop.config.epochs if rule.should_stop(state["epoch"]) else state["epoch"]  # stopped: nothing to run
+    return state["best_state"], first_epoch
+
+
+def settle_output(loop: Loop, val_data: BatchSource) -> dict[str, Any]:
+    """Choose the answer on validation (:func:`choose_output`), set it in the model, and say so unless it is fused."""
+    model = loop.model
+    outputs = split_outputs(model, val_data, loop.config.batch_size * 2, loop.device)
+    output = choose_output(loop.task, outputs, list(model.encoders))
+    model.output_weights.copy_(torch.tensor([output["weights"][k] for k in ["fused", *model.encoders]]))
+    if output["chosen"] != "fused":
+        log.warning("fusion fallback: the model %s", describe_output(output))
+    return output
+
+
 def train(
     model: MultimodalModel,
     train_data: BatchSource,
@@ -383,7 +519,6 @@ def train(
     ``resume=state`` picks up after a failure.
     """
     check_modulation(model, task, config, aux_weight)
-    modulate = config.gradient_modulation == "ogm_ge"
     device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)
@@ -395,105 +530,38 @@ def train(
 
         model.output_weights.copy_(fused_only(len(model.encoders)))  # chosen again at the end
     optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
-    scheduler = warmup_cosine_schedule(optimizer, steps_per_epoch * config.epochs, config.warmup_fraction)
+    total_steps = math.ceil(len(train_data) / config.batch_size) * config.epochs
+    scheduler = warmup_cosine_schedule(optimizer, total_steps, config.warmup_fraction)
+    loop = Loop(model, task, config, device, optimizer, scheduler, aux_weight, collective)
     validated = val_data is not None and len(val_data) > 0
-    metric_name = task.monitor.metric
     # Without validation rows the training loss is all there is to watch.
     rule = StoppingRule.for_budget(config, task.monitor if validated else Goal("train_loss", higher_is_better=False))
-    result = TrainResult(metric_name=metric_name)
+    result = TrainResult(metric_name=task.monitor.metric)
     best_state, start, first_epoch = None, time.perf_counter(), 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        torch.set_rng_state(resume["rng"])
-        result.history, result.best_epoch, result.best_metric = list(resume["history"]), resume["best_epoch"], resume["best_metric"]
-        best_state, first_epoch = resume["best_state"], resume["epoch"]
-        stopping = resume.get("stopping") or {"best": resume["best_metric"], "best_inputs": {}, "waiting": [], "stale": resume["bad_epochs"]}
-        rule.best, rule.best_inputs, rule.waiting, rule.stale = (
-            stopping["best"], dict(stopping["best_inputs"]), stopping["waiting"], stopping["stale"]
-        )
-        first_epoch = config.epochs if rule.should_stop(first_epoch) else first_epoch
+        best_state, first_epoch = resume_run(loop, resume, result, rule)
 
     for epoch in range(first_epoch, config.epochs):
-        model.train()
-        t0, seen, loss_sum, aux_sum, steps = time.perf_counter(), 0, 0.0, 0.0, 0
-        coeff_sums: dict[str, float] = {}
-        with progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(train_data)) as advance:
-            for batch in train_data.batches(config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch):
-                batch = batch.to(device)
-                output = model(batch.inputs)
-                loss = task.loss(output.logits, batch.target)
-                total_loss = loss
-                unimodal, present = output.unimodal_logits, output.present
-                if aux_weight:
-                    aux = balanced_aux_loss(task.loss, unimodal, present, batch.target)
-                    if aux is not None:
-                        total_loss = loss + aux_weight * aux
-                        aux_sum += aux.item() * len(batch)
-                coeffs = ogm_coefficients(unimodal, present, batch.target, config.ogm_alpha) if modulate else {}
-                optimizer.zero_grad(set_to_none=True)
-                total_loss.backward()
-                for name, k in coeffs.items():
-                    if k < 1.0:
-                        modulate_gradients(model.encoders[name], k)
-                    coeff_sums[name] = coeff_sums.get(name, 0.0) + k
-                if collective is not None:
-                    collective.average_gradients(model, len(batch))
-                steps += 1
-                if config.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                seen += len(batch)
-                loss_sum += loss.item() * len(batch)
-                advance(len(batch), loss=loss_sum / seen)
-        if collective is not None:  # whole-epoch totals over all workers' rows
-            loss_sum, aux_sum, seen = collective.sum([loss_sum, aux_sum, float(seen)])
-        # train_loss is the fused output's loss alone, comparable with and without the extras.
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "epoch_seconds": time.perf_counter() - t0}
-        if aux_weight:
-            record["train_aux_loss"] = aux_sum / max(seen, 1)
-        record.update({f"ogm_coeff_{n}": k_sum / max(steps, 1) for n, k_sum in coeff_sums.items()})  # epoch means
+        record = train_epoch(loop, train_data, epoch)
         own: dict[str, float] = {}
         if validated:
-            outputs = split_outputs(model, val_data, config.batch_size * 2, device)
-            record.update({f"val_{k}": v for k, v in task.quick_score(outputs.logits, outputs.target).items()})
-            own = input_scores(task, outputs)
-            record.update({f"val_{metric_name}_{n}": v for n, v in own.items()})  # each input's own head
+            scores, own = validate(loop, val_data)
+            record.update(scores)
         result.history.append(record)
-        current = record[f"val_{metric_name}"] if validated else record["train_loss"]
+        current = record[f"val_{result.metric_name}"] if validated else record["train_loss"]
         if rule.update(current, own):
             result.best_metric, result.best_epoch = current, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
             if on_improve is not None:
                 on_improve(model, result)
         if on_epoch_end is not None:
-            on_epoch_end(
-                {
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "history": result.history,
-                    "best_epoch": result.best_epoch,
-                    "best_metric": result.best_metric,
-                    "best_state": best_state,
-                    "bad_epochs": rule.stale,
-                    "stopping": rule.state(),
-                }
-            )
+            on_epoch_end(run_state(loop, epoch + 1, result, best_state, rule))
         if rule.should_stop(epoch + 1):
             result.stopped_early = epoch + 1 < config.epochs
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     if select:
-        result.output = choose_output(task, split_outputs(model, val_data, config.batch_size * 2, device), list(model.encoders))
-        model.output_weights.copy_(torch.tensor([result.output["weights"][k] for k in ["fused", *model.encoders]]))
-        if result.output["chosen"] != "fused":
-            log.warning("fusion fallback: the model %s", describe_output(result.output))
+        result.output = settle_output(loop, val_data)
     result.seconds = time.perf_counter() - start
     return result
