@@ -173,6 +173,10 @@ def fit(
         fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
     predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function, resume=resume)
     console.print(f"saved model to [bold]{out}[/bold]")
+    if predictor.result is not None and predictor.result.output is not None:
+        from tessera.train import describe_output
+
+        console.print(f"the model {describe_output(predictor.result.output)}")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
     if "val" in predictor.metrics:

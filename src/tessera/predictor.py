@@ -24,7 +24,7 @@ import tessera
 from tessera import zoo
 from tessera.errors import OnError, SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir, atomic_path
-from tessera.model import ModelConfig, MultimodalModel, build_model
+from tessera.model import ModelConfig, MultimodalModel, build_model, legacy_options, versioned_options
 from tessera.pipeline import Pipeline
 from tessera.prepare import SKIP_REPORT, decode_table, prepare
 from tessera.schema import Schema
@@ -240,9 +240,13 @@ class Predictor:
             "tessera_version": tessera.__version__,
             "pipeline": self.pipeline.state_dict(),
             "model_config": self.model_config.to_dict(),
+            # Per input, the encoder's versioned options (arch), so a later default cannot change the rebuilt model.
+            "encoder_versions": versioned_options(self.model),
             "train_config": self.train_config.to_dict(),
             "inference_config": self.inference.to_dict(),
             "history": self.result.history if self.result else [],
+            # What the model answers with (fused, an input's head, a blend), as chosen on validation.
+            "output_selection": self.result.output if self.result else None,
             "metrics": self.metrics,
             # Pretrained towers, their package versions and licences (tessera.zoo); MODEL_CARD.md says the same.
             "towers": zoo.towers_card(self.model.encoders.items()),
@@ -272,11 +276,13 @@ class Predictor:
         )
         pred.train_config.device = pred.inference.device = device
         pred.pipeline = Pipeline.from_state(meta["pipeline"])
-        pred.model = build_model(pred.pipeline, pred.model_config)
+        # A model saved before encoder options were versioned was built with each encoder's legacy options.
+        versions = meta["encoder_versions"] if "encoder_versions" in meta else legacy_options(pred.pipeline, pred.model_config)
+        pred.model = build_model(pred.pipeline, pred.model_config, pinned=versions)
         pred.model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         pred.model.to(device).eval()
         pred.metrics = meta.get("metrics", {})
-        pred.result = TrainResult(history=meta.get("history", []))
+        pred.result = TrainResult(history=meta.get("history", []), output=meta.get("output_selection"))
         return pred
 
 

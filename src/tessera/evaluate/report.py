@@ -257,7 +257,8 @@ def _comparison(results: dict[str, Any]) -> str:
         f"({level:g}% paired-bootstrap CI {_num(gain.get('low'))} to {_num(gain.get('high'))}), "
         f"p = {_num(gain.get('p_value'))} ({gain.get('method', '')}), on the {comp.get('split')} split"
     )
-    return _table(table) + (_img(_plot(draw), "comparison") if main else "") + f"<p>{_e(verdict)}</p>"
+    flags = "".join(f"<p class='warn'>{_e(flag)}</p>" for flag in comp.get("flags", []))
+    return _table(table) + (_img(_plot(draw), "comparison") if main else "") + f"<p>{_e(verdict)}</p>" + flags
 
 
 def _contribution(results: dict[str, Any]) -> str:
