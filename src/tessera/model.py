@@ -39,10 +39,6 @@ class ModelConfig(Settings):
     aux_heads: bool = False  # a linear classifier per input, trained by an auxiliary loss (see train.py)
     aux_weight: Annotated[float, Field(ge=0)] = 0.5  # weight of that loss, the mean over inputs of each input's own loss
 
-    def chosen_encoders(self) -> dict[str, str]:
-        """Input -> encoder name, where this config names one (a tower's preprocessing is merged for it)."""
-        return {n: str(e["name"]) for n, e in self.encoders.items() if isinstance(e, dict) and e.get("name")}
-
     @property
     def aux_loss_weight(self) -> float:
         """The weight the training loop gives the per-input loss: ``aux_weight`` with ``aux_heads``, else 0."""
@@ -125,7 +121,7 @@ class MultimodalModel(nn.Module):
             present = drop_modalities(present, self.modality_dropout)
         features, masks = {}, {}
         for name, enc in self.encoders.items():
-            features[name], masks[name] = enc(inputs[name])
+            features[name], masks[name] = enc.encoded(inputs[name])
         return features, masks, present
 
 
@@ -152,13 +148,19 @@ def build_encoders(pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: in
         )
     encoders = {}
     for name, pre in pipeline.preprocessors.items():
-        spec = dict(specs.get(name, {}))
-        enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or pre.default_encoder
-        options = dict(spec.pop("options", {}) or {})
-        if spec:
-            raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")
+        enc_name, options = encoder_choice(pipeline, name, specs.get(name))
         encoders[name] = build_encoder(enc_name, pre, dim, options)
     return encoders
+
+
+def encoder_choice(pipeline: Pipeline, name: str, spec: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """An input's encoder name and options: the config's ``{name, options}``, else the schema's encoder, else the default."""
+    spec = dict(spec or {})
+    enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or pipeline.preprocessors[name].default_encoder
+    options = dict(spec.pop("options", {}) or {})
+    if spec:
+        raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")
+    return enc_name, options
 
 
 def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:

@@ -94,7 +94,7 @@ class Predictor:
         skip_report: str | os.PathLike = SKIP_REPORT,
     ) -> "Predictor":
         """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits."""
-        encoders = self.model_config.chosen_encoders()
+        encoders = self.model_config.encoders
         prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report)
         return self.fit_prepared(prepared.pipeline, prepared.splits)
 
