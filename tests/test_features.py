@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -218,3 +219,25 @@ def test_features_for_an_encoder_that_learns_are_refused(tmp_path):
     learning = ENCODERS.create("image_cnn", in_channels=3, dim=8)
     with pytest.raises(TesseraError, match="precomputed frozen features"):
         learning.encoded(feats)
+
+
+def test_the_index_builder_reads_the_features_training_stored(tmp_path):
+    from tessera.align import Embedder, fit_alignment
+
+    table = write_tiny_table(tmp_path / "t", n=16)
+    text = {"modality": "text", "options": {"max_length": 12, "vocab_size": 200, "min_frequency": 1}}
+    schema = {"inputs": {"image": IMAGE_ONLY["inputs"]["image"], "caption": text}}
+    cache = tmp_path / "cache"
+    prepared = prepare(table, schema, None, DataSettings(cache_dir=cache), supervised=False, skip_report=None)
+    assert FrozenPixels.rows_computed == 16 and prepared.splits["train"].inputs["image"].is_features
+    embedder = Embedder.create(prepared.pipeline, dim=8, encoder_dim=8)
+    fit_alignment(embedder.model, prepared.splits["train"], epochs=1, batch_size=4, device="cpu")
+    FrozenPixels.rows_computed = 0
+    plain = dict(zip(*map(np.concatenate, zip(*embedder.embed_table(table, "image")))))  # row -> vector
+    assert FrozenPixels.rows_computed == 16  # no cache: the tower runs
+    FrozenPixels.rows_computed = 0
+    embedder.feature_cache = cache
+    cached = dict(zip(*map(np.concatenate, zip(*embedder.embed_table(table, "image")))))
+    assert FrozenPixels.rows_computed == 0
+    assert plain.keys() == cached.keys()
+    assert max(np.abs(plain[r] - cached[r]).max() for r in plain) < 1e-6

@@ -70,14 +70,26 @@ class Pipeline:
         self.target = target
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, schema: Schema, encoders: dict[str, str] | None = None) -> "Pipeline":
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        schema: Schema,
+        encoders: dict[str, str] | None = None,
+        *,
+        base_dir: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> "Pipeline":
         """Create and fit every preprocessor (and the task's target encoding) on the training rows.
 
         ``encoders`` names the encoder of each input where the model config chooses it (else
         the schema's ``encoder``); a pretrained tower's required preprocessing is merged into
         the input's options here, before anything is fitted. The rows are not checked against
         the schema here: :mod:`tessera.prepare` validates the whole table once before splitting it.
+        A derived text input (``via``) has its source column checked and, when its tokenizer
+        learns from the rows, is fitted on the derived texts (files relative to ``base_dir``;
+        texts kept in the feature cache ``cache_dir``).
         """
+        from tessera.derive import training_frame
         from tessera.encoders.input_options import merge_input_options
 
         encoders = encoders or {}
@@ -85,9 +97,15 @@ class Pipeline:
         for name, spec in schema.inputs.items():
             encoder = encoders.get(name) or spec.encoder
             options = merge_input_options(encoder, spec.modality, spec.options, where=f"input '{name}'")
-            pre = create_preprocessor(spec.modality, spec.columns, **options)
+            pre = create_preprocessor(spec.modality, spec.columns, **options, **({"via": spec.via} if spec.via else {}))
+            rows = train
+            if spec.via:
+                rows = training_frame(
+                    train, spec.columns[0], spec.via, base_dir, cache_dir,
+                    texts_needed=pre.learns_from_texts, where=f"input '{name}'",
+                )
             try:
-                pre.fit(train)
+                pre.fit(rows)
             except DataError as e:
                 raise e.located(column=spec.columns[0] if len(spec.columns) == 1 else None) from None
             preprocessors[name] = pre
@@ -124,13 +142,17 @@ class Pipeline:
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(
-        self, table: Table, *, with_target: bool = True, on_error: OnError = "raise", validate: bool = True
+        self, table: Table, *, with_target: bool = True, on_error: OnError = "raise", validate: bool = True,
+        cache_dir: str | os.PathLike | None = None,
     ) -> "TableDataset":
-        """The rows of ``table`` to decode; ``validate=False`` when the table was checked against the schema already."""
+        """The rows of ``table`` to decode; ``validate=False`` when the table was checked against the schema already.
+
+        ``cache_dir``: the feature cache, where derived text inputs read and keep their texts.
+        """
         with_target = with_target and self.target is not None and all(c in table.frame.columns for c in self.target.columns)
         if validate:
             self.schema.validate(table.frame, require_target=with_target, source=table.source)
-        return TableDataset(self, table, with_target=with_target, on_error=check_on_error(on_error))
+        return TableDataset(self, table, with_target=with_target, on_error=check_on_error(on_error), cache_dir=cache_dir)
 
     def loader(
         self,
@@ -156,9 +178,12 @@ class Pipeline:
 class TableDataset(Dataset):
     """Rows of one table; each item is decoded by the pipeline's preprocessors."""
 
-    def __init__(self, pipeline: Pipeline, table: Table, *, with_target: bool, on_error: OnError) -> None:
+    def __init__(
+        self, pipeline: Pipeline, table: Table, *, with_target: bool, on_error: OnError, cache_dir: str | os.PathLike | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.base_dir = table.base_dir
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.on_error = on_error
         frame = table.frame
         self.rows = frame.index.to_numpy()
@@ -183,7 +208,7 @@ class TableDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, dict[str, Any] | None, Any, DataError | None]:
         row = int(self.rows[i])
-        ctx = LoadContext(base_dir=self.base_dir, row=row)
+        ctx = LoadContext(base_dir=self.base_dir, row=row, cache_dir=self.cache_dir)
         samples = {}
         try:
             for name, pre in self.pipeline.preprocessors.items():

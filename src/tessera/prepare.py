@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import pandas as pd
@@ -50,6 +51,15 @@ class ReadSettings(Protocol):
     on_error: str
     num_workers: int | None
     cache: bool
+    feature_cache: bool
+    cache_dir: Path | None
+
+
+def feature_folder(config: ReadSettings) -> Path | None:
+    """Where frozen features and derived texts are kept under these settings (None: not kept)."""
+    from tessera.features import cache_folder
+
+    return cache_folder(config.cache_dir) if config.feature_cache else None
 
 
 @dataclass
@@ -98,10 +108,10 @@ def prepare(
     report = SkipReport()
     features = None
     if config.feature_cache:
-        from tessera.features import cache_folder, feature_stage
+        from tessera.features import feature_stage
 
         specs = {n: e if isinstance(e, dict) else {"name": e} for n, e in (encoders or {}).items()}
-        features = feature_stage(parts.pipeline, specs, cache_folder(config.cache_dir), getattr(config, "device", "cpu"))
+        features = feature_stage(parts.pipeline, specs, feature_folder(config), getattr(config, "device", "cpu"))
     splits = decode(parts.pipeline, tables, config, report, with_target=supervised, validated=True, features=features)
     if len(report) and skip_report is not None:
         report.warn(report.write(skip_report))
@@ -139,7 +149,10 @@ def split_and_fit(
     if config.max_train_rows and len(parts["train"]) > config.max_train_rows:
         parts["train"] = parts["train"].sample(n=config.max_train_rows, random_state=config.seed).sort_index()
     names = {n: e.get("name") if isinstance(e, dict) else e for n, e in (encoders or {}).items()}
-    pipeline = Pipeline.fit(parts["train"], schema, encoders={n: str(v) for n, v in names.items() if v})
+    pipeline = Pipeline.fit(
+        parts["train"], schema, encoders={n: str(v) for n, v in names.items() if v},
+        base_dir=t.base_dir, cache_dir=feature_folder(config),
+    )
     return SplitTables(pipeline, {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()})
 
 
@@ -178,7 +191,9 @@ def decode_table(
     features: FrozenFeatures | None = None,
 ) -> Any:
     """One table as a ``CachedSplit`` (decoded now, in worker processes when large) or a ``StreamSplit``."""
-    dataset = pipeline.dataset(table, with_target=with_target, on_error=config.on_error, validate=not validated)
+    dataset = pipeline.dataset(
+        table, with_target=with_target, on_error=config.on_error, validate=not validated, cache_dir=feature_folder(config)
+    )
     workers = default_workers() if config.num_workers is None else config.num_workers
     workers = workers if len(dataset) >= SMALL else 0
     if config.cache:

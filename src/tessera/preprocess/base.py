@@ -100,10 +100,12 @@ GAUSSIAN = Noise("gaussian_std", GAUSSIAN_STDS)
 
 @dataclass
 class LoadContext:
-    """Where a row lives, so decoders can resolve relative paths and name the row in errors."""
+    """Where a row lives, so decoders can resolve relative paths and name the row in errors;
+    ``cache_dir``: the feature cache, where derived text inputs keep their texts (None: not kept)."""
 
     base_dir: str | None = None
     row: int | None = None
+    cache_dir: str | None = None
 
 
 class Preprocessor(ABC):
