@@ -16,8 +16,11 @@ from rich.table import Table as RichTable
 from tessera.errors import TesseraError
 from tessera.predictor import Predictor
 from tessera.prepare import prepare
+from tessera.proposal import propose
 from tessera.schema import Schema
+from tessera.table import read_table
 from tessera.train import TrainConfig
+from tessera.workflows.compare import model_for_inputs
 
 
 @dataclass
@@ -52,18 +55,34 @@ def run_quickstart(
     max_train_rows: int | None = None,
     baselines: bool = True,
     seed: int = 0,
+    towers: bool = True,
     console: Console | None = None,
 ) -> list[RunResult]:
+    """Train the fusion (and the unimodal baselines) on the dataset and print the test scores.
+
+    With ``towers`` and the zoo installed, each input gets the encoder :mod:`tessera.proposal`
+    picks (a frozen pretrained tower where one fits, from scratch elsewhere), a line each saying
+    why; the towers' features are computed once and cached, so later runs skip that step.
+    """
     console = console or Console()
     prepared = choose_dataset(console, dataset)
     schema = Schema.from_dict(prepared.schema)
     console.print(f"[bold]Dataset[/bold] {prepared.name}: {prepared.rows} rows, table {prepared.table_path}")
+    model: dict[str, Any] = {"fusion": "concat"}
+    if towers:
+        table = read_table(prepared.table_path)
+        proposal = propose(table.frame, schema, table.base_dir, derive=False)
+        if proposal.choices:
+            console.print("[bold]Encoders[/bold] (--no-towers: all from scratch):")
+            for line in proposal.lines:
+                console.print(f"  {line}")
+            schema, model["encoders"] = proposal.schema, proposal.encoders
     runs = [("fusion (concat)", list(schema.inputs))]
     if baselines and len(schema.inputs) > 1:
         runs += [(f"{name} only", [name]) for name in schema.inputs]
     train_cfg = {"epochs": epochs, "batch_size": 128, "lr": 2e-3, "seed": seed, "max_train_rows": max_train_rows, "patience": 0}
     t0 = time.perf_counter()
-    data = prepare(prepared.table_path, schema, None, TrainConfig.from_dict(train_cfg))
+    data = prepare(prepared.table_path, schema, None, TrainConfig.from_dict(train_cfg), encoders=model.get("encoders"))
     pipeline, sources = data.pipeline, data.splits
     console.print(
         f"decoded {', '.join(f'{k} {len(v)}' for k, v in sources.items())} rows once in "
@@ -72,7 +91,7 @@ def run_quickstart(
     results = []
     for label, keep in runs:
         console.print(f"[bold]Training[/bold] {label} on inputs {keep}")
-        predictor = Predictor(model={"fusion": "concat"}, train=train_cfg)
+        predictor = Predictor(model=model_for_inputs(model, keep), train=train_cfg)
         t0 = time.perf_counter()
         predictor.fit_prepared(pipeline.restrict(keep), sources)
         seconds = time.perf_counter() - t0
