@@ -241,3 +241,49 @@ def test_the_index_builder_reads_the_features_training_stored(tmp_path):
     assert FrozenPixels.rows_computed == 0
     assert plain.keys() == cached.keys()
     assert max(np.abs(plain[r] - cached[r]).max() for r in plain) < 1e-6
+
+
+def test_streamed_splits_read_features_from_the_store_after_the_first_epoch(tmp_path):
+    table = write_tiny_table(tmp_path / "t", n=24)
+    train = {"epochs": 3, "batch_size": 8, "device": "cpu", "cache": False, "cache_dir": str(tmp_path / "cache"), "patience": 0}
+    Predictor(train=train).fit(table, IMAGE_ONLY, skip_report=tmp_path / "skips.csv")
+    assert FrozenPixels.rows_computed == 24  # epoch 1 (and validation) computed them; epochs 2 and 3 read them
+
+
+def test_the_arms_of_a_comparison_share_one_computation(tmp_path):
+    from tessera.workflows.compare import compare_models
+
+    table = write_tiny_table(tmp_path / "t", n=24)
+    schema = {**IMAGE_ONLY, "inputs": {**IMAGE_ONLY["inputs"], "numeric": {"modality": "numeric", "columns": ["price"]}}}
+    frame = pd.read_csv(table).assign(split=["train"] * 16 + ["val"] * 4 + ["test"] * 4)
+    frame.to_csv(table, index=False)
+    prepared = prepare(table, {**schema, "split": "split"}, None, DataSettings(cache_dir=tmp_path / "cache"), skip_report=None)
+    assert FrozenPixels.rows_computed == 24
+    comparison = compare_models(prepared.pipeline, prepared.splits, train={"epochs": 2, "batch_size": 8, "device": "cpu"}, n_boot=20)
+    assert list(comparison.table["model"]) == ["image only", "numeric only", "fusion"]
+    assert FrozenPixels.rows_computed == 24  # the image-only arm and the fusion ran no tower
+
+
+@pytest.mark.realdata
+def test_a_real_tower_through_the_cache_gives_its_own_features_bit_for_bit(tmp_path, shared_data):
+    """MobileNetV2 over three Flickr photos: the stage's features are the tower's on the same batch, read back
+    unchanged; other preprocessing (stretch instead of crop) is another store with other features."""
+    from tests.encoders.towers import PHOTOS, load_tower
+
+    load_tower("mobilenet_v2")  # skips when the package is absent
+    frame = pd.DataFrame({"photo": [str(shared_data / "flickr8k_1k" / "images" / p) for p in PHOTOS]})
+    t = read_table(frame)
+    stores, features = [], []
+    for resize in ("crop", "crop", "stretch"):
+        schema = Schema.from_dict({"inputs": {"photo": {"modality": "image", "encoder": "mobilenet_v2", "options": {"resize": resize}}}})
+        pipeline = Pipeline.fit(frame, schema)
+        stage = feature_stage(pipeline, None, tmp_path / "cache")
+        dataset = pipeline.dataset(t, with_target=False)
+        got = cache_split(pipeline, dataset, features=stage).inputs["photo"]
+        decoded = cache_split(pipeline, dataset).inputs["photo"]
+        if not stage.reused:
+            assert torch.equal(got.data, stage.encoders["photo"](decoded)[0])
+        stores.append((stage.stores["photo"].path, stage.computed, stage.reused))
+        features.append(got.data)
+    assert stores[0][1:] == (3, 0) and stores[1] == (stores[0][0], 0, 3) and stores[2][0] != stores[0][0]
+    assert torch.equal(features[0], features[1]) and not torch.allclose(features[0], features[2])
