@@ -30,7 +30,8 @@ from tessera.errors import DataError
 from tessera.media import is_missing, resolve_media
 from tessera.schema import InputSpec, Schema
 
-SAMPLE = 4  # rows looked at per input
+SAMPLE = 4  # rows looked at per media input
+TEXT_SAMPLE = 200  # ... and per text input
 TINY = 64  # pixels: grayscale images up to this size are digits or sketches, not photos
 IMAGE_TOWER, AUDIO_TOWER, TEXT_TOWER = "mobilenet_v2", "speech_embedding", "sentence_transformer"
 # Options a pretrained tower sets itself (tessera.encoders.input_options): the schema's own would contradict it.
@@ -81,7 +82,8 @@ def propose(frame: pd.DataFrame, schema: Schema, base_dir: str | None, *, derive
     choices: dict[str, Choice] = {}
     proposed: dict[str, tuple[Choice, InputSpec]] = {}
     for name, spec in schema.inputs.items():
-        cells = _sampled(frame, spec.columns[0], sample) if len(spec.columns) == 1 else []
+        # Text is cheap to look at: more rows, so max_length covers the long ones.
+        cells = _sampled(frame, spec.columns[0], TEXT_SAMPLE if spec.modality == "text" else sample) if len(spec.columns) == 1 else []
         audio = spec.modality == "audio" and not spec.encoder
         speech = _speech(cells, base_dir) if audio and (derive or zoo.is_installed(AUDIO_TOWER)) else None
         proposed[name] = _choose(spec, cells, base_dir, speech)
