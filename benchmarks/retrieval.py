@@ -259,8 +259,11 @@ def flickr_scratch(args, t, train_frame, test_frame, caption, minilm, first, rel
     """The from-scratch image tower beside the locked MiniLM (the LiT roles swapped), as measured before the zoo."""
     schema = Schema.from_dict({"inputs": {"image": {"modality": "image", "options": {"size": args.flickr_size}}, "caption": caption}})
     pipeline = Pipeline.fit(train_frame, schema)
-    decode = lambda f: cache_split(pipeline, pipeline.dataset(Table(f, t.base_dir, t.source), with_target=False), num_workers=2)  # noqa: E731
-    train, test = decode(train_frame), decode(test_frame)
+    # The locked MiniLM's caption features come from the feature cache the frozen arms filled (same captions,
+    # same preprocessing), so only the image tower runs at each step.
+    splits, counts = frozen_splits(pipeline, {"caption": minilm}, {"train": train_frame, "test": test_frame}, t, args.cache_dir)
+    log(f"flickr scratch: caption features {counts}")
+    train, test = splits["train"], splits["test"]
     torch.set_num_threads(args.threads)
     runs = []
     for seed in range(args.seeds):
@@ -304,8 +307,12 @@ def fashion(args: argparse.Namespace) -> dict:
     train_frame = (frame[(frame["split"] == "train") & frame["name"].isin(seen)]
                    .groupby("name", group_keys=False).head(args.fashion_per_class))
     test_all = frame[frame["split"] == "test"]
-    # Every held-out test image; the seen classes' test images thinned to --fashion-seen-test each (the tower's cost).
-    test_frame = pd.concat([test_all[test_all["name"].isin(HELD_OUT)],
+    # The held-out classes' test images (all of them unless --fashion-heldout-test thins them) and the seen
+    # classes' thinned to --fashion-seen-test each: a frozen 224 px tower's cost is per image.
+    held_test = test_all[test_all["name"].isin(HELD_OUT)]
+    if args.fashion_heldout_test:
+        held_test = held_test.groupby("name", group_keys=False).head(args.fashion_heldout_test)
+    test_frame = pd.concat([held_test,
                             test_all[test_all["name"].isin(seen)].groupby("name", group_keys=False).head(args.fashion_seen_test)]).sort_index()
     test_names = test_frame["name"].to_numpy()
     held, seen_rows = np.isin(test_names, HELD_OUT), np.isin(test_names, seen)
@@ -360,7 +367,7 @@ def fashion(args: argparse.Namespace) -> dict:
     return {
         "rows": {"train": len(train_frame), "test_heldout": int(held.sum()), "test_seen": int(seen_rows.sum())},
         "settings": {"held_out": HELD_OUT, "seen": seen, "per_class_train": args.fashion_per_class,
-                     "seen_test_per_class": args.fashion_seen_test,
+                     "seen_test_per_class": args.fashion_seen_test, "heldout_test_per_class": args.fashion_heldout_test or "all",
                      "epochs": {"image_cnn": args.fashion_epochs, "frozen towers (head only)": args.fashion_head_epochs},
                      "prompts": {k: {"train": v[0], "names": v[1], "templates": list(v[2])} for k, v in PROMPTS.items()},
                      "text_tower": "all-MiniLM-L6-v2, frozen, identity projection (locked)",
@@ -423,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fashion-towers", nargs="*", default=["mobilenet_v2"])
     p.add_argument("--fashion-head-epochs", type=int, default=10)
     p.add_argument("--fashion-seen-test", type=int, default=100, help="test images per seen class (all held-out ones are used)")
+    p.add_argument("--fashion-heldout-test", type=int, default=0, help="test images per held-out class (0: all 1000)")
     p.add_argument("--cache-dir", type=Path, default=None, help="the feature cache (default: the data home's)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budgets, results not written")
     p.add_argument("--keep-parts", action="store_true", help="keep parts of an earlier --output (same seeds) not run now")
@@ -438,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep_parts and args.output.is_file():  # parts measured by an earlier run (same seeds) stay
         old = json.loads(args.output.read_text())
         if old.get("seeds") == args.seeds:
-            result.update({k: old[k] for k in ("avmnist", "flickr8k", "fashion") if k in old and k not in parts})
+            # only parts in this script's format (a "methods" table); an older file's other parts are measured again
+            result.update({k: old[k] for k in ("avmnist", "flickr8k", "fashion") if k in old and k not in parts and "methods" in old[k]})
             result["earlier_wall_seconds"] = old.get("wall_seconds", 0) + old.get("earlier_wall_seconds", 0)
     runners = {"avmnist": avmnist, "flickr8k": flickr, "fashion": fashion}
     for part in parts:
