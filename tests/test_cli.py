@@ -37,6 +37,20 @@ def test_inspect_shows_schema_counts_and_decoded_examples(tiny_table, tmp_path):
     assert saved["target"] == "label" and saved["inputs"]["audio"]["modality"] == "audio"
 
 
+def test_inspect_says_why_columns_are_left_out_and_how_fit_will_split(tiny_table):
+    frame = pd.read_csv(tiny_table)
+    frame["label_name"] = frame["label"].map({0: "zero", 1: "one", 2: "two", 3: "three"})  # the label again
+    frame["row"] = range(len(frame))
+    frame.to_csv(tiny_table, index=False)
+    result = runner.invoke(app, ["data", "inspect", str(tiny_table), "--examples", "0"])
+    assert result.exit_code == 0, result.output
+    assert "row: unique in every row" in result.output
+    assert "label_name: likely target leak" in result.output and "keep: [label_name]" in result.output
+    assert "no split column: fit makes a seeded random 80/10/10 % train/val/test split" in result.output
+    kept = runner.invoke(app, ["data", "inspect", str(tiny_table), "--examples", "0", "--keep", "label_name"])
+    assert "label_name: likely target leak" not in kept.output and "label_name" in kept.output
+
+
 def test_inspect_counts_missing_values_and_files(tiny_table):
     frame = pd.read_csv(tiny_table)
     frame.loc[[0, 1], "caption"] = None
@@ -88,6 +102,9 @@ def test_fit_without_schema_shows_the_inferred_one(tiny_table, tmp_path):
     assert result.exit_code == 0, result.output
     assert "inferred schema" in result.output and "modality: audio" in result.output
     assert "image: 48/48 sampled values look like image files" in result.output
+    # No split column: a seeded split holds out test rows, and fit prints their metrics.
+    assert "no split column: a seeded random split, 80/10/10 % train/val/test (seed 0): train 38, val 5, test 5" in result.output
+    assert "test: accuracy=" in result.output
 
 
 def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from tessera.errors import TesseraError
@@ -65,13 +66,17 @@ def data_inspect(
     schema: Optional[Path] = typer.Option(None, help="A schema YAML to use instead of inferring one."),
     target: Optional[str] = typer.Option(None, help="The column to predict (inferred from names like 'label')."),
     modality: list[str] = typer.Option([], "--modality", "-m", help="Override: COLUMN=MODALITY or COLUMN=ignore."),
+    keep: list[str] = typer.Option([], "--keep", help="A column inference would leave out as a likely leak, kept as an input (repeatable)."),
     save_schema: Optional[Path] = typer.Option(None, help="Write the (inferred) schema to this YAML file."),
     examples: int = typer.Option(3, help="How many rows to decode and show per input."),
 ) -> None:
-    """Show the schema, counts, missing values per input, and a few decoded examples."""
+    """Show the schema (each column's type or why it is left out), counts, missing values per input, and a few decoded examples."""
     from tessera.inspection import inspect_table
 
-    inspect_table(path, schema=schema, target=target, overrides=_overrides(modality), save_schema=save_schema, examples=examples, console=console)
+    inspect_table(
+        path, schema=schema, target=target, overrides=_overrides(modality), keep=keep, save_schema=save_schema,
+        examples=examples, console=console,
+    )
 
 
 @data_app.command("prepare")
@@ -134,7 +139,7 @@ def fit(
         console.print("[bold]inferred schema[/bold] (give `data: {schema: ...}` in the config to override):")
         console.print(yaml.safe_dump(schema.to_dict(), sort_keys=False).rstrip())
         for column, why in reasons.items():
-            console.print(f"  {column}: {why}")
+            console.print(escape(f"  {column}: {why}"))
 
     cfg = load_fit_config(config).with_runner(runner, address)
     fit_function = None  # this process
@@ -146,6 +151,8 @@ def fit(
         fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
     predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function)
     console.print(f"saved model to [bold]{out}[/bold]")
+    if predictor.split_note:
+        console.print(f"rows: {predictor.split_note}")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
 

@@ -4,6 +4,7 @@
       table: products.parquet   # or `recipe: avmnist` for a prepared dataset
       schema: schema.yaml       # optional: a path or an inline mapping; inferred when absent
       target: label
+      keep: [dx_type]           # optional: columns inference would leave out as likely leaks
     model: {fusion: concat, dim: 128}
     train: {epochs: 10, batch_size: 64}
     output: runs/products
@@ -31,7 +32,7 @@ from tessera.settings import PathLike, Settings
 from tessera.train import TrainConfig
 
 RUNNERS = ("local", "ray")
-FIT_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "target")
+FIT_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "target", "keep")
 
 
 def check_runner(runner: str | None, address: str | None = None) -> str:
@@ -132,7 +133,7 @@ def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None
             from tessera.table import read_table
 
             t = read_table(table)
-            schema, reasons = infer_schema(t.frame, data.get("target"), base_dir=t.base_dir)
+            schema, reasons = infer_schema(t.frame, data.get("target"), base_dir=t.base_dir, keep=data.get("keep") or ())
             if on_inferred is not None:
                 on_inferred(schema, reasons)
     if isinstance(schema, str):

@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from tessera.errors import DataError, TesseraError
 from tessera.media import is_missing, resolve_media
-from tessera.prepare import split_and_fit
+from tessera.prepare import TEST_FRACTION, VAL_FRACTION, split_and_fit
 from tessera.preprocess import LoadContext, load_located, media_modalities
 from tessera.schema import Schema, infer_schema, resolve_schema
 from tessera.table import Table, read_table
@@ -55,6 +56,7 @@ def inspect_table(
     schema: str | os.PathLike | None = None,
     target: str | None = None,
     overrides: dict[str, str] | None = None,
+    keep: list[str] | tuple[str, ...] = (),
     save_schema: str | os.PathLike | None = None,
     examples: int = 3,
     console: Console | None = None,
@@ -67,7 +69,7 @@ def inspect_table(
     if schema_path is not None:
         sch = resolve_schema(frame, schema_path, target, table.base_dir)
     else:
-        sch, reasons = infer_schema(frame, target, base_dir=table.base_dir, overrides=overrides)
+        sch, reasons = infer_schema(frame, target, base_dir=table.base_dir, overrides=overrides, keep=keep)
     sch.validate(frame, require_target=bool(sch.target), source=table.source)
 
     facts: dict[str, Any] = {"rows": len(frame), "source": table.source, "schema": sch.to_dict(), "inputs": {}}
@@ -76,6 +78,13 @@ def inspect_table(
         counts = frame[sch.split].astype(str).value_counts().to_dict()
         facts["splits"] = {str(k): int(v) for k, v in counts.items()}
         console.print("splits: " + ", ".join(f"{k} {v}" for k, v in facts["splits"].items()))
+    elif sch.target:
+        shares = f"{round(100 * (1 - VAL_FRACTION - TEST_FRACTION))}/{round(100 * VAL_FRACTION)}/{round(100 * TEST_FRACTION)}"
+        facts["split_note"] = (
+            f"no split column: fit makes a seeded random {shares} % train/val/test split (seed: train.seed) "
+            "and reports test metrics"
+        )
+        console.print(f"splits: {facts['split_note']}")
 
     grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if schema_path is None else ""))
     for col in ("input", "modality", "columns", "missing", "unreadable files", "why"):
@@ -83,11 +92,13 @@ def inspect_table(
     for name, spec in sch.inputs.items():
         summary = summarize_input(frame, spec.columns, spec.modality, table.base_dir)
         facts["inputs"][name] = {"modality": spec.modality, "columns": spec.columns, **summary}
-        why = "; ".join(f"{c}: {reasons[c]}" for c in spec.columns if c in reasons) or "from schema"
+        why = "; ".join(
+            f"{c}: {reasons.get(f'{c} ({spec.modality})', reasons.get(c))}" for c in spec.columns if c in reasons
+        ) or "from schema"
         grid.add_row(
             name, spec.modality, ", ".join(spec.columns),
             f"{summary['missing']} ({100 * summary['missing'] / len(frame):.1f}%)",
-            str(summary.get("unreadable_refs", "-")), why,
+            str(summary.get("unreadable_refs", "-")), escape(why),
         )
     console.print(grid)
     if sch.target:
@@ -98,8 +109,11 @@ def inspect_table(
             shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])
             console.print(f"{len(counts)} classes: {shown}{' ...' if len(counts) > 12 else ''}")
     ignored = [c for c in frame.columns if c in sch.ignore]
+    facts["ignored"] = {c: reasons.get(c, "ignored") for c in ignored}
     if ignored:
-        console.print("not used as inputs: " + ", ".join(f"{c} ({reasons.get(c, 'ignored')})" for c in ignored))
+        console.print("not used as inputs:")
+        for c in ignored:
+            console.print(escape(f"  {c}: {reasons.get(c, 'ignored')}"))
 
     if examples > 0:
         facts["examples"] = _decode_examples(frame, sch, table.base_dir, examples, console)

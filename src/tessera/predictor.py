@@ -83,6 +83,7 @@ class Predictor:
         self.model: MultimodalModel | None = None
         self.result: TrainResult | None = None
         self.metrics: dict[str, Any] = {}
+        self.split_note = ""  # how fit split the rows (a split column, or a seeded split), for the log
 
     # -- training ------------------------------------------------------------------------------
     def fit(
@@ -92,10 +93,15 @@ class Predictor:
         *,
         target: str | list[str] | None = None,
         skip_report: str | os.PathLike = SKIP_REPORT,
+        keep: list[str] | tuple[str, ...] = (),
     ) -> "Predictor":
-        """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits."""
+        """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits.
+
+        ``keep``: columns an inferred schema would leave out as likely leaks, kept as inputs.
+        """
         encoders = self.model_config.chosen_encoders()
-        prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report)
+        prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report, keep=keep)
+        self.split_note = prepared.split_note
         return self.fit_prepared(prepared.pipeline, prepared.splits)
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":

@@ -12,12 +12,16 @@ from typing import Any, Sequence
 
 import av
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
 from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
 from tessera.preprocess.image import check_image_options, image_uri, transform_image
+
+
+SOUND_PROBES = 5  # videos opened to see whether the column has a sound track
 
 
 def pick_indices(total: int, num_frames: int) -> list[int]:
@@ -48,6 +52,15 @@ def _video_stream(container: av.container.InputContainer, source: MediaSource) -
             f"no video stream in the file (streams found: {', '.join(found) or 'none'}{hint})", file=source.label
         )
     return container.streams.video[0]
+
+
+def has_audio_stream(value: Any, base_dir: str | None) -> bool:
+    """Whether a video cell's file holds an audio stream (False when it cannot be opened: inference only asks)."""
+    try:
+        with _open(resolve_media(value, base_dir)) as container:
+            return bool(container.streams.audio)
+    except DataError:
+        return False
 
 
 def count_frames(source: MediaSource) -> int:
@@ -133,6 +146,15 @@ class VideoPreprocessor(Preprocessor):
         self.channels = channels
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
+
+    @classmethod
+    def derived_inputs(cls, col: pd.Series, base_dir: str | None) -> list[tuple[str, str]]:
+        """The sound track, when the sampled videos have one: the audio preprocessor reads it from the same files."""
+        values = [v for v in col.tolist() if not is_missing(v)][:SOUND_PROBES]
+        with_sound = sum(has_audio_stream(v, base_dir) for v in values)
+        if values and with_sound >= 0.5 * len(values):
+            return [("audio", f"the videos' sound track ({with_sound}/{len(values)} sampled files have an audio stream)")]
+        return []
 
     def load(self, values: Sequence[Any], ctx: LoadContext) -> Sample | None:
         value = values[0]
