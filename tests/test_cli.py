@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -105,6 +106,25 @@ def test_fit_without_schema_shows_the_inferred_one(tiny_table, tmp_path):
     # No split column: a seeded split holds out test rows, and fit prints their metrics.
     assert "no split column: a seeded random split, 80/10/10 % train/val/test (seed 0): train 38, val 5, test 5" in result.output
     assert "test: accuracy=" in result.output
+
+
+@pytest.mark.slow  # about 30 s on 2 busy cores: six small models, then predict and evaluate
+def test_fit_preset_best_prints_the_leaderboard_and_predicts_with_the_ensemble(tiny_table, tiny_schema, tmp_path):
+    config = {"data": {"table": str(tiny_table), "schema": tiny_schema}, "model": {"dim": 8},
+              "train": {"epochs": 1, "batch_size": 16, "num_workers": 0}, "output": "best",
+              "exclude": ["towers", "linear", "unimodal networks", "features networks"]}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml"), "--preset", "best", "--time-limit", "300"])
+    assert result.exit_code == 0, result.output
+    assert "leaderboard" in result.output and "fusion concat" in result.output and "gbm tabular" in result.output
+    assert "test: accuracy=" in result.output
+    assert (tmp_path / "best" / "ensemble.json").is_file()
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "best"), str(tiny_table), "--output", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 48
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "best"), str(tiny_table), "--n-boot", "50"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "accuracy" in evaluated.output
 
 
 def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):

@@ -119,6 +119,8 @@ def fit(
     epochs: int = typer.Option(3, help="With --resume: fine-tuning epochs."),
     runner: Optional[str] = typer.Option(None, help="'local' or 'ray' (data-parallel on Ray Train; default: the config's runner)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: the config's, else a local cluster)."),
+    preset: Optional[str] = typer.Option(None, help="'best': several models and a validation-chosen weighted ensemble, with a leaderboard (default: the config's preset)."),
+    time_limit: Optional[float] = typer.Option(None, help="With --preset best: seconds to spend; no new model starts once it is nearly spent."),
 ) -> None:
     """Train a model from a config and save it; or fine-tune a saved one on new rows (--resume MODEL --extra-data TABLE)."""
     if resume is not None:
@@ -142,6 +144,10 @@ def fit(
             console.print(escape(f"  {column}: {why}"))
 
     cfg = load_fit_config(config).with_runner(runner, address)
+    if preset is not None or time_limit is not None:
+        cfg = cfg.replace(preset=preset or cfg.preset, time_limit=time_limit if time_limit is not None else cfg.time_limit)
+    if cfg.preset == "best":
+        show_progress("tessera.best")
     fit_function = None  # this process
     if cfg.runner == "ray":
         from functools import partial
@@ -153,8 +159,30 @@ def fit(
     console.print(f"saved model to [bold]{out}[/bold]")
     if predictor.split_note:
         console.print(f"rows: {predictor.split_note}")
+    if predictor.ensemble is not None:
+        print_leaderboard(predictor.ensemble.leaderboard, out)
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+
+
+def show_progress(logger: str) -> None:
+    """Print a workflow's log lines (one per model it trains) on the console."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def print_leaderboard(board: Any, folder: Path) -> None:
+    table = RichTable(title=f"leaderboard (also in {folder}/leaderboard.csv)")
+    for column in board.columns:
+        table.add_column(str(column))
+    for row in board.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row))
+    console.print(table)
 
 
 @app.command("predict")

@@ -8,6 +8,8 @@
     model: {fusion: concat, dim: 128}
     train: {epochs: 10, batch_size: 64}
     output: runs/products
+    preset: best                # optional: several models and a weighted ensemble (default: one model)
+    time_limit: 600             # optional, with preset best: seconds it may spend
     runner: ray                 # optional: data-parallel training on Ray Train (default: local)
     address: auto               # optional: an existing cluster ('auto', 'ray://HOST:PORT'); none: a local one
     workers: 4                  # optional: Ray Train workers (default 2)
@@ -79,16 +81,25 @@ class FitConfig(ConfigFile):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: PathLike = Path("runs/model")
+    preset: str = "default"  # or "best": several models and a validation-chosen ensemble (tessera.workflows.best)
+    time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds preset "best" may spend; none: no limit
+    exclude: list[str] = []  # with preset "best": families of models to leave out (tessera.workflows.best.FAMILIES)
     runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
     address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
     workers: Annotated[int, Field(ge=1)] = 2  # Ray Train workers
 
     @model_validator(mode="after")
     def _runner(self) -> "FitConfig":
+        from tessera.predictor import PRESETS
+
         try:
             check_runner(self.runner, self.address)
         except SchemaError as e:
             raise ValueError(str(e)) from None
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        if self.preset == "best" and self.runner != "local":
+            raise ValueError("preset 'best' trains in this process; it has no Ray runner")
         return self
 
     def with_runner(self, runner: str | None, address: str | None) -> "FitConfig":

@@ -41,7 +41,7 @@ def run_fit(
             )
         fit = local_fit
     table, schema = resolve_data(cfg, on_inferred)
-    predictor = Predictor(model=cfg.model, train=cfg.train)
+    predictor = Predictor(model=cfg.model, train=cfg.train, preset=cfg.preset, time_limit=cfg.time_limit, exclude=cfg.exclude)
     fit(predictor, table, schema, target=cfg.data.get("target"))
     out = predictor.save(output or cfg.output)
     return predictor, out
