@@ -9,7 +9,7 @@ hundred validation rows where fitting stacking weights would overfit, and the en
 never worse on validation than its best member, which is in it from the start.
 
 Members are Tessera networks (a :class:`~tessera.predictor.Predictor`, on the table's
-own inputs or on the frozen features of :mod:`tessera.features`) or scikit-learn models
+own inputs or on the frozen features of :mod:`tessera.feature_matrix`) or scikit-learn models
 on those features. Every member gives scores as the task's metrics take them
 (probabilities, values); the averaged scores go back through the task
 (:meth:`~tessera.tasks.Task.outputs_from_scores`), so an ensemble predicts, serves and
@@ -30,7 +30,7 @@ import torch
 
 import tessera
 from tessera.errors import TesseraError
-from tessera.features import Featurizer, load_estimator, save_estimator
+from tessera.feature_matrix import Featurizer, load_estimator, save_estimator
 from tessera.files import atomic_dir
 from tessera.table import Table, read_table
 from tessera.tasks import Task

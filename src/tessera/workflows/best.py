@@ -3,7 +3,7 @@
 In AutoGluon's spirit: no single model wins on every table, so train several kinds, cheapest
 first, and let the validation rows weigh them. What is trained, in this order:
 
-1. **Frozen features** (:mod:`tessera.features`): each non-tabular input as principal
+1. **Frozen features** (:mod:`tessera.feature_matrix`): each non-tabular input as principal
    components of a pretrained tower's embedding where one fits (images, text), else of its
    decoded values when small; skipped when embedding every row would take over half the
    time left.
@@ -40,7 +40,7 @@ import torch
 
 from tessera.ensemble import Ensemble, Member, greedy_weights
 from tessera.errors import SchemaError
-from tessera.features import Block, Featurizer, block_for, plan_blocks, seconds_per_row
+from tessera.feature_matrix import Block, Featurizer, block_for, plan_blocks, seconds_per_row
 from tessera.model import ModelConfig, build_model
 from tessera.pipeline import CachedSplit, Pipeline, StreamSplit
 from tessera.prepare import SKIP_REPORT, Prepared, decode, prepare

@@ -1,4 +1,4 @@
-"""Frozen features: a table's inputs as one matrix of numbers, for scikit-learn models and small networks.
+"""The feature matrix: a table's inputs as one matrix of numbers, for scikit-learn models and small networks.
 
 Gradient boosting and linear models read plain numbers, so ``preset: best`` turns every
 input into columns: tabular columns as they are (numbers; categories as integer codes,

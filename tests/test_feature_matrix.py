@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_SCHEMA
 from tessera import zoo
 from tessera.errors import SchemaError
-from tessera.features import Featurizer, load_estimator, plan_blocks, save_estimator
+from tessera.feature_matrix import Featurizer, load_estimator, plan_blocks, save_estimator
 from tessera.predictor import InferenceConfig
 from tessera.prepare import DataSettings, split_and_fit
 from tessera.table import read_table
