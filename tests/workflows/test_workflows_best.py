@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_SCHEMA, write_tiny_table
 from tessera.errors import SchemaError
 from tessera.model import ModelConfig
 from tessera.predictor import InferenceConfig, Predictor
@@ -21,17 +19,13 @@ TRAIN = {"epochs": 1, "batch_size": 16, "num_workers": 0}
 
 
 @pytest.fixture
-def table(tmp_path):
-    return write_tiny_table(tmp_path / "tiny", n=96)
-
-
-def schema() -> dict:
-    return copy.deepcopy(TINY_SCHEMA)
+def table(make_tiny_table):
+    return make_tiny_table(96)
 
 
 @pytest.mark.slow  # about 30 s on 2 busy cores: fourteen small models
-def test_every_family_is_trained_the_ensemble_is_chosen_on_validation_and_predicts_after_load(table, tmp_path):
-    predictor = Predictor(model={"dim": 16}, train=TRAIN, preset="best", exclude=["towers"]).fit(table, schema())
+def test_every_family_is_trained_the_ensemble_is_chosen_on_validation_and_predicts_after_load(table, tiny_schema, tmp_path):
+    predictor = Predictor(model={"dim": 16}, train=TRAIN, preset="best", exclude=["towers"]).fit(table, tiny_schema)
     board = predictor.ensemble.leaderboard
     assert board["model"].iloc[0] == "ensemble"
     assert {"sklearn", "network", "features network"} <= set(board["kind"])
@@ -53,11 +47,11 @@ def test_every_family_is_trained_the_ensemble_is_chosen_on_validation_and_predic
     assert loaded.evaluate(table)["n"] == 96
 
 
-def test_the_default_fusion_member_is_what_predictor_fit_trains(table):
+def test_the_default_fusion_member_is_what_predictor_fit_trains(table, tiny_schema):
     frame = pd.read_csv(table)
     frame["split"] = ["train"] * 64 + ["val"] * 16 + ["test"] * 16
     frame.to_csv(table, index=False)
-    s = {**schema(), "split": "split"}
+    s = {**tiny_schema, "split": "split"}
     result = fit_best(table, s, None, ModelConfig(dim=16), TrainConfig(**TRAIN), InferenceConfig(num_workers=0),
                       exclude=["towers", "gbm", "linear", "features networks", "unimodal networks"], skip_report=None)
     assert set(result.scores) == {"fusion concat", "fusion late", "ensemble"}
@@ -66,8 +60,8 @@ def test_the_default_fusion_member_is_what_predictor_fit_trains(table):
     assert np.allclose(result.scores["fusion concat"]["test"], alone.predict_proba(test).to_numpy(), atol=1e-5)
 
 
-def test_no_model_starts_once_the_time_limit_is_spent_but_one_always_trains(table):
-    predictor = Predictor(model={"dim": 16}, train=TRAIN, preset="best", time_limit=0.01, exclude=["towers"]).fit(table, schema())
+def test_no_model_starts_once_the_time_limit_is_spent_but_one_always_trains(table, tiny_schema):
+    predictor = Predictor(model={"dim": 16}, train=TRAIN, preset="best", time_limit=0.01, exclude=["towers"]).fit(table, tiny_schema)
     board = predictor.ensemble.leaderboard
     trained = board[board["note"].fillna("") == ""]
     assert list(trained["model"]) == ["ensemble", "gbm"]  # the first candidate only
