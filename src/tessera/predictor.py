@@ -167,6 +167,18 @@ class Predictor:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         return self.pipeline.target
 
+    def require_network(self, purpose: str) -> None:
+        """Refuse, in one clear line, work that needs a single network when this is an ensemble (preset best)."""
+        if self.ensemble is not None:
+            names = ", ".join(m.name for m in self.ensemble.members)
+            raise TesseraError(
+                f"{purpose} needs a single trained network; this model is a preset 'best' ensemble of {names}. "
+                "Predict and evaluate it as a whole (Predictor.load, tessera predict / evaluate), or use one of "
+                "its networks (its members/ folder)"
+            )
+        if self.model is None or self.pipeline is None:
+            raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
+
     def outputs(
         self, table: Any, with_target: bool = False, report: SkipReport | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraError
 from tessera.model import ModelConfig
 from tessera.predictor import InferenceConfig, Predictor
 from tessera.table import Table
@@ -67,6 +67,10 @@ def test_no_model_starts_once_the_time_limit_is_spent_but_one_always_trains(tabl
     assert list(trained["model"]) == ["ensemble", "gbm"]  # the first candidate only
     skipped = board[board["note"].fillna("").str.startswith("not started")]
     assert {"fusion concat", "image only", "linear"} <= set(skipped["model"])
+    from tessera.finetune import fine_tune
+
+    with pytest.raises(TesseraError, match="fine-tuning needs a single trained network; .* ensemble of gbm"):
+        fine_tune(predictor, [table])
 
 
 def test_regression_ensembles_values():
