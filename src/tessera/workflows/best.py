@@ -95,6 +95,7 @@ class BestResult:
     split_note: str
     scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> split (val, test) -> scores
     y: dict[str, np.ndarray] = field(default_factory=dict)  # split -> targets as the metrics take them
+    prepared: Prepared | None = None  # the shared decoded splits, to train more models on the same rows
 
 
 @dataclass
@@ -170,7 +171,7 @@ def fit_best(
     metrics = {}
     if "test" in data.y:
         metrics["test"] = task.summary_metrics(task.outputs_from_scores(scores["ensemble"]["test"]), data.encoded["test"])
-    return BestResult(ensemble, metrics, data.prepared.split_note, scores, dict(data.y))
+    return BestResult(ensemble, metrics, data.prepared.split_note, scores, dict(data.y), data.prepared)
 
 
 def shared_data(table: Any, schema: Any, target: Any, model: ModelConfig, train: TrainConfig, keep: Any, skip_report: Any) -> Data:
