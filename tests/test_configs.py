@@ -84,7 +84,8 @@ def test_pretrained_text_example_trains_one_epoch(prepared_cache: Path, tmp_path
 def test_align_example_trains_and_indexes(path: Path, prepared_cache: Path, tmp_path: Path, monkeypatch):
     from tessera.align import Embedder
     from tessera.align.config import load_align_config, run_align
-    from tessera.index.search import Searcher, index_table
+    from tessera.index.build import index_table
+    from tessera.index.search import Searcher
 
     monkeypatch.setenv("TESSERA_CACHE", str(prepared_cache))
     cfg = load_align_config(path)

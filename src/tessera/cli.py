@@ -224,6 +224,7 @@ def predict(
 
 from tessera.align.cli import register as register_align  # noqa: E402  (align)
 from tessera.evaluate.cli import register as register_evaluate  # noqa: E402  (evaluate, compare, report)
+from tessera.generate_cli import register as register_generate  # noqa: E402  (generate fit, generate MODEL)
 from tessera.index.cli import register as register_index  # noqa: E402  (index build/info/delete, search)
 from tessera.serve.cli import register as register_serve  # noqa: E402  (serve, feedback export, monitor)
 from tessera.zoo_cli import register as register_models  # noqa: E402  (models, models check)
@@ -233,6 +234,7 @@ register_align(app)
 register_index(app)
 register_serve(app)
 register_models(app)
+register_generate(app)
 
 
 def main() -> None:

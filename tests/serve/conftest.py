@@ -22,7 +22,7 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Built:
     from tessera.align import Embedder, fit_alignment
-    from tessera.index.search import index_table
+    from tessera.index.build import index_table
     from tessera.pipeline import Pipeline, cache_split
     from tessera.predictor import Predictor
     from tessera.schema import Schema

@@ -70,7 +70,7 @@ def test_the_app_with_worker_processes_serves_and_answers_503_for_a_crashed_batc
     assert client.get("/readyz").status_code == 200
     r = client.post("/v1/embed", json={"input": "text", "text": "a red square"}, headers=headers)
     assert r.status_code == 200, r.text
-    runner = client.app.state.served.runner
+    runner = client.app.state.tessera.models.runner
     os.kill(runner.pids()[0], signal.SIGKILL)
     deadline = time.time() + 10
     while runner.alive and time.time() < deadline:

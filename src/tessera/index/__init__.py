@@ -3,7 +3,7 @@
 from tessera.lazy import lazy_exports
 
 # Exported lazily (see tessera.lazy): importing LanceDB takes seconds, `tessera --help` should not.
-_EXPORTS = {"IndexBuilder": "builder", "VectorIndex": "store", "WriteCounts": "store", "Searcher": "search", "index_table": "search"}
+_EXPORTS = {"VectorIndex": "store", "WriteCounts": "store", "Searcher": "search", "index_table": "build"}
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = sorted(_EXPORTS)

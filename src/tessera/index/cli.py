@@ -38,8 +38,8 @@ def build_command(
 ) -> None:
     """Embed one input of every row into the index; re-running embeds only new or changed rows (resumable)."""
     from tessera.align.embedder import Embedder
-    from tessera.index.search import index_table
     from tessera.config import check_runner
+    from tessera.index.build import index_table
 
     build = index_table
     if check_runner(runner, address) == "ray":
@@ -63,10 +63,8 @@ def build_command(
 @index_app.command("info")
 def info_command(index: Path = typer.Argument(..., help="An index folder.")) -> None:
     """Rows, dimension, ANN index kind, metadata columns and the embedder that filled it."""
-    import json
-
     from tessera.index import VectorIndex
-    from tessera.index.search import INDEX_META
+    from tessera.index.build import read_info
 
     vi = VectorIndex.open(index)
     out = RichTable(title=str(index))
@@ -75,10 +73,8 @@ def info_command(index: Path = typer.Argument(..., help="An index folder.")) -> 
     for k, v in [("rows", len(vi)), ("dim", vi.dim), ("metric", vi.metric), ("ann", vi.ann_kind or "none (exact)"),
                  ("metadata", ", ".join(vi.metadata_columns))]:
         out.add_row(k, str(v))
-    meta = index / INDEX_META
-    if meta.is_file():
-        for k, v in json.loads(meta.read_text()).items():
-            out.add_row(k, str(v))
+    for k, v in read_info(index).items():
+        out.add_row(k, str(v))
     console.print(out)
 
 

@@ -18,8 +18,9 @@ Crash safety: every LanceDB write (``add``, ``merge_insert``, ``delete``, index 
 writes new data files and then commits a new table version by writing its manifest in one
 atomic step. A process killed mid-write leaves at most unreferenced data files behind;
 readers see the previous version, never half a batch. :meth:`VectorIndex.add` commits one
-version per ``write_batch`` rows, so an interrupted large add keeps its whole batches and
-:class:`tessera.index.builder.IndexBuilder` resumes after them. Orphaned files are removed by
+version per ``write_batch`` rows, so an interrupted large add keeps its whole batches, and a
+build (:mod:`tessera.index.build`, one commit per batch) that is run again skips the rows
+already stored with an unchanged content hash. Orphaned files are removed by
 :meth:`VectorIndex.optimize` once they are old enough to be sure no writer still uses them.
 
 Latency: every call goes through LanceDB's async API on LanceDB's own background event loop
@@ -37,7 +38,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import lancedb
 import numpy as np
@@ -48,6 +49,7 @@ from lancedb.background_loop import LOOP
 from lancedb.index import BTree, HnswSq, IvfFlat, IvfPq
 
 from tessera.errors import DataError, SchemaError, TesseraError
+from tessera.index.filters import where
 
 TABLE = "vectors"
 FORMAT_KEY = b"tessera.index"
@@ -72,6 +74,13 @@ DEFAULT_EF = 64
 IVF_PQ_ITERATIONS = 10
 
 
+_ABSENT = object()  # not in the index: unlike any stored hash, null included
+Fill = Callable[[np.ndarray], "tuple[Sequence[int], np.ndarray, pd.DataFrame | None]"]
+"""``fill(positions) -> (positions to write, their vectors, their metadata rows)``: what a write needs, made on demand.
+
+Metadata ``None``: the rows of the ``metadata`` given to the write."""
+
+
 def _run(coroutine):
     """Run one LanceDB async call on LanceDB's background event loop and wait for its result."""
     return LOOP.run(coroutine)
@@ -84,6 +93,9 @@ class WriteCounts:
     added: int
     updated: int
     unchanged: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(self.added + other.added, self.updated + other.updated, self.unchanged + other.unchanged)
 
 
 class VectorIndex:
@@ -236,15 +248,17 @@ class VectorIndex:
     def add_or_update_if_changed(
         self,
         ids: Sequence[str],
-        vectors: np.ndarray | Callable[[np.ndarray], np.ndarray],
+        vectors: np.ndarray | Fill,
         metadata: pd.DataFrame | None,
         content_hash: Sequence[str],
     ) -> WriteCounts:
-        """Write only rows that are new or whose ``content_hash`` differs from the stored one.
+        """Write only rows that are new or whose ``content_hash`` differs from the stored one, in one merge.
 
-        ``content_hash`` is the caller's hash of each row's source media. ``vectors`` may be a
-        function ``embed(positions) -> (len(positions), dim) array``, called once with the
-        positions (into ``ids``) that need a vector, so unchanged media is never re-embedded.
+        This is how every index build writes (:mod:`tessera.index.build`, local and Ray).
+        ``content_hash`` is the caller's hash of each row's source media. ``vectors`` is an
+        array aligned with ``ids`` (and ``metadata`` a frame aligned with them), or a :data:`Fill`
+        function, called once with the positions (into ``ids``) that need writing, so unchanged
+        media is never re-embedded; rows it leaves out (they could not be embedded) are not written.
         """
         ids = _as_ids(ids)
         hashes = [str(h) for h in content_hash]
@@ -252,16 +266,19 @@ class VectorIndex:
             raise DataError(f"got {len(ids)} ids but {len(hashes)} content hashes")
         stored = self._lookup(ids, ["id", "content_hash"])
         stored_hash = dict(zip(stored["id"], stored["content_hash"]))
-        is_new = np.array([i not in stored_hash for i in ids], dtype=bool)
-        is_changed = np.array([i in stored_hash and stored_hash[i] != h for i, h in zip(ids, hashes)], dtype=bool)
-        positions = np.flatnonzero(is_new | is_changed)
+        changed = [p for p, (i, h) in enumerate(zip(ids, hashes)) if stored_hash.get(i, _ABSENT) != h]
+        positions = np.array(changed, dtype=np.int64)
         unchanged = len(ids) - len(positions)
+        if len(positions) and callable(vectors):
+            written, vecs, meta = vectors(positions)
+            positions = np.asarray(written, dtype=np.int64)
+        elif len(positions):
+            vecs, meta = np.asarray(vectors)[positions], None
         if len(positions) == 0:
             return WriteCounts(added=0, updated=0, unchanged=unchanged)
-        vecs = vectors(positions) if callable(vectors) else np.asarray(vectors)[positions]
-        meta = None if metadata is None else metadata.iloc[positions]
-        rows = self._rows([ids[p] for p in positions], vecs, meta, [hashes[p] for p in positions])
-        counts = self._merge(rows)
+        if meta is None and metadata is not None:
+            meta = metadata.iloc[positions]
+        counts = self._merge(self._rows([ids[p] for p in positions], vecs, meta, [hashes[p] for p in positions]))
         self._maybe_build_ann()
         return WriteCounts(added=counts.added, updated=counts.updated, unchanged=unchanged)
 
@@ -290,7 +307,7 @@ class VectorIndex:
         self,
         vectors: np.ndarray,
         k: int = 10,
-        filter: str | None = None,
+        filter: str | Mapping[str, Any] | None = None,
         columns: Sequence[str] | None = None,
         *,
         nprobes: int = DEFAULT_NPROBES,
@@ -301,14 +318,18 @@ class VectorIndex:
 
         ``vectors`` is one query (1-d) or several (2-d; the result then has a ``query``
         column, the 0-based row of the query). ``filter`` is a SQL-like condition on metadata
-        (``"split = 'test' AND label != 'cat'"``), applied before the search so ``k`` rows
-        come back when ``k`` rows match. ``columns`` picks metadata columns to return
+        (``"split = 'test' AND label != 'cat'"``), or, from an untrusted caller, a structured
+        filter (``{"split": "test", "label": {"ne": "cat"}}``, see :mod:`tessera.index.filters`);
+        it is applied before the search so ``k`` rows come back when ``k`` rows match.
+        ``columns`` picks metadata columns to return
         (default: all metadata; ``"vector"`` and ``"content_hash"`` on request).
         ``nprobes``/``refine_factor`` (IVF-PQ) and ``ef`` (HNSW) trade speed for recall and
         only matter once an ANN index exists.
         """
         if k < 1:
             raise TesseraError(f"k must be at least 1, got {k}")
+        if filter is not None and not isinstance(filter, str):
+            filter = where(filter, self.metadata_columns)  # a structured filter: checked and quoted
         queries = np.asarray(vectors, dtype=np.float32)
         single = queries.ndim == 1
         queries = self._check_vectors(queries.reshape(1, -1) if single else queries)

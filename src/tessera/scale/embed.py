@@ -65,9 +65,9 @@ class EmbedBatches:
             "error_file": np.array([errors[int(r)].file if int(r) in errors else None for r in rows], dtype=object),
         }
         if self.extras.get("hash") or self.extras.get("thumbnail"):
-            from tessera.index.search import _cell, content_hash, thumbnail
+            from tessera.index.build import content_hash, source_cell, thumbnail
 
-            cells = [_cell(frame, self.columns, i) for i in range(len(frame))]
+            cells = [source_cell(frame, self.columns, i) for i in range(len(frame))]
             if self.extras.get("hash"):
                 out["content_hash"] = np.array([content_hash(c, self.base_dir) for c in cells], dtype=object)
             if self.extras.get("thumbnail"):
@@ -171,7 +171,7 @@ def build_index_ray(
     num_actors: int = 2,
     address: str | None = None,
 ):
-    """:func:`tessera.index.search.index_table` with decoding and embedding in a Ray actor pool.
+    """:func:`tessera.index.build.index_table` with decoding and embedding in a Ray actor pool.
 
     Same arguments, same index layout (ids, metadata, ``path``, thumbnails, content hashes,
     ``tessera-index.json``), same result. Each finished block is one commit; rows whose
@@ -188,21 +188,19 @@ def build_index_ray(
 
 
 def _build_index(embedder, table, out, input_name, *, embedder_path, id_column, metadata, batch_size, on_error, prune, thumbnails, num_actors):
-    from tessera.index.search import finish_build, plan_build
+    from tessera.index.build import finish_build, plan_build
     from tessera.index.store import WriteCounts
 
     check_on_error(on_error)
     t = read_for_ray(table)
     frame = t.frame
     plan = plan_build(embedder, t, out, input_name, id_column, metadata, thumbnails)
-    input_name, ids, meta_frame, index = plan.input_name, plan.ids, plan.metadata, plan.index
-    want_thumbs = "thumbnail" in index.metadata_columns and plan.modality == "image"
     position = pd.Series(np.arange(len(frame)), index=frame.index)
     report = SkipReport()
     total = WriteCounts(added=0, updated=0, unchanged=0)
     with progress_bar("indexing (ray)", total=len(frame)) as advance:
         blocks = embedded_blocks(
-            embedder, t, input_name, batch_size=batch_size, num_actors=num_actors, extras={"hash": True, "thumbnail": want_thumbs}
+            embedder, t, plan.input_name, batch_size=batch_size, num_actors=num_actors, extras={"hash": True, "thumbnail": plan.thumbnails}
         )
         for batch in blocks:
             good = apply_on_error(batch, on_error, report)
@@ -210,11 +208,10 @@ def _build_index(embedder, table, out, input_name, *, embedder_path, id_column, 
             if not len(good):
                 continue
             pos = position[good[ROW].to_numpy()].to_numpy()
-            meta = meta_frame.iloc[pos].reset_index(drop=True)
-            if want_thumbs:
+            meta = plan.metadata.iloc[pos].reset_index(drop=True)
+            if plan.thumbnails:
                 meta["thumbnail"] = good["thumbnail"].to_list()
-            counts = index.add_or_update_if_changed(
-                [ids[p] for p in pos], np.stack(good["vector"].to_numpy()).astype(np.float32), meta, good["content_hash"].to_list()
+            total += plan.index.add_or_update_if_changed(
+                [plan.ids[p] for p in pos], np.stack(good["vector"].to_numpy()).astype(np.float32), meta, good["content_hash"].to_list()
             )
-            total = WriteCounts(total.added + counts.added, total.updated + counts.updated, total.unchanged + counts.unchanged)
     return finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)

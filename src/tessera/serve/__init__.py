@@ -4,16 +4,9 @@ Names are resolved on first use, so ``tessera.serve.cli`` (imported by ``tessera
 does not pull in FastAPI and SQLAlchemy.
 """
 
-from __future__ import annotations
+from tessera.lazy import lazy_exports
 
-from typing import Any
+_EXPORTS = {"ServeConfig": "config", "create_app": "app", "load_models": "state"}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["ServeConfig", "create_app", "load_models"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from tessera.serve import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'tessera.serve' has no attribute {name!r}")
+__all__ = sorted(_EXPORTS)

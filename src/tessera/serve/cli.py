@@ -66,7 +66,9 @@ def serve_command(
         raise TesseraError(f"no keys file at {keys}; create a key first: tessera serve keys add NAME --keys {keys}")
     import uvicorn
 
-    from tessera.serve.app import ServeConfig, create_app, load_models
+    from tessera.serve.app import create_app
+    from tessera.serve.config import ServeConfig
+    from tessera.serve.state import load_models
 
     config = ServeConfig(
         keys_file=keys, feedback_db=feedback_db, max_body_bytes=int(max_body_mb * 1024 * 1024), rate_per_minute=rate_per_minute,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from tessera.media import sniff_mime
-from tessera.preprocess import media_modalities, preprocessor_class
+from tessera.preprocess import media_modalities, media_modality_of, preprocessor_class
 from tessera.serve.problems import Problem
 
 MAX_TEXT_CHARS = 20_000
@@ -123,3 +123,14 @@ def cell(field: Field, value: Any, *, name: str, declared_type: str | None = Non
             raise Problem(422, f"field {name!r}: expected a category (string)", kind="invalid_request")
         return str(value)
     raise Problem(422, f"field {name!r}: {m} inputs cannot be sent to this server (it serves {[*media_modalities(), *PLAIN]})", kind="unknown_modality")
+
+
+def guess_modality(value: Any) -> str:
+    """The modality of an uploaded value by its content, for form fields that do not say which input they fill."""
+    if not isinstance(value, bytes):
+        return "text"
+    mime = sniff_mime(value) or ""
+    modality = media_modality_of(mime)
+    if modality is not None:
+        return modality
+    raise Problem(415, f"the uploaded file {'looks like ' + mime if mime else 'is not a recognised image, sound or video'}", kind="wrong_media_type")

@@ -11,11 +11,14 @@ Three signals, each cheap enough to keep per request:
   the median heuristic) -- 0 when the distributions match.
 
 The summary is served at ``/v1/monitor`` (what ``tessera monitor`` prints) and exported
-to Prometheus as gauges at every scrape.
+to Prometheus as gauges at every scrape. The embedding reference is read once, at start
+(:func:`reference_vectors`).
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
 from collections import defaultdict, deque
 from typing import Any, Iterator, Mapping
@@ -24,6 +27,7 @@ import numpy as np
 
 from tessera.media import is_missing
 
+log = logging.getLogger("tessera.serve")
 WINDOW = 512
 REFERENCE_SAMPLE = 512
 
@@ -105,6 +109,39 @@ class DriftMonitor:
             if "mmd2" in e:
                 yield "tessera_drift_embedding_mmd2", "Squared MMD (RBF) of recent query embeddings vs the collection", {"modality": modality}, e["mmd2"]
                 yield "tessera_drift_embedding_centroid_distance", "Cosine distance of the centroids of queries and collection", {"modality": modality}, e["centroid_distance"]
+
+
+def reference_vectors(searcher: Any) -> dict[str, np.ndarray]:
+    """Per modality, a sample of the collection's own vectors.
+
+    The indexed input's come from the index; other inputs are embedded from the indexed table.
+    """
+    if searcher is None:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    ids = searcher.index.ids()
+    rng = random.Random(0)
+    indexed = searcher.info.get("modality")
+    if ids and indexed:
+        sample = rng.sample(ids, min(REFERENCE_SAMPLE, len(ids)))
+        out[indexed] = np.stack(searcher.index.get(sample, columns=["vector"])["vector"].to_list()).astype(np.float32)
+    table = searcher.info.get("table")
+    others = {n: m for n, m in searcher.embedder.inputs.items() if m not in out}
+    if table and others:
+        try:
+            from tessera.table import Table, read_table
+
+            t = read_table(table)
+            frame = t.frame.sample(n=min(REFERENCE_SAMPLE, len(t.frame)), random_state=0)
+            for name, modality in others.items():
+                if all(c in frame.columns for c in searcher.embedder.pipeline.preprocessors[name].columns):
+                    sample = Table(frame, t.base_dir, t.source)
+                    parts = [v for _, v in searcher.embedder.embed_table(sample, name, on_error="skip")]
+                    if parts:
+                        out[modality] = np.concatenate(parts)
+        except Exception as e:  # noqa: BLE001 - drift of these inputs is then reported without a reference
+            log.warning("no drift reference from %s: %s", table, e)
+    return out
 
 
 def centroid_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """Errors as RFC 9457 problem-details JSON: every failure a client sees has a status, a title and a clear detail.
 
 Handlers are installed for our own :class:`Problem`, FastAPI's validation errors, Starlette's
-HTTP errors, Tessera's data/schema errors (the request's content is unusable: 422) and, last,
-anything else (500, logged with its traceback, nothing internal sent to the client).
+HTTP errors, a search filter the index refuses (422), Tessera's data/schema errors (the
+request's content is unusable: 422) and, last, anything else (500, logged with its
+traceback, nothing internal sent to the client).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from tessera.errors import TesseraError
+from tessera.index.filters import FilterError
 from tessera.serve.workers import WorkerCrashed
 
 log = logging.getLogger("tessera.serve")
@@ -90,6 +92,10 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such route: {request.method} {request.url.path}"
         return problem_response(request, exc.status_code, detail, TITLES.get(exc.status_code, "http_error").lower().replace(" ", "_"), exc.headers)
+
+    @app.exception_handler(FilterError)
+    async def _filter(request: Request, exc: FilterError) -> JSONResponse:
+        return problem_response(request, 422, str(exc), "invalid_filter")
 
     @app.exception_handler(TesseraError)
     async def _tessera(request: Request, exc: TesseraError) -> JSONResponse:

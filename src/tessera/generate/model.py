@@ -1,0 +1,263 @@
+"""Encoder -> projector -> causal LM: media become a few "words" in the LM's input (the LLaVA pattern).
+
+The prompt is rendered by the chat format with a placeholder (``<image>``, ``<audio>``) where
+the media go; without one they go first in the user turn. The placeholder is split out, the
+text around it is embedded by the LM's own embedding table, and the projected encoder tokens
+are inserted between, so the LM reads one mixed sequence through ``inputs_embeds``:
+
+    [BOS] <start_of_turn>user\\n [media x K] Describe this.<end_of_turn>\\n<start_of_turn>model\\n
+    | a dog runs<end_of_turn>     (scored when training)
+
+Training scores only the reply (labels are -100 elsewhere), padded on the right; generation
+pads on the left so every row's next token sits at the same position, and ``generate`` derives
+positions from the attention mask. With no encoder the same class is a plain chat LM.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from tessera.errors import SchemaError
+from tessera.generate.chat import ChatFormat, Message, ReplyStream, check_messages, trim_reply
+
+if TYPE_CHECKING:
+    from tessera.preprocess.base import ModalityBatch
+
+IGNORE = -100  # the label cross-entropy skips
+
+
+class MultimodalLM(nn.Module):
+    def __init__(
+        self,
+        lm: nn.Module,
+        tokenizer: Any,
+        chat: ChatFormat,
+        encoder: nn.Module | None = None,
+        projector: nn.Module | None = None,
+        placeholder: str = "<image>",
+    ) -> None:
+        super().__init__()
+        if (encoder is None) != (projector is None):
+            raise SchemaError("an encoder needs a projector (and a projector an encoder)")
+        self.lm, self.encoder, self.projector = lm, encoder, projector
+        self.tokenizer, self.chat, self.placeholder = tokenizer, chat, placeholder
+        if tokenizer.eos_token_id is None:
+            raise SchemaError("the LM's tokenizer has no end-of-sequence token, so a reply could never end")
+        probe = tokenizer("a").input_ids
+        self.bos = (
+            [tokenizer.bos_token_id]
+            if tokenizer.bos_token_id is not None and probe[:1] == [tokenizer.bos_token_id]
+            else []
+        )
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        # A reply ends at EOS and at the format's turn end: as a token id when that is one token, and
+        # as text too unless it is a special token (decoding drops those): "\n" ends a plain reply
+        # whether it comes alone or inside a token such as ".\n" or "\n\n".
+        end_ids = tokenizer(chat.reply_end, add_special_tokens=False).input_ids if chat.reply_end else []
+        self.stop_ids = [tokenizer.eos_token_id] + (end_ids if len(end_ids) == 1 else [])
+        special = chat.reply_end in tokenizer.all_special_tokens or chat.reply_end in tokenizer.get_added_vocab()
+        self.stop_strings = [chat.reply_end] if chat.reply_end and not special else []
+        self._segments_cache: dict[Any, tuple[list[int], list[int]]] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    # -- building the mixed sequence -------------------------------------------------------
+    def prefix(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
+        """Projected media tokens ``(B, K, H)`` and their mask (False for absent inputs)."""
+        assert self.encoder is not None and self.projector is not None
+        out, mask = self.encoder(batch)
+        if out.dim() == 2:
+            out, mask = out.unsqueeze(1), None
+        present = batch.present.to(out.device).unsqueeze(1)
+        mask = present.expand(-1, out.shape[1]) if mask is None else mask.to(out.device) & present
+        tokens, tmask = self.projector(out, mask)
+        return tokens.to(self.lm.get_input_embeddings().weight.dtype), tmask
+
+    def segments(self, conversation: str | Sequence[Message]) -> tuple[list[int], list[int]]:
+        """Token ids before and after the media (BOS included) for a prompt or a list of messages.
+
+        The media go where the placeholder is, else first in the first user turn. Memoised:
+        training repeats the same few prompts.
+        """
+        key = (
+            conversation
+            if isinstance(conversation, str)
+            else tuple((m["role"], m["content"]) for m in check_messages(conversation))
+        )
+        if key not in self._segments_cache:
+            messages = (
+                [{"role": "user", "content": key}]
+                if isinstance(key, str)
+                else [dict(role=r, content=c) for r, c in key]
+            )
+            count = sum(m["content"].count(self.placeholder) for m in messages)
+            if count > 1 or (count and self.encoder is None):
+                raise SchemaError(
+                    f"the prompt has {count} {self.placeholder} placeholder(s); "
+                    + ("this model takes no media" if self.encoder is None else "one input goes in one place")
+                )
+            if not count and self.encoder is not None:
+                first = next((m for m in messages if m["role"] == "user"), None)
+                if first is None:
+                    raise SchemaError("the conversation has no user message to put the media in")
+                first["content"] = self.placeholder + ("\n" + first["content"] if first["content"] else "")
+            before, _, after = self.chat.render(messages).partition(self.placeholder)
+            encode = lambda s: self.tokenizer(s, add_special_tokens=False).input_ids if s else []  # noqa: E731
+            self._segments_cache[key] = (self.bos + encode(before), encode(after))
+        return self._segments_cache[key]
+
+    def reply_ids(self, answer: str, max_tokens: int) -> list[int]:
+        """The tokens a training target scores: the answer (cut to ``max_tokens``) and the turn end."""
+        encode = lambda s: self.tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+        end = encode(self.chat.reply_end) if self.chat.reply_end else [self.tokenizer.eos_token_id]
+        return encode(self.chat.reply_prefix + answer)[:max_tokens] + end
+
+    def assemble(
+        self,
+        media: tuple[Tensor, Tensor] | None,
+        prompts: Sequence[str | Sequence[Message]],
+        replies: Sequence[list[int]] | None = None,
+        *,
+        left_pad: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``inputs_embeds``, ``attention_mask`` and ``labels`` for a batch of prompts (and replies when training)."""
+        embed = self.lm.get_input_embeddings()
+        device = embed.weight.device
+        rows, labels = [], []
+        for i, prompt in enumerate(prompts):
+            before, after = self.segments(prompt)
+            reply = replies[i] if replies is not None else []
+            ids = torch.tensor(before + after + reply, dtype=torch.long, device=device)
+            text = embed(ids)
+            media_i = media[0][i][media[1][i]] if media is not None else text[:0]
+            nb, na = len(before), len(after)
+            rows.append(torch.cat([text[:nb], media_i, text[nb:]]))
+            labels.append([IGNORE] * (nb + len(media_i) + na) + reply)
+        width = max(len(r) for r in rows)
+        dim = rows[0].shape[-1]
+        inputs = rows[0].new_zeros(len(rows), width, dim)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+        label = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=device)
+        for i, (r, lab) in enumerate(zip(rows, labels)):
+            span = slice(width - len(r), width) if left_pad else slice(0, len(r))
+            inputs[i, span] = r
+            mask[i, span] = 1
+            label[i, span] = torch.tensor(lab, dtype=torch.long, device=device)
+        return inputs, mask, label
+
+    # -- training ----------------------------------------------------------------------------
+    def loss(
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        answers: Sequence[str],
+        max_reply_tokens: int = 64,
+    ) -> Tensor:
+        """Mean cross-entropy of the reply tokens given media and prompt."""
+        media = self.prefix(batch) if batch is not None and self.encoder is not None else None
+        replies = [self.reply_ids(a, max_reply_tokens) for a in answers]
+        inputs, mask, labels = self.assemble(media, prompts, replies, left_pad=False)
+        return self.lm(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+
+    # -- generation --------------------------------------------------------------------------
+    def _generate_kwargs(
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_p: float,
+        use_cache: bool,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        if max_new_tokens < 1:
+            raise SchemaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        media = self.prefix(batch) if batch is not None and self.encoder is not None else None
+        inputs, mask, _ = self.assemble(media, prompts, left_pad=True)
+        kwargs: dict[str, Any] = dict(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
+            do_sample=do_sample,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
+            **extra,
+        )
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p)
+        else:  # the checkpoint's own sampling defaults would only warn under greedy decoding
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if self.stop_strings:
+            kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
+        return kwargs
+
+    @torch.no_grad()
+    def generate(
+        self,
+        batch: ModalityBatch | None,
+        prompts: Sequence[str | Sequence[Message]],
+        *,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        use_cache: bool = True,
+    ) -> list[str]:
+        """One reply per prompt (and media row), batched.
+
+        ``use_cache=False`` turns the KV cache off: every step recomputes the whole sequence
+        (slow; for speed comparisons).
+        """
+        kwargs = self._generate_kwargs(batch, prompts, max_new_tokens, do_sample, temperature, top_p, use_cache)
+        out = self.lm.generate(**kwargs)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [trim_reply(t, self.stop_strings) for t in texts]
+
+    def stream(
+        self,
+        batch: ModalityBatch | None,
+        prompt: str | Sequence[Message],
+        *,
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        use_cache: bool = True,
+    ) -> Iterator[str]:
+        """Pieces of one reply as they are generated; joined, they equal :meth:`generate`'s reply."""
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        with torch.no_grad():
+            kwargs = self._generate_kwargs(
+                batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, streamer=streamer
+            )
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.no_grad():
+                    self.lm.generate(**kwargs)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(e)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        reply = ReplyStream(self.stop_strings)
+        for piece in streamer:
+            if out := reply.push(piece):
+                yield out
+        worker.join()
+        if errors:
+            raise errors[0]
+        if out := reply.close():
+            yield out

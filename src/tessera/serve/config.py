@@ -1,0 +1,29 @@
+"""How one server is set up: keys, limits, batching, where its model calls run."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from tessera.settings import PathLike, Settings
+
+
+class ServeConfig(Settings):
+    """Server settings; the CLI flags of ``tessera serve`` map onto these one to one."""
+
+    section: ClassVar[str] = "serve"
+    keys_file: PathLike
+    feedback_db: str = "tessera-feedback.db"
+    max_body_bytes: int = 10 * 1024 * 1024
+    rate_per_minute: int = 1200  # per key, unless the key sets its own
+    batching: bool = True
+    max_batch: int = 32
+    max_wait_ms: float = 10.0  # waited only under concurrency (see Batcher)
+    cors_origins: list[str] = []  # empty: CORS off
+    log_requests: bool = True  # keep predict/search inputs so feedback can become training data
+    # Threads per model call (per worker process when model_processes > 0); None leaves torch's
+    # setting. The CLI gives cores / processes, or cores - 1 in-process: on a busy 2-core machine two
+    # OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).
+    torch_threads: int | None = None
+    # 0: models run in this process, on the batchers' threads. N: N worker processes, each with a
+    # copy of the models (N x the memory), so model calls never wait on the event loop's GIL.
+    model_processes: int = 0

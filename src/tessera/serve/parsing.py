@@ -1,0 +1,189 @@
+"""Reading a request's body: JSON (checked against :mod:`tessera.serve.bodies`) or a multipart form, into checked cells.
+
+Routes call these after their key is checked (see :mod:`tessera.serve.dependencies`), so
+nothing here runs for a caller without a valid key. A value becomes a table cell through
+:func:`tessera.serve.inputs.cell`, which checks it against its field's modality.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, NamedTuple
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from tessera.serve import inputs as rq
+from tessera.serve.bodies import MAX_QUERY_PARTS, EmbedBody, PredictBody, QueryPart, SearchBody
+from tessera.serve.problems import Problem
+
+
+class Part(NamedTuple):
+    """One part of an embedding or search query: the field it fills, its cell, its weight in a composed query."""
+
+    field: rq.Field
+    value: Any
+    weight: float
+
+
+class SearchRequest(NamedTuple):
+    parts: list[Part]
+    k: int
+    filters: dict[str, Any]
+    thumbnails: bool
+
+
+async def predict_cells(request: Request, fields: Mapping[str, rq.Field]) -> dict[str, Any]:
+    """Column -> cell for a prediction, from JSON ``{"inputs": {...}}`` or one form field per input."""
+    if is_json(request):
+        body = validate(PredictBody, await read_json(request))
+        sent = [(name, value, None, True) for name, value in body.inputs.items()]
+    else:
+        form = await read_form(request)
+        sent = []
+        for name in form.keys():
+            value, declared = form_value(form, name)
+            if value is not None:
+                sent.append((name, value, declared, False))
+    cells: dict[str, Any] = {}
+    for name, value, declared, from_json in sent:
+        f = rq.resolve_field(name, fields, "this model")
+        if f.column in cells:
+            raise Problem(422, f"input {f.column!r} was sent twice (as {name!r})", kind="invalid_request")
+        cells[f.column] = rq.cell(f, value, name=name, declared_type=declared, from_json=from_json)
+    if not cells:
+        raise Problem(422, f"send at least one input; this model takes {sorted(fields)}", kind="invalid_request")
+    return cells
+
+
+async def embed_part(request: Request, fields: Mapping[str, rq.Field]) -> Part:
+    """The one value to embed: JSON ``{input, text | base64}`` or a form with ``input`` and ``text`` or ``file``."""
+    if is_json(request):
+        return _json_part(validate(EmbedBody, await read_json(request)), fields)
+    form = await read_form(request)
+    name = form_str(form, "input")
+    value, declared = form_value(form, "file")
+    text, _ = form_value(form, "text")
+    if (value is None) == (text is None):
+        raise Problem(422, "send exactly one of the fields 'text' or 'file'", kind="invalid_request")
+    if value is None:
+        name, value = name or "text", text
+    name = name or rq.guess_modality(value)
+    f = rq.resolve_field(name, fields, "this embedder")
+    return Part(f, rq.cell(f, value, name=name, declared_type=declared), 1.0)
+
+
+async def search_request(request: Request, fields: Mapping[str, rq.Field]) -> SearchRequest:
+    """A search: JSON (:class:`~tessera.serve.bodies.SearchBody`) or a form: ``text``, ``file`` or both, ``k``, ``filters``."""
+    if is_json(request):
+        body = validate(SearchBody, await read_json(request))
+        return SearchRequest([_json_part(p, fields) for p in body.query], body.k, body.filters, body.thumbnails)
+    form = await read_form(request)
+    parts = []
+    text, _ = form_value(form, "text")
+    data, declared = form_value(form, "file")
+    if isinstance(text, str) and text.strip():
+        f = rq.resolve_field("text", fields, "this embedder")
+        parts.append(Part(f, rq.cell(f, text, name="text"), form_float(form, "text_weight", 1.0)))
+    if data is not None:
+        f = rq.resolve_field(rq.guess_modality(data), fields, "this embedder")
+        cell = rq.cell(f, data, name="file", declared_type=declared)
+        parts.append(Part(f, cell, form_float(form, "file_weight", 1.0)))
+    if not parts:
+        raise Problem(422, "send a query: a non-empty 'text' field, a 'file', or both", kind="invalid_request")
+    k = int(form_float(form, "k", 10))
+    if not 1 <= k <= 100:
+        raise Problem(422, "k must be between 1 and 100", kind="invalid_request")
+    raw = form_str(form, "filters")
+    try:
+        filters = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        raise Problem(422, "field 'filters' must be a JSON object", kind="invalid_request") from None
+    if not isinstance(filters, dict):
+        raise Problem(422, "field 'filters' must be a JSON object", kind="invalid_request")
+    return SearchRequest(parts, k, filters, True)
+
+
+def _json_part(part: EmbedBody | QueryPart, fields: Mapping[str, rq.Field]) -> Part:
+    f = rq.resolve_field(part.input, fields, "this embedder")
+    if (part.text is None) == (part.base64 is None):
+        raise Problem(422, f"query part {part.input!r}: give exactly one of 'text' or 'base64'", kind="invalid_request")
+    value = rq.cell(f, part.text if part.text is not None else {"base64": part.base64}, name=part.input, from_json=True)
+    return Part(f, value, getattr(part, "weight", 1.0))
+
+
+# -- the body as JSON or a form ------------------------------------------------------------------
+
+
+def is_json(request: Request) -> bool:
+    """JSON or a form, by Content-Type; anything else is a 415."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        return True
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return False
+    sent = ctype or "a body without a Content-Type"
+    raise Problem(415, f"send application/json or multipart/form-data, not {sent}", kind="unsupported_media_type")
+
+
+async def read_json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise Problem(400, f"the body is not valid JSON: {e}", kind="malformed_json") from None
+
+
+def validate(model: type[BaseModel], data: Any) -> Any:
+    """``data`` as ``model``, or a 422 naming the first field that is wrong (and listing all)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        errors = [{"field": ".".join(str(p) for p in x.get("loc", ())), "message": x.get("msg")} for x in e.errors()]
+        raise Problem(422, f"{loc + ': ' if loc else ''}{first.get('msg', 'invalid')}", kind="invalid_request",
+                      errors=errors) from None
+
+
+async def read_form(request: Request) -> FormData:
+    form = await request.form(max_files=MAX_QUERY_PARTS, max_fields=64)
+    names = list(form.keys())
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise Problem(422, f"field(s) {sorted(dup)} sent more than once", kind="invalid_request")
+    return form
+
+
+def form_value(form: FormData, name: str) -> tuple[Any, str | None]:
+    """(value, declared content type): a file's bytes, or a field's text; (None, None) when absent."""
+    value = form.get(name)
+    if value is None:
+        return None, None
+    if isinstance(value, UploadFile):
+        value.file.seek(0)
+        return value.file.read(), value.content_type
+    return value, None
+
+
+def form_str(form: FormData, name: str) -> str | None:
+    value, _ = form_value(form, name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        raise Problem(422, f"field {name!r} must be text, not a file", kind="invalid_request")
+    return value
+
+
+def form_float(form: FormData, name: str, default: float) -> float:
+    value = form_str(form, name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise Problem(422, f"field {name!r} must be a number, got {value[:40]!r}", kind="invalid_request") from None
+    if not math.isfinite(number):
+        raise Problem(422, f"field {name!r} must be finite", kind="invalid_request")
+    return number
