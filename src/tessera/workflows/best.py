@@ -43,7 +43,7 @@ from tessera.errors import SchemaError
 from tessera.feature_matrix import Block, Featurizer, block_for, plan_blocks, seconds_per_row
 from tessera.model import ModelConfig, build_model
 from tessera.pipeline import CachedSplit, Pipeline, StreamSplit
-from tessera.prepare import SKIP_REPORT, Prepared, decode, prepare
+from tessera.prepare import SKIP_REPORT, Prepared, prepare
 from tessera.schema import InputSpec, Schema
 from tessera.table import Table, read_table
 from tessera.train import TrainConfig
@@ -58,6 +58,7 @@ TOWER_SHARE = 0.5  # frozen features may take at most this share of the time lef
 RESERVE = 0.05  # share of the budget kept for the selection and saving
 PROBE_STEPS = 3  # timed training steps behind a network's estimate (the first one is not counted)
 LINEAR_STRENGTHS = (0.03, 0.3, 3.0)  # logistic C, or 1 / ridge alpha, tried on the validation rows
+SPLIT_COLUMN = "__best_split__"  # the shared split, handed to the features networks' preparation
 
 
 @dataclass
@@ -335,19 +336,20 @@ def features_network(data: Data, name: str, fusion: str, model: ModelConfig, tra
     base = data.pipeline.schema
     inputs = {n: base.inputs[n] for n, p in data.pipeline.preprocessors.items() if p.modality in ("numeric", "categorical")}
     inputs.update({f"{b.input}_features": InputSpec("numeric", b.columns) for b in f.blocks})
-    schema = Schema(inputs, base.target, base.task)
+    schema = Schema(inputs, base.target, base.task, split=SPLIT_COLUMN)
     block_columns = [c for b in f.blocks for c in b.columns]
-    frame = pd.concat([data.table.frame, data.features[block_columns]], axis=1)
+    used = np.concatenate(list(data.rows.values()))  # split by split, so each split keeps data.rows' order
+    frame = pd.concat([data.table.frame.loc[used], data.features.loc[used, block_columns]], axis=1)
+    frame[SPLIT_COLUMN] = np.repeat(list(data.rows), [len(r) for r in data.rows.values()])
     cfg = ModelConfig(fusion=fusion, dim=model.dim, head_dropout=model.head_dropout)
     uses = [n for n in data.pipeline.preprocessors if n in inputs or f"{n}_features" in inputs]
     state: dict[str, Any] = {}
 
     def prepared() -> tuple[Pipeline, dict[str, Any]]:
-        if not state:
-            pipeline = Pipeline.fit(frame.loc[data.rows["train"]], schema)
-            tables = {s: Table(frame.loc[r], data.table.base_dir, data.table.source) for s, r in data.rows.items()}
-            state["pipeline"] = pipeline
-            state["splits"] = decode(pipeline, tables, train.replace(cache=True), None, validated=True)
+        if not state:  # the shared rows and split, prepared as any table is (nothing is skipped: they decoded once)
+            done = prepare(Table(frame, data.table.base_dir, data.table.source), schema,
+                           config=train.replace(cache=True, max_train_rows=None), skip_report=None)
+            state["pipeline"], state["splits"] = done.pipeline, done.splits
         return state["pipeline"], state["splits"]
 
     def fit() -> tuple[Member, dict[str, np.ndarray]]:
