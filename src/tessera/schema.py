@@ -385,6 +385,31 @@ def infer_schema(
     overrides = dict(overrides or {})
     keep = set(keep)
     base = None if base_dir is None else str(base_dir)
+    target_list = _target_columns(df, target)
+    for c in keep:
+        if c not in df.columns:
+            raise SchemaError(f"keep names column '{c}', which is not in the table; columns are {list(df.columns)}")
+    split = split if split is not None else _split_column(df)
+    skip = set(target_list or []) | ({split} if split is not None else set())
+    modality_of, ignored, reasons = _column_modalities(df, skip, set(ignore), overrides, base)
+    task = infer_task(df, target_list) if target_list else None
+    if target_list:
+        train = df if split is None else df[df[split].map(lambda v: SPLIT_VALUES.get(str(v).lower())) == "train"]
+        suspects = {c: m for c, m in modality_of.items() if c not in keep and c not in overrides}
+        for leak in find_leaks(train if len(train) else df, target_list, task, suspects):
+            del modality_of[leak.column]
+            ignored.append(leak.column)
+            reasons[leak.column] = f"{leak.reason}; {LEAK_NOTE} (keep it with keep: [{leak.column}])"
+    inputs = _inputs(df, modality_of, base, reasons)
+    if not inputs:
+        raise SchemaError("no usable input columns found; give a schema that names them")
+    schema = Schema(inputs=inputs, target=target_list, split=split, ignore=ignored)
+    schema.task = task
+    return schema, reasons
+
+
+def _target_columns(df: pd.DataFrame, target: str | Iterable[str] | None) -> list[str] | None:
+    """The target columns as given, else the first column named like a label (None: no target)."""
     if target is None:
         target_list = [c for c in df.columns if str(c).lower() in TARGET_NAMES][:1] or None
     else:
@@ -392,23 +417,29 @@ def infer_schema(
     for t in target_list or []:
         if t not in df.columns:
             raise SchemaError(f"target column '{t}' is not in the table; columns are {list(df.columns)}")
-    for c in keep:
-        if c not in df.columns:
-            raise SchemaError(f"keep names column '{c}', which is not in the table; columns are {list(df.columns)}")
-    if split is None:
-        for c in df.columns:
-            if str(c).lower() in ("split", "fold_split", "subset") and set(map(str, df[c].dropna().unique())) <= set(SPLIT_VALUES):
-                split = c
-                break
-    ignore = set(ignore)
-    reasons: dict[str, str] = {}
-    from tessera.preprocess import modalities, preprocessor_class
+    return target_list
+
+
+def _split_column(df: pd.DataFrame) -> str | None:
+    """A column named like a split whose values are all split names."""
+    for c in df.columns:
+        if str(c).lower() in ("split", "fold_split", "subset") and set(map(str, df[c].dropna().unique())) <= set(SPLIT_VALUES):
+            return c
+    return None
+
+
+def _column_modalities(
+    df: pd.DataFrame, skip: set, ignore: set, overrides: dict[str, str], base: str | None
+) -> tuple[dict[str, str], list[str], dict[str, str]]:
+    """Each column's modality (overrides first), the columns left out, and a reason per column."""
+    from tessera.preprocess import modalities
 
     known = modalities()
     modality_of: dict[str, str] = {}
     ignored: list[str] = []
+    reasons: dict[str, str] = {}
     for c in df.columns:
-        if c in (target_list or []) or c == split:
+        if c in skip:
             continue
         if c in ignore or overrides.get(c) == "ignore":
             ignored.append(c)
@@ -425,15 +456,15 @@ def infer_schema(
             ignored.append(c)
         else:
             modality_of[c] = modality
-    task = infer_task(df, target_list) if target_list else None
-    if target_list:
-        train = df if split is None else df[df[split].map(lambda v: SPLIT_VALUES.get(str(v).lower())) == "train"]
-        suspects = {c: m for c, m in modality_of.items() if c not in keep and c not in overrides}
-        for leak in find_leaks(train if len(train) else df, target_list, task, suspects):
-            del modality_of[leak.column]
-            ignored.append(leak.column)
-            reasons[leak.column] = f"{leak.reason}; {LEAK_NOTE} (keep it with keep: [{leak.column}])"
-    grouped: dict[str, list[str]] = {m: [] for m in known if preprocessor_class(m).multi_column}
+    return modality_of, ignored, reasons
+
+
+def _inputs(df: pd.DataFrame, modality_of: dict[str, str], base: str | None, reasons: dict[str, str]) -> dict[str, InputSpec]:
+    """One input per column (multi-column modalities grouped into one), plus inputs derived from a column
+    (a video's sound track), whose reasons are added to ``reasons``."""
+    from tessera.preprocess import modalities, preprocessor_class
+
+    grouped: dict[str, list[str]] = {m: [] for m in modalities() if preprocessor_class(m).multi_column}
     inputs: dict[str, InputSpec] = {}
     for c, modality in modality_of.items():
         if modality in grouped:
@@ -447,11 +478,7 @@ def infer_schema(
     for modality, cols in grouped.items():
         if cols:
             inputs[_safe_name(modality, inputs)] = InputSpec(modality, cols)
-    if not inputs:
-        raise SchemaError("no usable input columns found; give a schema that names them")
-    schema = Schema(inputs=inputs, target=target_list, split=split, ignore=ignored)
-    schema.task = task
-    return schema, reasons
+    return inputs
 
 
 def _safe_name(name: str, taken: dict[str, Any]) -> str:
