@@ -208,6 +208,43 @@ def run_table(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+DEFINITIONS = {
+    "preset_best_significantly_better": "tables where preset best's paired 95% bootstrap interval of the accuracy gain "
+                                        "over the best single input (chosen on the test rows) is above zero",
+    "preset_best_significantly_worse": "tables where that interval, or the one against gradient boosting on the "
+                                       "tabular columns, is below zero",
+    "goal_met": "the issue's goal: preset best significantly worse on no table, significantly better on most",
+    "per_table": "test accuracy of each arm; *_gain: preset best (or default fusion) minus the best single input, "
+                 "with its paired 95% bootstrap interval",
+}
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's counts, and per table each arm's test score and the fused arms' paired gains over the best single input."""
+    better = sum(r["preset_best_vs_best_single_input"] == "better" for r in results.values())
+    worse = sum("worse" in (r["preset_best_vs_best_single_input"], r["preset_best_vs_gradient_boosting"]) for r in results.values())
+    per_table = {}
+    for name, r in results.items():
+        arms, row = r["arms"], {}
+        main = next(k for k in arms["preset best"] if k.endswith("_low"))[: -len("_low")]
+        for key, label in (("best single input", "best_single_input"), ("gradient boosting (tabular columns)", "gradient_boosting"),
+                           ("default fusion", "default_fusion"), ("preset best", "preset_best")):
+            a = arms[key]
+            row[label] = a.get(main)
+            row[f"{label}_model"] = a.get("model")
+            gain = a.get("gain_over_best_single_input")
+            if gain is not None and label != "gradient_boosting":
+                row[f"{label}_gain"] = [gain["gain"], gain["low"], gain["high"]]
+        row["metric"] = main
+        row["preset_best_vs_best_single_input"] = r["preset_best_vs_best_single_input"]
+        row["preset_best_vs_gradient_boosting"] = r["preset_best_vs_gradient_boosting"]
+        row["budget"] = r["settings"]
+        per_table[name] = row
+    return {"tables": len(results), "preset_best_significantly_better": better,
+            "preset_best_significantly_worse": worse, "goal_met": worse == 0 and better > len(results) / 2,
+            "per_table": per_table}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
@@ -217,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "tables.json")
+    parser.add_argument("--combine", nargs="+", type=Path, default=None,
+                        help="Train nothing: merge the tables of these earlier outputs (runs split across processes) into one, with its summary.")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     handler = logging.StreamHandler(sys.stdout)
@@ -225,25 +264,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tessera.best").setLevel(logging.INFO)
     print(f"threads {args.threads}, load average {os.getloadavg()}", flush=True)
     start = time.perf_counter()
-    results = {name: run_table(name, args) for name in args.tables}
-    better = sum(r["preset_best_vs_best_single_input"] == "better" for r in results.values())
-    worse = sum("worse" in (r["preset_best_vs_best_single_input"], r["preset_best_vs_gradient_boosting"]) for r in results.values())
-    summary = {"tables": len(results), "preset_best_significantly_better": better, "preset_best_significantly_worse": worse}
+    if args.combine:
+        runs = [json.loads(Path(f).read_text()) for f in args.combine]
+        results = {name: r for run in runs for name, r in run["tables"].items()}
+        machine = [run["machine"] for run in runs]
+        seconds = [run["wall_seconds"] for run in runs]
+    else:
+        results = {name: run_table(name, args) for name in args.tables}
+        machine = {"cpus": os.cpu_count(), "threads": args.threads, "load_average_at_end": list(os.getloadavg()),
+                   "python": platform.python_version(), "torch": torch.__version__}
+        seconds = time.perf_counter() - start
+    summary = summarize(results)
     out = {
         "benchmark": "tables",
         "summary": summary,
-        "definitions": {
-            "preset_best_significantly_better": "tables where preset best's paired 95% bootstrap interval of the accuracy gain "
-                                                "over the best single input (chosen on the test rows) is above zero",
-            "preset_best_significantly_worse": "tables where that interval, or the one against gradient boosting on the "
-                                               "tabular columns, is below zero",
-        },
+        "definitions": DEFINITIONS,
         "tables": results,
-        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "load_average_at_end": list(os.getloadavg()),
-                    "python": platform.python_version(), "torch": torch.__version__},
-        "wall_seconds": time.perf_counter() - start,
+        "machine": machine,
+        "wall_seconds": seconds,
     }
-    print(f"\nsummary: {summary}; wall {out['wall_seconds']:.0f} s; load average {os.getloadavg()}")
+    print(f"\nsummary: {json.dumps(summary, indent=1)}\nwall {out['wall_seconds']} s; load average {os.getloadavg()}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=1, default=str))
     print(f"wrote {args.output}")
