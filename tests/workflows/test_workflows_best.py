@@ -16,6 +16,7 @@ from tessera.train import TrainConfig
 from tessera.workflows.best import fit_best
 
 TRAIN = {"epochs": 1, "batch_size": 16, "num_workers": 0}
+WORDS = "red green blue tall short old new small big warm cold soft".split()
 
 
 @pytest.fixture
@@ -89,6 +90,20 @@ def test_regression_ensembles_values():
     board = predictor.ensemble.leaderboard
     assert board["val_r2"].iloc[0] >= board["val_r2"].iloc[1:].max() - 1e-12
     assert predictor.metrics["test"]["r2"] > 0.8
+
+
+def test_an_input_whose_tower_is_over_budget_and_has_no_other_features_is_left_to_the_networks(monkeypatch):
+    import tessera.workflows.best as best
+
+    monkeypatch.setattr(best, "seconds_per_row", lambda *a, **k: 1e6)  # every tower over budget
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=80)
+    frame = pd.DataFrame({"x": x, "note": [" ".join(rng.choice(WORDS, 6)) for _ in x], "label": (x > 0).astype(int)})
+    predictor = Predictor(train=TRAIN, preset="best", time_limit=600,
+                          exclude=["linear", "features networks", "unimodal networks", "fusion networks"]).fit(frame, target="label")
+    board = predictor.ensemble.leaderboard
+    assert board["note"].fillna("").str.contains("features not computed: estimated").any()
+    assert list(board[board["kind"] == "sklearn"]["inputs"]) == ["numeric"]  # gbm on the number only: text has no frozen features
 
 
 def test_bad_settings_are_refused():

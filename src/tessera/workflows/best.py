@@ -238,8 +238,9 @@ def build_features(data: Data, inference: Any, budget: Budget, notes: list[dict[
                 note = f"{block.source} features not computed: estimated {seconds:.0f} s, over half of the {budget.left():.0f} s left"
                 notes.append({"model": f"{block.source} features", "kind": "features", "inputs": block.input, "note": note})
                 log.info("%s", note)
-                block, why = block_for(block.input, data.pipeline.preprocessors[block.input], train_frame, use_tower=False)
-                log.info("features of %s instead: %s", data.pipeline.preprocessors[block.input].columns[0] if block is None else block.input, why)
+                name = block.input
+                block, why = block_for(name, data.pipeline.preprocessors[name], train_frame, use_tower=False)
+                log.info("features of %s instead: %s", name, why)
                 if block is None:
                     continue
         start = time.perf_counter()
