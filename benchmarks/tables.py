@@ -38,6 +38,9 @@ gradient boosting).
 Run (from the repository root, ~2-3 h on the loaded 2-core machine):
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tables.py
   .venv/bin/python benchmarks/tables.py --tables ham10000_subset --max-train-rows 500 --time-limit 600   # a quick look
+  # one process per table, then one file with the summary (how results/tables.json was made):
+  .venv/bin/python benchmarks/tables.py --tables avmnist --output /tmp/avmnist.json   # ... likewise per table
+  .venv/bin/python benchmarks/tables.py --combine /tmp/avmnist.json /tmp/ham10000_subset.json /tmp/fashion_products.json
 """
 
 from __future__ import annotations
