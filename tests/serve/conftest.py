@@ -85,7 +85,7 @@ def make_client(loaded, keys_file, tmp_path):
 
 @pytest.fixture
 def live_server(loaded, keys_file, tmp_path):
-    """A real uvicorn server on 127.0.0.1 (in a thread): (url, key, feedback database)."""
+    """A real uvicorn server on 127.0.0.1 (in a thread), with the protocol `tessera serve` runs: (url, key, feedback database)."""
     import socket
     import threading
     import time
@@ -94,13 +94,15 @@ def live_server(loaded, keys_file, tmp_path):
     import uvicorn
 
     from tessera.serve import ServeConfig, create_app
+    from tessera.serve.connections import uvicorn_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     db = tmp_path / "feedback.db"
-    app = create_app(ServeConfig(keys_file=keys_file[0], feedback_db=str(db)), **loaded)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = ServeConfig(keys_file=keys_file[0], feedback_db=str(db))
+    app = create_app(config, **loaded)
+    server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -50,3 +50,12 @@ def test_search_page_query_thumbnails_upload_and_feedback(built, live_server) ->
     assert len(rows) == 1
     row = rows.iloc[0]
     assert row["route"] == "search" and row["item_id"] == first_id and row["rating"] == 1
+
+
+def test_the_page_has_its_security_headers_wherever_it_is_fetched_from(make_client) -> None:
+    client, _ = make_client()
+    for path in ("/", "/static/index.html", "/static/app.js", "/static/style.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff", path
