@@ -10,7 +10,7 @@ def test_main_job_falls_back_to_synthetic_saves_and_says_where(tmp_path, monkeyp
     monkeypatch.setenv("TESSERA_DATA", str(tmp_path / "empty-home"))  # no AV-MNIST sources here
     monkeypatch.setenv("TESSERA_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "job"
-    result = CliRunner().invoke(app, ["--epochs", "1", "--max-train-rows", "300", "--threads", "1", "--output", str(out)])
+    result = CliRunner().invoke(app, ["--epochs", "1", "--max-train-rows", "300", "--threads", "1", "--no-towers", "--output", str(out)])  # towers: tests/test_proposal.py
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # rich wraps long lines at the terminal width
     assert "AV-MNIST is not available" in text and "Tessera main job: synthetic" in text

@@ -41,6 +41,7 @@ def main_job(
     threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the idle cores)."),
     output: Path = typer.Option(Path("runs/main-job"), help="Where to save the fusion model and the report."),
     seed: int = typer.Option(0),
+    towers: bool = typer.Option(True, help="Pretrained towers where one fits (when the zoo is installed); --no-towers: all from scratch."),
 ) -> None:
     """Run the main job when no command is given."""
     if ctx.invoked_subcommand is not None:
@@ -49,7 +50,7 @@ def main_job(
 
     run_quickstart(
         dataset, full=full, epochs=epochs, max_train_rows=max_train_rows or None, seed=seed, threads=threads,
-        output=output, console=console,
+        output=output, towers=towers, console=console,
     )
 
 
@@ -74,14 +75,15 @@ def data_inspect(
     modality: list[str] = typer.Option([], "--modality", "-m", help="Override: COLUMN=MODALITY or COLUMN=ignore."),
     keep: list[str] = typer.Option([], "--keep", help="A column inference would leave out as a likely leak, kept as an input (repeatable)."),
     save_schema: Optional[Path] = typer.Option(None, help="Write the (inferred) schema to this YAML file."),
+    save_config: Optional[Path] = typer.Option(None, help="Write a fit config training the proposal (schema and encoders) to this YAML file."),
     examples: int = typer.Option(3, help="How many rows to decode and show per input."),
 ) -> None:
-    """Show the schema (each column's type or why it is left out), counts, missing values per input, and a few decoded examples."""
+    """Show the schema (each column's type or why it is left out), the proposed encoders (pretrained where one fits), counts, missing values per input, and a few decoded examples."""
     from tessera.inspection import inspect_table
 
     inspect_table(
         path, schema=schema, target=target, overrides=_overrides(modality), keep=keep, save_schema=save_schema,
-        examples=examples, console=console,
+        save_config=save_config, examples=examples, console=console,
     )
 
 

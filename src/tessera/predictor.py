@@ -31,9 +31,9 @@ from tessera.errors import OnError, SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir, atomic_path
 from tessera.model import ModelConfig, MultimodalModel, build_model, legacy_options, versioned_options
 from tessera.pipeline import Pipeline
-from tessera.prepare import SKIP_REPORT, decode_table, prepare
+from tessera.prepare import SKIP_REPORT, decode_table, feature_folder, prepare
 from tessera.schema import Schema
-from tessera.settings import Settings
+from tessera.settings import PathLike, Settings
 from tessera.table import read_table
 from tessera.train import TrainConfig, TrainResult, resolve_device, run_inference, train
 
@@ -59,6 +59,10 @@ class InferenceConfig(Settings):
     on_error: OnError = "raise"  # or "skip": leave unusable rows out (``report`` names them)
     num_workers: int | None = None  # decoding processes for large tables; None = up to 4
     cache: bool = True  # decode the whole table first (else stream it batch by batch)
+    # Read and fill the feature cache (frozen towers' features, derived texts; tessera.features) as training
+    # does. Off by default, so a server needs no cache folder: the towers then run inside the model.
+    feature_cache: bool = False
+    cache_dir: PathLike | None = None  # the cache; None = the data home's
 
     @classmethod
     def for_training(cls, train: TrainConfig) -> "InferenceConfig":
@@ -136,7 +140,7 @@ class Predictor:
                             time_limit=self.time_limit, exclude=self.exclude, keep=keep, skip_report=skip_report)
             self.ensemble, self.metrics, self.split_note = best.ensemble, best.metrics, best.split_note
             return self
-        encoders = self.model_config.chosen_encoders()
+        encoders = self.model_config.encoders
         prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report, keep=keep)
         self.split_note = prepared.split_note
         return self.fit_prepared(prepared.pipeline, prepared.splits, resume=resume)
@@ -251,7 +255,13 @@ class Predictor:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         t = read_table(table)
         warn, report = report is None, SkipReport() if report is None else report
-        source = decode_table(self.pipeline, t, self.inference, report, with_target=with_target)
+        features = None
+        frozen = {n: e for n, e in self.model.encoders.items() if e.frozen}
+        if self.inference.feature_cache and frozen:
+            from tessera.features import FrozenFeatures
+
+            features = FrozenFeatures(frozen, self.pipeline, feature_folder(self.inference), device=next(self.model.parameters()).device)
+        source = decode_table(self.pipeline, t, self.inference, report, with_target=with_target, features=features)
         out = run_inference(self.model, source, self.inference.batch_size, resolve_device(self.inference.device))
         if warn and len(report):
             report.warn()

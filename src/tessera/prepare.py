@@ -15,15 +15,19 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import pandas as pd
 
 from tessera.errors import DataError, OnError, SchemaError, SkipReport, TesseraWarning, check_on_error
 from tessera.pipeline import Pipeline, StreamSplit, cache_split, default_workers, split_frame
 from tessera.schema import Schema, resolve_schema
-from tessera.settings import Settings
+from tessera.settings import PathLike, Settings
 from tessera.table import Table, read_table
+
+if TYPE_CHECKING:
+    from tessera.features import FrozenFeatures
 
 SKIP_REPORT = "tessera-skipped-rows.csv"
 # Without a split column a supervised run holds out these shares (seeded by ``seed``), so a
@@ -40,6 +44,8 @@ class DataSettings(Settings):
     on_error: OnError = "raise"  # or "skip": drop unusable rows, warn, write a report
     num_workers: int | None = None  # decoding processes; None = up to 4
     cache: bool = True  # decode every row once and keep tensors in memory
+    feature_cache: bool = True  # frozen towers run once per row, on the data side, their output kept in cache_dir
+    cache_dir: PathLike | None = None  # where frozen features are kept; None = the data home's cache (tessera.features)
 
 
 class ReadSettings(Protocol):
@@ -48,6 +54,15 @@ class ReadSettings(Protocol):
     on_error: str
     num_workers: int | None
     cache: bool
+    feature_cache: bool
+    cache_dir: Path | None
+
+
+def feature_folder(config: ReadSettings) -> Path | None:
+    """Where frozen features and derived texts are kept under these settings (None: not kept)."""
+    from tessera.features import cache_folder
+
+    return cache_folder(config.cache_dir) if config.feature_cache else None
 
 
 @dataclass
@@ -57,6 +72,9 @@ class SplitTables:
     pipeline: Pipeline
     tables: dict[str, Table]
     split_note: str = ""  # how the rows were split, for the fit log
+
+
+EncoderSpecs = dict[str, Any]  # input -> encoder name, or the model config's {name, options}
 
 
 @dataclass
@@ -76,7 +94,7 @@ def prepare(
     config: DataSettings | None = None,
     *,
     supervised: bool = True,
-    encoders: dict[str, str] | None = None,
+    encoders: EncoderSpecs | None = None,
     only: Sequence[str] | None = None,
     skip_report: str | os.PathLike | None = SKIP_REPORT,
     keep: Sequence[str] = (),
@@ -85,15 +103,23 @@ def prepare(
 
     Separate from training so several models (a fusion model and its unimodal baselines) can
     share one decoded copy of the data. ``supervised=False`` (alignment) ignores any target;
-    ``encoders`` (input -> encoder name, from the model config) lets a pretrained tower set
-    its input's preprocessing. Skipped rows (``on_error: skip``) are written to ``skip_report`` (None: not written) with a warning.
+    ``encoders`` (the model config's, input -> ``{name, options}`` or a name) lets a pretrained
+    tower set its input's preprocessing, and a frozen one (``config.feature_cache``) run here,
+    once per row, its features kept in ``config.cache_dir`` (:mod:`tessera.features`).
+    Skipped rows (``on_error: skip``) are written to ``skip_report`` (None: not written) with a warning.
     ``keep`` names columns an inferred schema would otherwise leave out as likely leaks.
     """
     config = config or DataSettings()
     parts = split_and_fit(table, schema, target, config, supervised=supervised, encoders=encoders, keep=keep)
     tables = {k: v for k, v in parts.tables.items() if only is None or k in only}
     report = SkipReport()
-    splits = decode(parts.pipeline, tables, config, report, with_target=supervised, validated=True)
+    features = None
+    if config.feature_cache:
+        from tessera.features import feature_stage
+
+        specs = {n: e if isinstance(e, dict) else {"name": e} for n, e in (encoders or {}).items()}
+        features = feature_stage(parts.pipeline, specs, feature_folder(config), getattr(config, "device", "cpu"))
+    splits = decode(parts.pipeline, tables, config, report, with_target=supervised, validated=True, features=features)
     if len(report) and skip_report is not None:
         report.warn(report.write(skip_report))
     return Prepared(parts.pipeline, splits, report, parts.split_note)
@@ -106,7 +132,7 @@ def split_and_fit(
     config: DataSettings | None = None,
     *,
     supervised: bool = True,
-    encoders: dict[str, str] | None = None,
+    encoders: EncoderSpecs | None = None,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float | None = None,
     keep: Sequence[str] = (),
@@ -135,7 +161,11 @@ def split_and_fit(
                 parts[name] = drop_unknown_targets(parts[name], schema.target, name)
     if config.max_train_rows and len(parts["train"]) > config.max_train_rows:
         parts["train"] = parts["train"].sample(n=config.max_train_rows, random_state=config.seed).sort_index()
-    pipeline = Pipeline.fit(parts["train"], schema, encoders=encoders)
+    names = {n: e.get("name") if isinstance(e, dict) else e for n, e in (encoders or {}).items()}
+    pipeline = Pipeline.fit(
+        parts["train"], schema, encoders={n: str(v) for n, v in names.items() if v},
+        base_dir=t.base_dir, cache_dir=feature_folder(config),
+    )
     tables = {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
     return SplitTables(pipeline, tables, describe_split(schema, parts, val_fraction, test_fraction, config.seed))
 
@@ -162,13 +192,17 @@ def decode(
     *,
     with_target: bool = True,
     validated: bool = False,
+    features: FrozenFeatures | None = None,
 ) -> dict[str, Any]:
     """Each table decoded once (``config.cache``) or wrapped to stream, by name; skips go to ``report``.
 
-    ``validated`` says the tables were already checked against the schema (by :func:`split_and_fit`).
+    ``validated`` says the tables were already checked against the schema (by :func:`split_and_fit`);
+    ``features`` runs frozen encoders on the decoded batches (:mod:`tessera.features`).
     """
     return {
-        name: decode_table(pipeline, table, config, report, name=name, with_target=with_target, validated=validated)
+        name: decode_table(
+            pipeline, table, config, report, name=name, with_target=with_target, validated=validated, features=features
+        )
         for name, table in tables.items()
     }
 
@@ -182,14 +216,19 @@ def decode_table(
     name: str = "rows",
     with_target: bool = True,
     validated: bool = False,
+    features: FrozenFeatures | None = None,
 ) -> Any:
     """One table as a ``CachedSplit`` (decoded now, in worker processes when large) or a ``StreamSplit``."""
-    dataset = pipeline.dataset(table, with_target=with_target, on_error=config.on_error, validate=not validated)
+    dataset = pipeline.dataset(
+        table, with_target=with_target, on_error=config.on_error, validate=not validated, cache_dir=feature_folder(config)
+    )
     workers = default_workers() if config.num_workers is None else config.num_workers
     workers = workers if len(dataset) >= SMALL else 0
     if config.cache:
-        return cache_split(pipeline, dataset, num_workers=workers, report=report, description=f"decoding {name}")
-    return StreamSplit(pipeline, dataset, workers, report)
+        return cache_split(
+            pipeline, dataset, num_workers=workers, report=report, description=f"decoding {name}", features=features
+        )
+    return StreamSplit(pipeline, dataset, workers, report, features)
 
 
 def drop_unknown_targets(frame: pd.DataFrame, target: list[str], split: str) -> pd.DataFrame:

@@ -13,6 +13,7 @@ YAML form::
     inputs:
       photo: {modality: image, options: {size: 64}}
       price: {modality: numeric, columns: [price, weight]}
+      said: {modality: text, from: recording, via: transcribe}   # text derived from another column
     ignore: [id]
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tessera.derive import derivation
 from tessera.errors import DataError, SchemaError
 from tessera.leakage import find_leaks, name_tokens
 from tessera.media import SIGNATURE_BYTES, URL_PREFIXES, is_missing, sniff_mime
@@ -44,10 +46,14 @@ class InputSpec:
     columns: list[str]
     options: dict[str, Any] = field(default_factory=dict)
     encoder: str | None = None  # encoder registry name; None = the modality's default
+    via: str | None = None  # a derived text input: how its text comes from the source column (tessera.derive)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"modality": self.modality}
-        d["columns" if len(self.columns) != 1 else "column"] = self.columns if len(self.columns) != 1 else self.columns[0]
+        if self.via:
+            d.update({"from": self.columns[0], "via": self.via})
+        else:
+            d["columns" if len(self.columns) != 1 else "column"] = self.columns if len(self.columns) != 1 else self.columns[0]
         if self.options:
             d["options"] = dict(self.options)
         if self.encoder:
@@ -84,15 +90,16 @@ class Schema:
                 spec = {"modality": spec}
             if not isinstance(spec, dict):
                 raise SchemaError(f"{where}: expected a mapping, got {spec!r}")
-            bad = set(spec) - {"modality", "column", "columns", "options", "encoder"}
+            bad = set(spec) - {"modality", "column", "columns", "options", "encoder", "from", "via"}
             if bad:
-                raise SchemaError(f"{where}: unknown key(s) {sorted(bad)}; allowed: modality, column(s), options, encoder")
+                raise SchemaError(f"{where}: unknown key(s) {sorted(bad)}; allowed: modality, column(s), options, encoder, from, via")
             modality = spec.get("modality")
             if modality not in known:
                 raise SchemaError(f"{where}: modality must be one of {known}, got {modality!r}")
-            if "column" in spec and "columns" in spec:
-                raise SchemaError(f"{where}: give 'column' or 'columns', not both")
-            columns = spec.get("columns", spec.get("column", name))
+            if sum(k in spec for k in ("column", "columns", "from")) > 1:
+                raise SchemaError(f"{where}: give one of 'column', 'columns' or 'from'")
+            via = _derived(spec, modality, where)
+            columns = spec.get("columns", spec.get("column", spec.get("from", name)))
             columns = [columns] if isinstance(columns, str) else list(columns)
             if not columns or not all(isinstance(c, str) for c in columns):
                 raise SchemaError(f"{where}: columns must be column names, got {columns!r}")
@@ -102,7 +109,7 @@ class Schema:
             options = spec.get("options") or {}
             if not isinstance(options, dict):
                 raise SchemaError(f"{where}: options must be a mapping, got {options!r}")
-            inputs[str(name)] = InputSpec(modality, columns, dict(options), spec.get("encoder"))
+            inputs[str(name)] = InputSpec(modality, columns, dict(options), spec.get("encoder"), via)
         target = d.get("target")
         if target is not None:
             target = [target] if isinstance(target, str) else list(target)
@@ -120,9 +127,10 @@ class Schema:
         for name, spec in self.inputs.items():
             for c in spec.columns:
                 if c in used and used[c] != name:
-                    # A video column may feed an audio input too (its sound track); other reuse is a mistake.
+                    # A video column may feed an audio input too (its sound track), and a derived text input
+                    # reads its source column beside that column's own input; other reuse is a mistake.
                     pair = {self.inputs[used[c]].modality, spec.modality}
-                    if pair != {"video", "audio"}:
+                    if pair != {"video", "audio"} and not (spec.via or self.inputs[used[c]].via):
                         raise SchemaError(f"{source}: column '{c}' is used by inputs '{used[c]}' and '{name}'")
                 used.setdefault(c, name)
         for t in self.target or []:
@@ -182,11 +190,26 @@ class Schema:
 
         for name, spec in self.inputs.items():
             for c in spec.columns:
-                preprocessor_class(spec.modality).check_column(df[c], c)
+                reads = derivation(spec.via).source if spec.via else spec.modality
+                preprocessor_class(reads).check_column(df[c], c)
         if self.split and self.split in df.columns:
             bad = sorted({str(v) for v in df[self.split].dropna().unique()} - set(SPLIT_VALUES))
             if bad:
                 raise DataError(f"split values must be train/val/test, found {bad[:5]}", column=self.split)
+
+
+def _derived(spec: dict[str, Any], modality: str, where: str) -> str | None:
+    """A derived input's ``via`` (None for other inputs), checked: it needs ``from``, and gives text."""
+    if "via" not in spec and "from" not in spec:
+        return None
+    if "via" not in spec or "from" not in spec:
+        raise SchemaError(f"{where}: a derived input needs both 'from' (the source column) and 'via' (e.g. transcribe, ocr)")
+    d = derivation(spec["via"], where)
+    if modality != "text":
+        raise SchemaError(f"{where}: via {d.name} gives text; a derived input has modality: text, not {modality}")
+    if not isinstance(spec["from"], str):
+        raise SchemaError(f"{where}: 'from' must be one column name, got {spec['from']!r}")
+    return d.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +226,8 @@ def sniff_modality(head: bytes) -> str | None:
     return media_modality_of(sniff_mime(head))
 
 
-def _media_modality_of(value: Any, base_dir: str | None) -> str | None:
+def cell_modality(value: Any, base_dir: str | None) -> str | None:
+    """The media modality of one cell (a file path, bytes, or a record with either), or None."""
     from tessera.preprocess import media_modalities, preprocessor_class
 
     if isinstance(value, dict):
@@ -323,7 +347,7 @@ def infer_modality(col: pd.Series, base_dir: str | None = None, sample: int = SA
         if whole and distinct <= FEW_VALUES:
             return "categorical", f"integer with {distinct} distinct values in a {len(head)}-row sample"
         return "numeric", "numbers"
-    kinds = [_media_modality_of(v, base_dir) for v in head]
+    kinds = [cell_modality(v, base_dir) for v in head]
     counts = {m: kinds.count(m) for m in set(kinds) if m}
     if counts:
         modality, count = max(counts.items(), key=lambda kv: kv[1])

@@ -178,7 +178,7 @@ def fit_best(
 def shared_data(table: Any, schema: Any, target: Any, model: ModelConfig, train: TrainConfig, keep: Any, skip_report: Any) -> Data:
     """The table prepared once (one split, one decoded copy), with each split's rows and targets."""
     t = read_table(table)
-    prepared = prepare(t, schema, target, train, encoders=model.chosen_encoders(), skip_report=skip_report, keep=keep)
+    prepared = prepare(t, schema, target, train, encoders=model.encoders, skip_report=skip_report, keep=keep)
     if "val" not in prepared.splits:
         raise SchemaError("preset 'best' chooses its ensemble on validation rows: the table has none (give it val rows)")
     data = Data(t, prepared, {}, {}, {})
