@@ -82,6 +82,12 @@ def tiny_table(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def make_tiny_table(tmp_path: Path):
+    """``write_tiny_table`` with the row count a test needs (e.g. enough validation rows to choose on)."""
+    return lambda n=48, seed=0: write_tiny_table(tmp_path / f"tiny-{n}-{seed}", n=n, seed=seed)
+
+
+@pytest.fixture
 def tiny_schema() -> dict:
     import copy
 

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from tessera.features import FrozenFeatures
 
 SKIP_REPORT = "tessera-skipped-rows.csv"
+# Without a split column a supervised run holds out these shares (seeded by ``seed``), so a
+# fit always reports test metrics on rows that chose nothing.
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.1
 SMALL = 256  # rows under which decoding stays in this process: starting workers costs more than it saves
 
 
@@ -68,6 +71,7 @@ class SplitTables:
 
     pipeline: Pipeline
     tables: dict[str, Table]
+    split_note: str = ""  # how the rows were split, for the fit log
 
 
 EncoderSpecs = dict[str, Any]  # input -> encoder name, or the model config's {name, options}
@@ -80,6 +84,7 @@ class Prepared:
     pipeline: Pipeline
     splits: dict[str, Any]
     skip_report: SkipReport
+    split_note: str = ""
 
 
 def prepare(
@@ -92,6 +97,7 @@ def prepare(
     encoders: EncoderSpecs | None = None,
     only: Sequence[str] | None = None,
     skip_report: str | os.PathLike | None = SKIP_REPORT,
+    keep: Sequence[str] = (),
 ) -> Prepared:
     """Split, fit the preprocessors on train, and decode (or stream) every split (or the ``only`` ones).
 
@@ -101,9 +107,10 @@ def prepare(
     tower set its input's preprocessing, and a frozen one (``config.feature_cache``) run here,
     once per row, its features kept in ``config.cache_dir`` (:mod:`tessera.features`).
     Skipped rows (``on_error: skip``) are written to ``skip_report`` (None: not written) with a warning.
+    ``keep`` names columns an inferred schema would otherwise leave out as likely leaks.
     """
     config = config or DataSettings()
-    parts = split_and_fit(table, schema, target, config, supervised=supervised, encoders=encoders)
+    parts = split_and_fit(table, schema, target, config, supervised=supervised, encoders=encoders, keep=keep)
     tables = {k: v for k, v in parts.tables.items() if only is None or k in only}
     report = SkipReport()
     features = None
@@ -115,7 +122,7 @@ def prepare(
     splits = decode(parts.pipeline, tables, config, report, with_target=supervised, validated=True, features=features)
     if len(report) and skip_report is not None:
         report.warn(report.write(skip_report))
-    return Prepared(parts.pipeline, splits, report)
+    return Prepared(parts.pipeline, splits, report, parts.split_note)
 
 
 def split_and_fit(
@@ -126,22 +133,28 @@ def split_and_fit(
     *,
     supervised: bool = True,
     encoders: EncoderSpecs | None = None,
-    val_fraction: float = 0.1,
+    val_fraction: float = VAL_FRACTION,
+    test_fraction: float | None = None,
+    keep: Sequence[str] = (),
 ) -> SplitTables:
     """Every stage before decoding: the rows of each split and the pipeline fitted on the training rows.
 
-    ``val_fraction`` is the share of validation rows when the schema has no split column.
+    ``val_fraction`` and ``test_fraction`` are the shares of validation and test rows when
+    the schema has no split column; the test share defaults to ``TEST_FRACTION`` when
+    supervised and to none otherwise (alignment scores on its validation rows).
     """
     config = config or DataSettings()
     check_on_error(config.on_error)
     t = read_table(table)
-    schema = resolve_schema(t.frame, schema, target if supervised else None, t.base_dir)
+    schema = resolve_schema(t.frame, schema, target if supervised else None, t.base_dir, keep=keep)
     if supervised and not schema.target:
         raise SchemaError("fit needs a target: pass target=COLUMN or put 'target:' in the schema")
     if not supervised:
         schema.target = None  # self-supervised: labels stay metadata
     schema.validate(t.frame, require_target=supervised, source=t.source)
-    parts = split_frame(t.frame, schema, val_fraction=val_fraction, seed=config.seed)
+    if test_fraction is None:
+        test_fraction = TEST_FRACTION if supervised else 0.0
+    parts = split_frame(t.frame, schema, val_fraction=val_fraction, test_fraction=test_fraction, seed=config.seed)
     if supervised:
         for name in ("train", "val"):
             if name in parts:
@@ -153,7 +166,22 @@ def split_and_fit(
         parts["train"], schema, encoders={n: str(v) for n, v in names.items() if v},
         base_dir=t.base_dir, cache_dir=feature_folder(config),
     )
-    return SplitTables(pipeline, {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()})
+    tables = {name: Table(frame, t.base_dir, t.source) for name, frame in parts.items()}
+    return SplitTables(pipeline, tables, describe_split(schema, parts, val_fraction, test_fraction, config.seed))
+
+
+def describe_split(
+    schema: Schema, parts: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float, seed: int
+) -> str:
+    """One line for the fit log: where the split came from and the rows in each part."""
+    counts = ", ".join(f"{name} {len(parts[name])}" for name in ("train", "val", "test") if name in parts)
+    if schema.split:
+        return f"split column '{schema.split}': {counts}"
+    shares = [1 - val_fraction - test_fraction, val_fraction, test_fraction]
+    return (
+        f"no split column: a seeded random split, {'/'.join(f'{round(100 * x)}' for x in shares)} % "
+        f"train/val/test (seed {seed}): {counts}"
+    )
 
 
 def decode(

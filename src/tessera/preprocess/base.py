@@ -206,6 +206,14 @@ class Preprocessor(ABC):
         return {}
 
     @classmethod
+    def derived_inputs(cls, col: pd.Series, base_dir: str | None) -> list[tuple[str, str]]:
+        """Other inputs this column can feed, for schema inference to propose: ``(modality, reason)``.
+
+        Default: none. A video proposes its sound track as an audio input.
+        """
+        return []
+
+    @classmethod
     def check_column(cls, col: pd.Series, column: str) -> None:
         """Refuse a column of the wrong kind before anything is fitted, naming the first bad row.
 
