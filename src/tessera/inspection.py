@@ -92,6 +92,36 @@ def inspect_table(
 
     facts: dict[str, Any] = {"rows": len(frame), "source": table.source, "schema": sch.to_dict(), "inputs": {}}
     console.print(f"[bold]{table.source}[/bold]: {len(frame)} rows, {len(frame.columns)} columns")
+    _print_splits(frame, sch, facts, console)
+    _print_inputs(frame, sch, reasons, table.base_dir, facts, console, inferred=schema_path is None)
+    if proposal is not None and proposal.choices:
+        console.print("[bold]encoders[/bold] (proposed; the model config's encoders section, written by --save-config):")
+        for line in proposal.lines:
+            console.print(f"  {line}")
+        facts["encoders"] = {n: {"encoder": c.encoder, "pretrained": c.pretrained, "why": c.why} for n, c in proposal.choices.items()}
+        facts["derived"] = {n: s.to_dict() for n, s in sch.inputs.items() if s.via}
+    _print_target(frame, sch, facts, console)
+    ignored = [c for c in frame.columns if c in sch.ignore]
+    facts["ignored"] = {c: reasons.get(c, "ignored") for c in ignored}
+    if ignored:
+        console.print("not used as inputs:")
+        for c in ignored:
+            console.print(escape(f"  {c}: {reasons.get(c, 'ignored')}"))
+
+    if examples > 0:
+        facts["examples"] = _decode_examples(frame, sch, table.base_dir, examples, console)
+    if save_schema:
+        sch.save(save_schema)
+        console.print(f"schema written to {save_schema}")
+    if save_config:
+        config = (proposal or Proposal(sch, {}, {})).fit_config(str(Path(table.source).resolve()), f"runs/{Path(table.source).stem}")
+        atomic_write_text(save_config, yaml.safe_dump(config, sort_keys=False))
+        console.print(f"fit config written to {save_config} (train it with `tessera fit {save_config}`)")
+    return facts
+
+
+def _print_splits(frame: pd.DataFrame, sch: Schema, facts: dict[str, Any], console: Console) -> None:
+    """The split column's counts, or the split fit will make without one."""
     if sch.split and sch.split in frame.columns:
         counts = frame[sch.split].astype(str).value_counts().to_dict()
         facts["splits"] = {str(k): int(v) for k, v in counts.items()}
@@ -104,13 +134,19 @@ def inspect_table(
         )
         console.print(f"splits: {facts['split_note']}")
 
+
+def _print_inputs(
+    frame: pd.DataFrame, sch: Schema, reasons: dict[str, str], base_dir: str | None, facts: dict[str, Any], console: Console,
+    *, inferred: bool,
+) -> None:
+    """The schema grid, then why each input was inferred and the files that cannot be read."""
     # Narrow columns only: the reasons and file names go below the grid, so it reads at 80 columns.
-    grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if schema_path is None else ""))
+    grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if inferred else ""))
     for col in ("input", "modality", "columns", "missing", "unreadable files"):
         grid.add_column(col)
     notes = []
     for name, spec in sch.inputs.items():
-        summary = summarize_input(frame, spec.columns, derivation(spec.via).source if spec.via else spec.modality, table.base_dir)
+        summary = summarize_input(frame, spec.columns, derivation(spec.via).source if spec.via else spec.modality, base_dir)
         facts["inputs"][name] = {"modality": spec.modality, "columns": spec.columns, **summary}
         grid.add_row(
             name, spec.modality, ", ".join(spec.columns),
@@ -133,36 +169,18 @@ def inspect_table(
         console.print("why each input was inferred, and the files that cannot be read:" if reasons else "files that cannot be read:")
         for line in notes:
             console.print(line, highlight=False)
-    if proposal is not None and proposal.choices:
-        console.print("[bold]encoders[/bold] (proposed; the model config's encoders section, written by --save-config):")
-        for line in proposal.lines:
-            console.print(f"  {line}")
-        facts["encoders"] = {n: {"encoder": c.encoder, "pretrained": c.pretrained, "why": c.why} for n, c in proposal.choices.items()}
-        facts["derived"] = {n: s.to_dict() for n, s in sch.inputs.items() if s.via}
-    if sch.target:
-        console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
-        if sch.task and TASKS.get(sch.task).exclusive_classes:  # a class count is worth showing
-            counts = frame[sch.target[0]].value_counts()
-            facts["classes"] = {str(k): int(v) for k, v in counts.items()}
-            shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])
-            console.print(f"{len(counts)} classes: {shown}{' ...' if len(counts) > 12 else ''}")
-    ignored = [c for c in frame.columns if c in sch.ignore]
-    facts["ignored"] = {c: reasons.get(c, "ignored") for c in ignored}
-    if ignored:
-        console.print("not used as inputs:")
-        for c in ignored:
-            console.print(escape(f"  {c}: {reasons.get(c, 'ignored')}"))
 
-    if examples > 0:
-        facts["examples"] = _decode_examples(frame, sch, table.base_dir, examples, console)
-    if save_schema:
-        sch.save(save_schema)
-        console.print(f"schema written to {save_schema}")
-    if save_config:
-        config = (proposal or Proposal(sch, {}, {})).fit_config(str(Path(table.source).resolve()), f"runs/{Path(table.source).stem}")
-        atomic_write_text(save_config, yaml.safe_dump(config, sort_keys=False))
-        console.print(f"fit config written to {save_config} (train it with `tessera fit {save_config}`)")
-    return facts
+
+def _print_target(frame: pd.DataFrame, sch: Schema, facts: dict[str, Any], console: Console) -> None:
+    """The target and task, with the class counts when classes exclude each other."""
+    if not sch.target:
+        return
+    console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
+    if sch.task and TASKS.get(sch.task).exclusive_classes:  # a class count is worth showing
+        counts = frame[sch.target[0]].value_counts()
+        facts["classes"] = {str(k): int(v) for k, v in counts.items()}
+        shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])
+        console.print(f"{len(counts)} classes: {shown}{' ...' if len(counts) > 12 else ''}")
 
 
 def _decode_examples(frame: pd.DataFrame, sch: Schema, base_dir: str | None, n: int, console: Console) -> dict[str, list[str]]:

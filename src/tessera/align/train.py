@@ -102,6 +102,24 @@ def locked_embeddings(model: AlignModel, split: CachedSplit, batch_size: int) ->
     return {n: emb[n][0] for n in names}
 
 
+def loss_terms(
+    model: AlignModel,
+    emb: dict[str, torch.Tensor],
+    present: dict[str, torch.Tensor],
+    target: torch.Tensor | None,
+    weights: tuple[float, float],
+    queue: FeatureQueue | None,
+) -> list[torch.Tensor]:
+    """The batch's weighted contrastive and supervised losses; empty when no two inputs are present together."""
+    w_con, w_sup = weights
+    terms = []
+    if w_con:
+        terms.append((w_con, model.loss(emb, present, queue)))
+    if w_sup and target is not None:
+        terms.append((w_sup, model.supervised_loss(emb, present, target)))
+    return [w * t for w, t in terms if t is not None]
+
+
 def fit_alignment(
     model: AlignModel,
     train: CachedSplit,
@@ -148,12 +166,7 @@ def fit_alignment(
                     at = torch.tensor([position[r] for r in batch.rows.tolist()])
                     emb.update({n: e[at].to(dev) for n, e in locked.items()})
                 present = {n: batch.inputs[n].present for n in model.encoders}
-                terms = []
-                if w_con:
-                    terms.append((w_con, model.loss(emb, present, queue)))
-                if w_sup and batch.target is not None:
-                    terms.append((w_sup, model.supervised_loss(emb, present, batch.target)))
-                terms = [w * t for w, t in terms if t is not None]
+                terms = loss_terms(model, emb, present, batch.target, (w_con, w_sup), queue)
                 advance(len(batch))
                 if not terms:  # no pair of inputs present together in this batch
                     continue
