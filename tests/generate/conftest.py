@@ -107,3 +107,21 @@ def tiny_llama(tmp_path_factory) -> Path:
 def caption_table(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     folder = tmp_path_factory.mktemp("images")
     return write_images(folder), folder
+
+
+def fit_captioner(lm: Path, frame: pd.DataFrame, folder: Path):
+    """A Generator (a small CNN -> 2 tokens -> the frozen tiny LM) that learns each color's caption: ~3 s.
+
+    No prompt: the image's tokens alone ask for the caption (with a prompt, 20 epochs are not enough).
+    """
+    from tessera.generate import Generator
+
+    config = {
+        "data": {"input": "photo", "text": "caption", "options": {"size": 16}},
+        "encoder": {"name": "image_cnn", "options": {"dim": 32, "width": 8}, "trainable": True},
+        "projector": {"kind": "mlp", "options": {"tokens": 2}},
+        "lm": {"source": str(lm)},
+        "chat": "none",
+        "train": {"epochs": 20, "batch_size": 4, "lr": 3e-3},
+    }
+    return Generator.fit(frame, config, base_dir=folder)
