@@ -36,6 +36,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from starlette.concurrency import iterate_in_threadpool
 
 from tessera.errors import TesseraError
+from tessera.serve.config import ServeConfig
 from tessera.serve.problems import Problem
 
 log = logging.getLogger("tessera.serve")
@@ -102,9 +103,9 @@ def kind_of(model: Any) -> str:
 class Generators:
     """The loaded generators by id, found per request by id and kind, each taking one request at a time."""
 
-    def __init__(self, loaded: Mapping[str, Any] | None, queue: int) -> None:
+    def __init__(self, loaded: Mapping[str, Any] | None, config: ServeConfig) -> None:
         self.served = {name: Served(name, kind_of(m), m) for name, m in (loaded or {}).items()}
-        self.queue = queue
+        self.queue, self.max_images = config.generation_queue, config.max_images
 
     def __bool__(self) -> bool:
         return bool(self.served)
@@ -146,7 +147,8 @@ class Generators:
             served.active -= 1
 
     def listing(self) -> list[dict[str, Any]]:
-        return [s.describe() for s in self.served.values()]
+        """``/v1/models``' entries; an image model's says how many images one request may ask for."""
+        return [s.describe() | ({"max_n": self.max_images} if s.kind == "images" else {}) for s in self.served.values()]
 
 
 # -- text -------------------------------------------------------------------------------------------

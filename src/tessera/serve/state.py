@@ -103,7 +103,7 @@ class ServerState:
         models = Models(config, metrics, predictor, embedder, searcher, onnx_text)
         return cls(config, models, keys, RateLimiter(), monitor, metrics, FeedbackStore(config.feedback_db),
                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-feedback"),
-                   Generators(generators, config.generation_queue))
+                   Generators(generators, config))
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a feedback-store write on the writer thread, off the event loop."""
