@@ -359,6 +359,35 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _encode_latents(autoencoder: Any, samples: torch.Tensor) -> torch.Tensor:
+    """The autoencoder's mean latents, in chunks so a large set does not hold every activation at once."""
+    with torch.no_grad():
+        return torch.cat([autoencoder.encode(samples[i : i + 256]).latent_dist.mean for i in range(0, len(samples), 256)])
+
+
+def _draw_batch(
+    data: TrainData,
+    samples: torch.Tensor,
+    prompt_vectors: torch.Tensor,
+    null_text: torch.Tensor,
+    train: TrainSettings,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of (sample, condition) pairs, the condition dropped for ``cond_drop`` of them.
+
+    Dropping teaches the same network the unconditional score that classifier-free guidance
+    subtracts at sampling time.
+    """
+    pick = data.pairs[torch.randint(len(data.pairs), (train.batch_size,), generator=gen)]
+    cond_text = prompt_vectors[pick[:, 1]]
+    labels = data.labels[pick[:, 0]] if data.labels is not None else None
+    drop = torch.rand(len(pick), generator=gen) < train.cond_drop
+    cond_text = torch.where(drop.unsqueeze(1), null_text.expand_as(cond_text), cond_text)
+    if labels is not None:
+        labels = torch.where(drop, torch.full_like(labels, -1), labels)
+    return samples[pick[:, 0]], condition_vectors(cond_text, labels, len(data.label_names))
+
+
 def train_denoiser(
     data: TrainData,
     text: TextConditioner,
@@ -381,10 +410,7 @@ def train_denoiser(
     samples, autoencoder, latent_scale = data.samples, None, 1.0
     if model.latent is not None:
         autoencoder, latent_scale = train_autoencoder(data.samples, model.latent, train.seed, log)
-        with torch.no_grad():
-            samples = torch.cat(
-                [autoencoder.encode(data.samples[i : i + 256]).latent_dist.mean for i in range(0, len(data.samples), 256)]
-            ) * latent_scale
+        samples = _encode_latents(autoencoder, data.samples) * latent_scale
     channels, size = samples.shape[1], samples.shape[-1]
     n_labels = len(data.label_names)
     net = Denoiser(model, channels, size, text.dim + n_labels)
@@ -400,15 +426,7 @@ def train_denoiser(
     net.train()
     with progress_bar("diffusion", train.steps) as advance:
         for step in range(train.steps):
-            pick = data.pairs[torch.randint(len(data.pairs), (train.batch_size,), generator=gen)]
-            x0 = samples[pick[:, 0]]
-            cond_text = prompt_vectors[pick[:, 1]]
-            labels = data.labels[pick[:, 0]] if data.labels is not None else None
-            drop = torch.rand(len(pick), generator=gen) < train.cond_drop
-            cond_text = torch.where(drop.unsqueeze(1), null_text.expand_as(cond_text), cond_text)
-            if labels is not None:
-                labels = torch.where(drop, torch.full_like(labels, -1), labels)
-            cond = condition_vectors(cond_text, labels, n_labels)
+            x0, cond = _draw_batch(data, samples, prompt_vectors, null_text, train, gen)
             noise = torch.randn(x0.shape, generator=gen)
             t = torch.randint(scheduler.config.num_train_timesteps, (len(x0),), generator=gen)
             xt = scheduler.add_noise(x0, noise, t)
