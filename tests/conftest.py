@@ -116,8 +116,13 @@ def benchmark_module():
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """A real uvicorn server for ``app`` on a free port of 127.0.0.1, in a thread; yields its URL."""
+def serve_in_thread(app: Any, guarded: bool = False) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free port of 127.0.0.1, in a thread; yields its URL.
+
+    ``guarded``: with the transport limits `tessera serve` runs (:mod:`tessera.serve.connections`),
+    which close a connection whose refused body runs past the size cap, so a client still
+    sending it may see the connection reset instead of the 413.
+    """
     import socket
     import threading
     import time
@@ -125,10 +130,16 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     import httpx
     import uvicorn
 
+    from tessera.serve.connections import uvicorn_config
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    if guarded:
+        settings = uvicorn_config(app, app.state.tessera.config, "127.0.0.1", port, log_level="warning")
+    else:
+        settings = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

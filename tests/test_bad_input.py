@@ -123,3 +123,25 @@ def test_unseen_label_at_evaluation(tiny_table, tiny_schema):
     frame.at[2, "label"] = 99
     with pytest.raises(DataError, match=r"row 2, column 'label': label 99 was not seen in training"):
         p.evaluate(frame)
+
+
+def test_skipped_rows_are_one_plain_line_on_the_command_line(tiny_table, tiny_schema, tmp_path):
+    """Issue 18: `on_error: skip` printed a raw Python warning (source path, line number, UserWarning)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    break_row(tiny_table, "image", 5, value="img/does_not_exist.png")
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"table": str(tiny_table), "schema": small_schema(tiny_schema, ["image", "numeric"])},
+        "model": {"dim": 16}, "train": {**FAST, "on_error": "skip"}, "output": str(tmp_path / "model"),
+    }))
+    result = subprocess.run(  # in tmp_path: the skip report lands in the working directory
+        [sys.executable, "-m", "tessera.cli", "fit", str(config)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: skipped 1 row(s) with unusable data (first: row 5, column 'image'" in " ".join(result.stderr.split())
+    assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+    assert (tmp_path / "tessera-skipped-rows.csv").is_file()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+from rich.console import Console
 import yaml
 from typer.testing import CliRunner
 
@@ -44,9 +45,14 @@ def test_inspect_counts_missing_values_and_files(tiny_table):
     frame.to_csv(tiny_table, index=False)
     from tessera.inspection import inspect_table
 
-    facts = inspect_table(tiny_table, examples=3)
+    console = Console(width=80, record=True)
+    facts = inspect_table(tiny_table, examples=3, console=console)
     assert facts["inputs"]["caption"]["missing"] == 2
     assert facts["inputs"]["image"]["unreadable_refs"] == 1
+    text = console.export_text()
+    assert "row 2: img/gone.png (file not found" in " ".join(text.split())  # the unreadable file is named, not only counted
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert not any(line.strip("│ ") in ("because", "values", "per") for line in text.splitlines())  # no one-word-per-line wrapping
     assert "file not found" in facts["examples"]["image"][2]
 
 
@@ -122,3 +128,18 @@ def test_data_prepare_with_options_and_unknown_recipe(tmp_path, monkeypatch):
     assert "rows (train)" in result.output and "42" in result.output  # 70 % of 60
     proc = run_cli("data", "prepare", "mnist-but-typo")
     assert proc.returncode == 2 and "unknown dataset recipe 'mnist-but-typo'" in proc.stderr
+
+
+def test_fit_without_a_split_column_reports_a_score_and_a_binary_target_its_auroc(tiny_table, tiny_schema, tmp_path):
+    """Issue 18: with no split column `fit` printed no score at all, and a binary target printed no AUROC."""
+    frame = pd.read_csv(tiny_table)
+    frame["label"] = frame["label"] % 2  # binary: the audio bit
+    frame.to_csv(tiny_table, index=False)
+    schema = {**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}}
+    config = {"data": {"table": str(tiny_table), "schema": schema}, "model": {"dim": 16},
+              "train": {"epochs": 1, "batch_size": 16}, "output": str(tmp_path / "model")}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "val: accuracy=" in text and "auroc=" in text and "no test rows" in text

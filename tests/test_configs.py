@@ -16,6 +16,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))  # fit configs; alignment configs live in configs/align/
 ALIGN_CONFIGS = sorted((CONFIG_DIR / "align").glob("*.yaml"))
 REAL_DATA = {"avmnist_compare": "avmnist"}  # configs for the benchmarks on real data
+SAMPLE_DATA = {"products": "../examples/products.csv", "align/products": "../../examples/products.csv"}  # the README's; tests/test_readme.py runs them
 SMALL_TABLE = {"n": 120}  # the examples use the recipe's 600 rows; 120 keeps a 1-epoch run under a second
 
 
@@ -29,6 +30,9 @@ def test_config_parses_and_names_a_registered_fusion(path: Path):
     assert cfg.model.fusion in FUSIONS
     if path.stem in FUSIONS:
         assert cfg.model.fusion == path.stem
+    if path.stem in SAMPLE_DATA:
+        assert cfg.data["table"] == SAMPLE_DATA[path.stem]  # written by `tessera data examples`
+        return
     assert cfg.data.get("recipe") == REAL_DATA.get(path.stem, "synthetic")  # the examples run offline
     # The fusion options are ones the strategy accepts (checked without building encoders).
     options = dict(cfg.model.fusion_options)
@@ -80,7 +84,7 @@ def test_pretrained_text_example_trains_one_epoch(prepared_cache: Path, tmp_path
     assert pred.model.encoders["text"].output_dim == 384
 
 
-@pytest.mark.parametrize("path", ALIGN_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in ALIGN_CONFIGS if f"align/{p.stem}" not in SAMPLE_DATA], ids=lambda p: p.stem)
 def test_align_example_trains_and_indexes(path: Path, prepared_cache: Path, tmp_path: Path, monkeypatch):
     from tessera.align import Embedder
     from tessera.align.config import load_align_config, run_align

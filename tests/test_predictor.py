@@ -92,3 +92,35 @@ def test_inference_settings_are_saved_and_used_apart_from_training(tiny_table, t
     frame.to_csv(tiny_table.parent / "broken.csv", index=False)
     with pytest.warns(UserWarning, match="skipped 1 row"):
         assert len(loaded.predict(tiny_table.parent / "broken.csv")) == len(frame) - 1
+
+
+def test_predict_on_a_frame_keeps_its_index(tiny_table, tiny_schema):
+    """Issue 18: predictions came back indexed 0..n-1, so they did not line up with a filtered or re-indexed frame."""
+    schema = {**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}}
+    p = Predictor(model={"dim": 16}, train={"epochs": 1, "batch_size": 16}).fit(tiny_table, schema=schema)
+    frame = pd.read_csv(tiny_table)[["price"]].iloc[5:20]
+    frame.index = [f"row-{i}" for i in frame.index]
+    assert list(p.predict(frame).index) == list(frame.index)
+    assert list(p.predict_proba(frame).index) == list(frame.index)
+    pd.testing.assert_series_equal(p.predict(frame).reset_index(drop=True), p.predict(frame.reset_index(drop=True)))
+
+
+def test_a_model_saved_before_audio_cnn_v2_rebuilds_v1_and_new_models_record_v2(tiny_table, tiny_schema, tmp_path):
+    schema = {**tiny_schema, "inputs": {"audio": tiny_schema["inputs"]["audio"]}}
+    old = Predictor(model={"dim": 8, "encoders": {"audio": {"name": "audio_cnn", "options": {"arch": "v1"}}}}, train={"epochs": 1})
+    folder = old.fit(tiny_table, schema).save(tmp_path / "old")
+    meta = json.loads((folder / "tessera.json").read_text())
+    assert meta["encoder_versions"] == {"audio": {"arch": "v1"}}
+    # As Tessera wrote it before encoders had versions: no arch anywhere, the default encoder implied.
+    meta["model_config"]["encoders"] = {}
+    del meta["encoder_versions"]
+    (folder / "tessera.json").write_text(json.dumps(meta))
+    loaded = Predictor.load(folder)
+    assert loaded.model.encoders["audio"].arch == "v1"
+    pd.testing.assert_frame_equal(loaded.predict_proba(tiny_table), old.predict_proba(tiny_table))
+
+    new = Predictor(model={"dim": 8}, train={"epochs": 1}).fit(tiny_table, schema)
+    assert new.model.encoders["audio"].arch == "v2"
+    again = Predictor.load(new.save(tmp_path / "new"))
+    assert again.model.encoders["audio"].arch == "v2"
+    assert json.loads((tmp_path / "new" / "tessera.json").read_text())["encoder_versions"] == {"audio": {"arch": "v2"}}

@@ -1,4 +1,4 @@
-"""Training extras: balanced auxiliary heads, OGM-GE gradient modulation, on-disk best checkpoints, schedule."""
+"""Training extras: auxiliary heads, OGM-GE, on-disk best checkpoints, early stopping, the fused output's fallback."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraError
 from tessera.model import build_model
 from tessera.predictor import Predictor
 from tessera.prepare import prepare
 from tessera.tasks import Multiclass
-from tessera.train import TrainConfig, balanced_aux_loss, ogm_coefficients
+from tessera.tasks.base import Goal
+from tessera.train import StoppingRule, TrainConfig, balanced_aux_loss, ogm_coefficients
 
 CROSS_ENTROPY = Multiclass(["label"]).loss
 
@@ -217,3 +218,187 @@ def test_resume_from_an_epoch_end_state_continues_the_same_run(tiny_table, tiny_
     strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
     assert [s["epoch"] for s in states] == [1, 2, 3, 4]
     assert strip(resumed.history) == strip(full.history) and resumed.best_epoch == full.best_epoch
+
+
+def test_a_fit_killed_after_epoch_2_resumes_to_the_uninterrupted_runs_weights(tiny_table, tiny_schema, tmp_path):
+    """Bit-identical on one thread with cached data: the saved state is the whole training state
+    (weights, optimiser, schedule, torch and numpy RNG, history, best weights, patience count)."""
+    schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("numeric", "caption")}}
+    train_cfg = {"epochs": 5, "batch_size": 16, "lr": 3e-3, "seed": 2, "patience": 3, "threads": 1}
+    model_cfg = {"dim": 16, "modality_dropout": 0.3}
+    data = prepare(tiny_table, schema, None, TrainConfig.from_dict(train_cfg))
+    pipeline, sources = data.pipeline, data.splits
+
+    full = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(tmp_path / "full")}).fit_prepared(pipeline, sources)
+    assert not (tmp_path / "full" / "train_state.pt").exists()  # a finished run leaves no state behind
+
+    ckpt = tmp_path / "killed"
+    killed = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(ckpt)})
+    with pytest.raises(Crash):
+        killed.fit_prepared(pipeline, {**sources, "train": CrashingSource(sources["train"], crash_epoch=3)})
+    state = torch.load(ckpt / "train_state.pt", weights_only=False)
+    assert state["train"]["epoch"] == 2 and Predictor.load(ckpt).model is not None
+
+    resumed = Predictor(model=model_cfg, train={**train_cfg, "checkpoint_dir": str(ckpt)}).fit_prepared(pipeline, sources, resume=True)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.result.history) == strip(full.result.history) and len(full.result.history) == 5
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    assert resumed.metrics == full.metrics
+    assert not (ckpt / "train_state.pt").exists()
+
+
+def test_resuming_refuses_a_finished_run_and_changed_settings(tiny_table, tiny_schema, tmp_path):
+    schema = numeric_only(tiny_schema)
+    train_cfg = {"epochs": 3, "batch_size": 16, "checkpoint_dir": str(tmp_path / "ckpt")}
+    data = prepare(tiny_table, schema, None, TrainConfig.from_dict(train_cfg))
+    with pytest.raises(Crash):
+        Predictor(model={"dim": 8}, train=train_cfg).fit_prepared(
+            data.pipeline, {**data.splits, "train": CrashingSource(data.splits["train"], crash_epoch=2)}
+        )
+    with pytest.raises(SchemaError, match=r"differ from the interrupted run's: train\.lr"):
+        Predictor(model={"dim": 8}, train={**train_cfg, "lr": 0.5}).fit_prepared(data.pipeline, data.splits, resume=True)
+    Predictor(model={"dim": 8}, train={**train_cfg, "threads": 1}).fit_prepared(data.pipeline, data.splits, resume=True)
+    with pytest.raises(TesseraError, match="the run completed"):
+        Predictor(model={"dim": 8}, train=train_cfg).fit_prepared(data.pipeline, data.splits, resume=True)
+    with pytest.raises(TesseraError, match="resuming needs train.checkpoint_dir"):
+        Predictor(model={"dim": 8}, train={"epochs": 3}).fit_prepared(data.pipeline, data.splits, resume=True)
+
+
+# -- early stopping -------------------------------------------------------------------------
+def test_stopping_rule_defaults_scale_with_the_budget():
+    rule = StoppingRule.for_budget(TrainConfig(epochs=15), Goal("accuracy"))
+    assert (rule.patience, rule.min_epochs) == (4, 8)
+    rule = StoppingRule.for_budget(TrainConfig(epochs=3), Goal("accuracy"))
+    assert (rule.patience, rule.min_epochs) == (3, 2)
+    rule = StoppingRule.for_budget(TrainConfig(epochs=30, patience=0, min_epochs=2), Goal("accuracy"))
+    assert (rule.patience, rule.min_epochs) == (0, 2) and not rule.should_stop(30)
+
+
+def test_stopping_rule_counts_an_input_still_learning_as_progress():
+    rule = StoppingRule(Goal("accuracy"), patience=2, min_epochs=1)
+    assert rule.update(0.5, {"image": 0.4, "audio": 0.2})
+    assert rule.update(0.6, {"image": 0.5, "audio": 0.2})
+    assert not rule.update(0.6, {"image": 0.5, "audio": 0.2}) and rule.stale == 0  # audio has not started: waiting
+    assert not rule.update(0.6, {"image": 0.5, "audio": 0.3}) and rule.stale == 0  # fused flat, audio learning: progress
+    assert not rule.update(0.59, {"image": 0.5, "audio": 0.3}) and not rule.should_stop(5)
+    assert not rule.update(0.6, {"image": 0.49, "audio": 0.3}) and rule.should_stop(6)
+    loss = StoppingRule(Goal("loss", higher_is_better=False), patience=1, min_epochs=1)
+    assert loss.update(2.0) and loss.update(1.5) and not loss.update(1.6) and loss.should_stop(3)
+
+
+class ScriptedScore(Multiclass):
+    """A task whose validation accuracy is read from a script: flat for six epochs, then rising."""
+
+    def __init__(self, task: Multiclass, script: list[float]) -> None:
+        super().__init__(task.columns)
+        self.classes, self.script, self.calls = task.classes, list(script), 0
+
+    def quick_score(self, outputs, target):
+        score = {**super().quick_score(outputs, target), "accuracy": self.script[self.calls]}
+        self.calls += 1
+        return score
+
+
+def test_a_score_that_rises_only_after_a_flat_start_is_kept(tiny_table, tiny_schema):
+    """The old rule (patience 3 from the first epoch) stopped this run at epoch 4 and kept epoch 1."""
+    from tessera.train import train
+
+    script = [0.25] * 6 + [0.3, 0.5, 0.7, 0.65, 0.6, 0.6]
+    p = Predictor(model={"dim": 8}, train={"epochs": 12, "batch_size": 16, "seed": 0})
+    data = prepare(tiny_table, numeric_only(tiny_schema), None, p.train_config)
+    pipeline, sources = data.pipeline, data.splits
+    torch.manual_seed(0)
+    model = build_model(pipeline, p.model_config)
+    kept = {}
+    result = train(model, sources["train"], sources["val"], ScriptedScore(pipeline.target, script), p.train_config,
+                   on_improve=lambda m, r: kept.update({r.best_epoch: copy.deepcopy(m.state_dict())}))
+    assert [r["val_accuracy"] for r in result.history] == script  # the whole budget: epochs 10-12 are within patience
+    assert result.best_epoch == 9 and result.best_metric == 0.7 and not result.stopped_early
+    for name, value in model.state_dict().items():  # restore-best: the weights of epoch 9, not the last ones
+        torch.testing.assert_close(value, kept[9][name])
+
+
+def test_patience_ends_a_run_that_stopped_improving_after_the_minimum(tiny_table, tiny_schema):
+    from tessera.train import train
+
+    script = [0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    p = Predictor(model={"dim": 8}, train={"epochs": 10, "batch_size": 16, "patience": 2, "min_epochs": 6})
+    data = prepare(tiny_table, numeric_only(tiny_schema), None, p.train_config)
+    model = build_model(data.pipeline, p.model_config)
+    result = train(model, data.splits["train"], data.splits["val"], ScriptedScore(data.pipeline.target, script), p.train_config)
+    assert len(result.history) == 6 and result.stopped_early and result.best_epoch == 2
+
+
+# -- never worse than the best single input -------------------------------------------------
+def test_choose_output_falls_back_to_the_input_that_is_better_alone():
+    from tessera.train import SplitOutputs, choose_output, describe_output
+
+    y = torch.arange(8) % 4
+    right = F.one_hot(y, 4).float() * 5
+    wrong = torch.roll(right, 1, dims=1)
+    fused = torch.where(torch.arange(8).unsqueeze(1) < 4, right, wrong)  # half right
+    here = torch.ones(8, dtype=torch.bool)
+    outputs = SplitOutputs(fused, {"a": right, "b": wrong}, {"a": here, "b": here}, y)
+    chosen = choose_output(Multiclass(["label"]), outputs, ["a", "b"])
+    assert chosen["chosen"] == "a only" and chosen["weights"] == {"fused": 0.0, "a": 1.0, "b": 0.0}
+    assert chosen["val_scores"]["fused"] == 0.5 and chosen["val_scores"]["a only"] == 1.0
+    assert describe_output(chosen).startswith("answers with a only instead of its fused output alone")
+    tie = SplitOutputs(right, {"a": right, "b": wrong}, {"a": here, "b": here}, y)
+    assert choose_output(Multiclass(["label"]), tie, ["a", "b"])["chosen"] == "fused"  # ties keep the fused output
+
+
+def test_blend_renormalises_over_the_inputs_a_row_has():
+    from tessera.model import blend_logits
+
+    fused, a = torch.full((3, 2), 1.0), torch.full((3, 2), 3.0)
+    present = torch.tensor([True, False, True])
+    a = torch.where(present.unsqueeze(1), a, torch.zeros(()))  # absent rows are zero, as the model returns them
+    half = blend_logits(fused, [a], [present], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(half, torch.tensor([[2.0, 2.0], [1.0, 1.0], [2.0, 2.0]]))
+    alone = blend_logits(fused, [a], [present], torch.tensor([0.0, 1.0]))  # a row without a answers fused
+    torch.testing.assert_close(alone, torch.tensor([[3.0, 3.0], [1.0, 1.0], [3.0, 3.0]]))
+
+
+def noisy_input_table(n: int = 200, seed: int = 1) -> pd.DataFrame:
+    """Two classes: `s0`, `s1` are weak evidence (one standard deviation apart); the 64 `noise_*` columns are pure noise."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, n)
+    frame = pd.DataFrame({f"noise_{i}": rng.normal(size=n) for i in range(64)})
+    split = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
+    return frame.assign(s0=rng.normal(size=n) + label, s1=rng.normal(size=n) + label, label=label, split=split)
+
+
+NOISY_SCHEMA = {
+    "target": "label",
+    "task": "multiclass",
+    "split": "split",
+    "inputs": {
+        "signal": {"modality": "numeric", "columns": ["s0", "s1"]},
+        "noise": {"modality": "numeric", "columns": [f"noise_{i}" for i in range(64)]},
+    },
+}
+
+
+def test_fused_model_is_no_worse_than_its_best_input_when_one_input_is_noise(tmp_path, caplog):
+    table = noisy_input_table()
+    p = Predictor(model={"dim": 128}, train={"epochs": 15, "batch_size": 16, "lr": 3e-3, "seed": 1})
+    p.fit(table, NOISY_SCHEMA)
+    chosen = p.result.output
+    assert chosen is not None and chosen["metric"] == "accuracy"
+    scores = chosen["val_scores"]
+    best_input = max(scores["signal only"], scores["noise only"])
+    # The setup (seeded): the fused output alone overfits the noise and is worse than the signal alone.
+    assert scores["fused"] < best_input and chosen["chosen"] != "fused"
+    assert "fusion fallback" in caplog.text  # said, not silent
+    val = p.evaluate(table[table["split"] == "val"])["accuracy"]
+    assert val == pytest.approx(scores[chosen["chosen"]], abs=1e-6)  # quick scores are float32 means
+    assert val >= best_input - 1e-6
+    assert p.result.history[-1]["val_accuracy_signal"] > p.result.history[-1]["val_accuracy_noise"]
+    # The choice travels with the model: the same answers after a reload, and the record in tessera.json.
+    loaded = Predictor.load(p.save(tmp_path / "m"))
+    assert loaded.result.output == chosen
+    pd.testing.assert_frame_equal(loaded.predict_proba(table), p.predict_proba(table))
+    unblended = Predictor(model={"dim": 128}, train={"epochs": 15, "batch_size": 16, "lr": 3e-3, "seed": 1, "fusion_fallback": False})
+    assert unblended.fit(table, NOISY_SCHEMA).result.output is None
+    assert unblended.evaluate(table[table["split"] == "val"])["accuracy"] == pytest.approx(scores["fused"], abs=1e-6)

@@ -7,6 +7,7 @@ unimodal baselines on AV-MNIST, or on the synthetic set when AV-MNIST is absent)
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,7 +16,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from tessera.errors import TesseraError
+from tessera.errors import TesseraError, TesseraWarning
 
 app = typer.Typer(
     help="Tessera: multimodal fusion, alignment and search. Run with no command for the end-to-end demo job.",
@@ -33,9 +34,11 @@ err_console = Console(stderr=True)
 def main_job(
     ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, help="Recipe to use instead of AV-MNIST/synthetic (e.g. synthetic)."),
-    epochs: int = typer.Option(3, help="Training epochs per model."),
-    max_train_rows: int = typer.Option(10_000, help="Train on a random subset of this many rows (0: all); keeps the first run to minutes on a laptop CPU."),
-    baselines: bool = typer.Option(True, help="Also train one model per modality, for comparison."),
+    full: bool = typer.Option(False, "--full", help="The whole AV-MNIST table (55,000 training pairs) and 10 epochs, instead of the quick 4,000-pair, 3-epoch run."),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Training epochs per model (default: 3, or 10 with --full)."),
+    max_train_rows: int = typer.Option(0, min=0, help="Train on a random subset of this many rows (0: all the table has)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the idle cores)."),
+    output: Path = typer.Option(Path("runs/main-job"), help="Where to save the fusion model and the report."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run the main job when no command is given."""
@@ -43,7 +46,10 @@ def main_job(
         return
     from tessera.quickstart import run_quickstart
 
-    run_quickstart(dataset, epochs=epochs, max_train_rows=max_train_rows or None, baselines=baselines, seed=seed, console=console)
+    run_quickstart(
+        dataset, full=full, epochs=epochs, max_train_rows=max_train_rows or None, seed=seed, threads=threads,
+        output=output, console=console,
+    )
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -102,6 +108,18 @@ def data_prepare(
     console.print(table)
 
 
+@data_app.command("examples")
+def data_examples(
+    out: Path = typer.Option(Path("examples"), help="Folder to write (replaced whole)."),
+) -> None:
+    """Write the README's sample files (real products with photos, from the data home) to examples/."""
+    from tessera.datasets.examples import write_examples
+
+    folder = write_examples(out)
+    names = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))
+    console.print(f"wrote {folder}/: {names} and images/ (see {folder / 'README.md'} for the source and licence)")
+
+
 # -- models -------------------------------------------------------------------------------------
 
 
@@ -109,24 +127,26 @@ def data_prepare(
 def fit(
     config: Optional[Path] = typer.Argument(None, help="A YAML config with data, model and train sections."),
     output: Optional[Path] = typer.Option(None, help="Where to save the model (default: config's output)."),
-    resume: Optional[Path] = typer.Option(None, help="Fine-tune this saved model instead of training a new one (needs --extra-data)."),
-    extra_data: list[Path] = typer.Option([], "--extra-data", help="With --resume: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
-    epochs: int = typer.Option(3, help="With --resume: fine-tuning epochs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue this config's interrupted run from its last epoch (state kept in the output, or train.checkpoint_dir)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the config's train.threads, else the idle cores)."),
+    finetune: Optional[Path] = typer.Option(None, help="Fine-tune this saved model on new rows instead of training from a config (needs --extra-data)."),
+    extra_data: list[Path] = typer.Option([], "--extra-data", help="With --finetune: a table of new rows, e.g. from `tessera feedback export` (repeatable)."),
+    epochs: int = typer.Option(3, help="With --finetune: fine-tuning epochs."),
     runner: Optional[str] = typer.Option(None, help="'local' or 'ray' (data-parallel on Ray Train; default: the config's runner)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: the config's, else a local cluster)."),
 ) -> None:
-    """Train a model from a config and save it; or fine-tune a saved one on new rows (--resume MODEL --extra-data TABLE)."""
-    if resume is not None:
+    """Train a model from a config and save it (--resume: continue an interrupted run); or fine-tune a saved one (--finetune MODEL --extra-data TABLE)."""
+    if finetune is not None:
         from tessera.finetune import fine_tune
 
         if not extra_data:
-            raise TesseraError("--resume needs --extra-data TABLE (e.g. from `tessera feedback export`)")
-        predictor = fine_tune(resume, extra_data, epochs=epochs)
-        out = predictor.save(output or resume.with_name(resume.name + "-finetuned"))
-        console.print(f"fine-tuned {resume} on {', '.join(map(str, extra_data))}; saved to [bold]{out}[/bold]")
+            raise TesseraError("--finetune needs --extra-data TABLE (e.g. from `tessera feedback export`)")
+        predictor = fine_tune(finetune, extra_data, epochs=epochs)
+        out = predictor.save(output or finetune.with_name(finetune.name + "-finetuned"))
+        console.print(f"fine-tuned {finetune} on {', '.join(map(str, extra_data))}; saved to [bold]{out}[/bold]")
         return
     if config is None:
-        raise TesseraError("give a config to train from, or --resume MODEL --extra-data TABLE to fine-tune")
+        raise TesseraError("give a config to train from, or --finetune MODEL --extra-data TABLE to fine-tune")
     from tessera.config import load_fit_config
     from tessera.workflows.fit import run_fit
 
@@ -137,17 +157,31 @@ def fit(
             console.print(f"  {column}: {why}")
 
     cfg = load_fit_config(config).with_runner(runner, address)
+    if threads is not None:
+        cfg.train.threads = threads
     fit_function = None  # this process
     if cfg.runner == "ray":
+        if resume:
+            raise TesseraError(
+                "--resume continues a local run; a Ray run resumes by itself when started again with the same "
+                "train.checkpoint_dir (its state is in CHECKPOINT_DIR.ray)"
+            )
         from functools import partial
 
         from tessera.scale.train import fit_ray
 
         fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
-    predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function)
+    predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function, resume=resume)
     console.print(f"saved model to [bold]{out}[/bold]")
+    if predictor.result is not None and predictor.result.output is not None:
+        from tessera.train import describe_output
+
+        console.print(f"the model {describe_output(predictor.result.output)}")
     for split, m in predictor.metrics.items():
         console.print(f"{split}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+    if "val" in predictor.metrics:
+        console.print("(no test rows: that is the validation score, which also chose the best epoch, so a little "
+                      "optimistic; a split column with train/val/test rows gives an unbiased one)")
 
 
 @app.command("predict")
@@ -189,7 +223,7 @@ def predict(
 
 from tessera.align.cli import register as register_align  # noqa: E402  (align)
 from tessera.evaluate.cli import register as register_evaluate  # noqa: E402  (evaluate, compare, report)
-from tessera.generate_cli import register as register_generate  # noqa: E402  (generate fit, generate MODEL)
+from tessera.generate_cli import register as register_generate  # noqa: E402  (generate fit/evaluate, generate MODEL)
 from tessera.index.cli import register as register_index  # noqa: E402  (index build/info/delete, search)
 from tessera.serve.cli import register as register_serve  # noqa: E402  (serve, feedback export, monitor)
 from tessera.zoo_cli import register as register_models  # noqa: E402  (models, models check)
@@ -202,8 +236,20 @@ register_models(app)
 register_generate(app)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 (warnings' hook)
+    """Tessera's own warnings as one plain line (no source path and line); others as Python shows them."""
+    if issubclass(category, TesseraWarning):
+        err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main() -> None:
-    """Entry point: run the app, turning Tessera's own errors into one readable line."""
+    """Entry point: run the app, turning Tessera's own errors and warnings into readable lines."""
+    warnings.showwarning = _show_warning
     try:
         app(standalone_mode=False)
     except TesseraError as e:

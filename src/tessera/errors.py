@@ -79,6 +79,10 @@ def check_on_error(value: str) -> OnError:
     return value  # type: ignore[return-value]
 
 
+class TesseraWarning(UserWarning):
+    """Something the user should know about their data or run; the command line prints it as one plain line."""
+
+
 @dataclass
 class SkipReport:
     """Rows dropped under ``on_error: skip``; written as CSV so the user can fix their data."""
@@ -110,5 +114,6 @@ class SkipReport:
         first = self.rows[0]
         warnings.warn(
             f"skipped {len(self.rows)} row(s) with unusable data (first: {first}){where}",
+            TesseraWarning,
             stacklevel=2,
         )

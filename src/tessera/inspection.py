@@ -35,17 +35,22 @@ def _open(path: Path, schema_path: Path | None):
     return read_table(path), schema_path
 
 
+SHOW_UNREADABLE = 5  # unreadable files named per input; the count says how many there are
+
+
 def summarize_input(frame: pd.DataFrame, columns: list[str], modality: str, base_dir: str | None) -> dict[str, Any]:
+    """Missing values, and for media the references that do not resolve (how many, and the first few named)."""
     missing = frame[columns].apply(lambda col: col.map(is_missing)).all(axis=1)
     out: dict[str, Any] = {"missing": int(missing.sum())}
     if modality in media_modalities():
-        absent = 0
-        for v in frame.loc[~missing, columns[0]]:
+        unreadable = []
+        for row, v in frame.loc[~missing, columns[0]].items():
             try:
                 resolve_media(v, base_dir)
-            except DataError:
-                absent += 1
-        out["unreadable_refs"] = absent
+            except DataError as e:
+                unreadable.append(f"row {row}: {v if isinstance(v, str) else type(v).__name__} ({e.reason})")
+        out["unreadable_refs"] = len(unreadable)
+        out["unreadable"] = unreadable[:SHOW_UNREADABLE]
     return out
 
 
@@ -77,19 +82,31 @@ def inspect_table(
         facts["splits"] = {str(k): int(v) for k, v in counts.items()}
         console.print("splits: " + ", ".join(f"{k} {v}" for k, v in facts["splits"].items()))
 
+    # Narrow columns only: the reasons and file names go below the grid, so it reads at 80 columns.
     grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if schema_path is None else ""))
-    for col in ("input", "modality", "columns", "missing", "unreadable files", "why"):
+    for col in ("input", "modality", "columns", "missing", "unreadable files"):
         grid.add_column(col)
+    notes = []
     for name, spec in sch.inputs.items():
         summary = summarize_input(frame, spec.columns, spec.modality, table.base_dir)
         facts["inputs"][name] = {"modality": spec.modality, "columns": spec.columns, **summary}
-        why = "; ".join(f"{c}: {reasons[c]}" for c in spec.columns if c in reasons) or "from schema"
         grid.add_row(
             name, spec.modality, ", ".join(spec.columns),
             f"{summary['missing']} ({100 * summary['missing'] / len(frame):.1f}%)",
-            str(summary.get("unreadable_refs", "-")), why,
+            str(summary.get("unreadable_refs", "-")),
         )
+        why = "; ".join(reasons[c] if spec.columns == [name] else f"{c}: {reasons[c]}" for c in spec.columns if c in reasons)
+        if why:
+            notes.append(f"  {name}: {why}")
+        for ref in summary.get("unreadable", []):
+            notes.append(f"  [red]{name} unreadable[/red], {ref}")
+        if summary.get("unreadable_refs", 0) > SHOW_UNREADABLE:
+            notes.append(f"  ... and {summary['unreadable_refs'] - SHOW_UNREADABLE} more unreadable {name} files")
     console.print(grid)
+    if notes:
+        console.print("why each input was inferred, and the files that cannot be read:" if reasons else "files that cannot be read:")
+        for line in notes:
+            console.print(line, highlight=False)
     if sch.target:
         console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
         if sch.task and TASKS.get(sch.task).exclusive_classes:  # a class count is worth showing
@@ -117,20 +134,18 @@ def _decode_examples(frame: pd.DataFrame, sch: Schema, base_dir: str | None, n: 
         console.print(f"[red]cannot fit the preprocessors: {e}[/red]")
         return {}
     out: dict[str, list[str]] = {}
+    # One line per row and input (not a column per input), so many inputs still fit 80 columns.
     grid = RichTable(title=f"first {n} rows, decoded")
-    grid.add_column("row")
-    for name in pipeline.preprocessors:
-        grid.add_column(name)
-    rows = frame.index[: n]
-    for row in rows:
-        cells = []
+    for col in ("row", "input", "decoded"):
+        grid.add_column(col)
+    for row in frame.index[:n]:
         for name, pre in pipeline.preprocessors.items():
             try:
                 s = load_located(pre, [frame.at[row, c] for c in pre.columns], LoadContext(base_dir, int(row)))
-                cells.append(pre.describe_sample(s))
+                cell = pre.describe_sample(s)
             except DataError as e:
-                cells.append(f"[red]error: {e.reason}[/red]")
-            out.setdefault(name, []).append(cells[-1])
-        grid.add_row(str(row), *cells)
+                cell = f"[red]error: {e.reason}[/red]"
+            out.setdefault(name, []).append(cell)
+            grid.add_row(str(row) if name == next(iter(pipeline.preprocessors)) else "", name, cell)
     console.print(grid)
     return out

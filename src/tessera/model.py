@@ -5,6 +5,11 @@
 encoder, so a config only names components and their sizes. A forward returns a
 :class:`ModelOutput`: the logits, and what the training loss needs besides them (per-input
 logits, presence after modality dropout).
+
+The logits a model answers with may blend the fused output with its per-input heads
+(``output_weights``, chosen on validation by :func:`tessera.train.choose_output`): a fused
+model must never be worse than its best single input, and when one input is noise the
+honest answer is to fall back to the others.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ class ModelConfig(Settings):
     encoders: dict[str, dict[str, Any]] = {}  # input -> {name, options}
     modality_dropout: float = 0.0  # chance, per sample and input, to hide an input during training
     head_dropout: float = 0.1
-    aux_heads: bool = False  # a linear classifier per input, trained by an auxiliary loss (see train.py)
+    # A linear classifier per input (models with two or more inputs), trained by an auxiliary
+    # loss (see train.py): it keeps a slow input learning and gives the fallback its candidates.
+    aux_heads: bool = True
     aux_weight: Annotated[float, Field(ge=0)] = 0.5  # weight of that loss, the mean over inputs of each input's own loss
 
     def chosen_encoders(self) -> dict[str, str]:
@@ -99,10 +106,13 @@ class MultimodalModel(nn.Module):
         self.modality_dropout = config.modality_dropout
         # Empty unless asked for, so models saved without them load unchanged.
         self.aux_heads = nn.ModuleDict()
-        if config.aux_heads and not fusion_heads:
+        if config.aux_heads and not fusion_heads and len(encoders) > 1:
             self.aux_heads.update({n: nn.Linear(e.output_dim, num_outputs) for n, e in encoders.items()})
         # Per-input logits come from the aux heads or, with late/hybrid fusion, from the fusion.
         self.has_unimodal_logits = bool(self.aux_heads) or fusion_heads
+        # How the answer mixes the fused logits (first) with each input's own (encoder order):
+        # the fused output alone until training chooses otherwise on validation.
+        self.register_buffer("output_weights", fused_only(len(encoders)))
 
     def forward(self, inputs: dict[str, ModalityBatch]) -> ModelOutput:
         features, masks, present = self.encode(inputs)
@@ -112,7 +122,14 @@ class MultimodalModel(nn.Module):
             unimodal = {n: self._aux_logits(n, features[n], masks[n], present[n]) for n in self.aux_heads}
         else:
             unimodal = dict(fused.unimodal_logits)
+        if unimodal and bool(self.output_weights[1:].any()):
+            logits = blend_logits(logits, [unimodal[n] for n in self.encoders], [present[n] for n in self.encoders], self.output_weights)
         return ModelOutput(logits, unimodal, present)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # Models saved before the output could be blended answered with the fused logits alone.
+        state_dict.setdefault(prefix + "output_weights", fused_only(len(self.encoders)))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _aux_logits(self, name: str, x: torch.Tensor, mask: torch.Tensor | None, present: torch.Tensor) -> torch.Tensor:
         """An input's own logits from its pooled features; rows where it is absent (or dropped) are zero."""
@@ -129,6 +146,31 @@ class MultimodalModel(nn.Module):
         return features, masks, present
 
 
+def fused_only(n_inputs: int) -> torch.Tensor:
+    """Output weights that answer with the fused logits alone."""
+    return torch.tensor([1.0] + [0.0] * n_inputs)
+
+
+def blend_logits(
+    fused: torch.Tensor, unimodal: list[torch.Tensor], present: list[torch.Tensor], weights: torch.Tensor
+) -> torch.Tensor:
+    """``weights[0] * fused + sum(weights[i] * unimodal[i-1])``, renormalised per row over the parts it has.
+
+    An input's logits are zero where it is absent, so its weight is left out in those rows;
+    a row whose chosen parts are all absent answers with the fused logits. For classes a
+    weighted mean of logits is a weighted product of the models' probabilities (each
+    model's softmax constant cancels), so the blend is a proper ensemble for any task.
+    """
+    parts = torch.stack([fused, *unimodal], dim=1)  # (B, 1 + M, K)
+    have = torch.stack([torch.ones_like(present[0]), *present], dim=1).to(parts.dtype)  # (B, 1 + M)
+    w = weights.to(parts.dtype).unsqueeze(0) * have
+    total = w.sum(dim=1, keepdim=True)
+    fused_alone = torch.zeros_like(w)
+    fused_alone[:, 0] = 1.0
+    w = torch.where(total > 0, w / total.clamp(min=1e-12), fused_alone)
+    return (w.unsqueeze(-1) * parts).sum(dim=1)
+
+
 def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
     """Hide each input with probability p per sample, always keeping one that was there."""
     names = list(present)
@@ -143,8 +185,25 @@ def drop_modalities(present: dict[str, torch.Tensor], p: float) -> dict[str, tor
     return {n: keep[:, i] for i, n in enumerate(names)}
 
 
-def build_encoders(pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: int) -> dict[str, nn.Module]:
-    """One encoder per pipeline input: the config's ``{name, options}``, else the schema's, else the default."""
+def encoder_spec(pipeline: Pipeline, specs: dict[str, dict[str, Any]], name: str) -> tuple[str, dict[str, Any]]:
+    """The encoder name and options for input ``name``: the config's ``{name, options}``, else the schema's, else the default."""
+    spec = dict(specs.get(name, {}))
+    pre = pipeline.preprocessors[name]
+    enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or pre.default_encoder
+    options = dict(spec.pop("options", {}) or {})
+    if spec:
+        raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")
+    return enc_name, options
+
+
+def build_encoders(
+    pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: int, pinned: dict[str, dict[str, Any]] | None = None
+) -> dict[str, nn.Module]:
+    """One encoder per pipeline input (:func:`encoder_spec`); ``pinned`` options, per input, come first.
+
+    ``pinned`` is how a saved model rebuilds the architecture it was trained with
+    (:func:`versioned_options`, or an encoder's ``legacy_options`` for models saved before).
+    """
     unknown = set(specs) - set(pipeline.preprocessors)
     if unknown:
         raise SchemaError(
@@ -152,19 +211,38 @@ def build_encoders(pipeline: Pipeline, specs: dict[str, dict[str, Any]], dim: in
         )
     encoders = {}
     for name, pre in pipeline.preprocessors.items():
-        spec = dict(specs.get(name, {}))
-        enc_name = spec.pop("name", None) or pipeline.schema.inputs[name].encoder or pre.default_encoder
-        options = dict(spec.pop("options", {}) or {})
-        if spec:
-            raise SchemaError(f"encoder for input '{name}': unknown key(s) {sorted(spec)}; use name and options")
-        encoders[name] = build_encoder(enc_name, pre, dim, options)
+        enc_name, options = encoder_spec(pipeline, specs, name)
+        encoders[name] = build_encoder(enc_name, pre, dim, {**(pinned or {}).get(name, {}), **options})
     return encoders
 
 
-def build_model(pipeline: Pipeline, config: ModelConfig) -> MultimodalModel:
+def versioned_options(model: MultimodalModel) -> dict[str, dict[str, Any]]:
+    """Per input, the values of its encoder's versioned options (``arch``): what a saved model records."""
+    return {
+        name: {key: getattr(enc, key) for key in getattr(enc, "legacy_options", {})}
+        for name, enc in model.encoders.items()
+        if getattr(enc, "legacy_options", None)
+    }
+
+
+def legacy_options(pipeline: Pipeline, config: ModelConfig) -> dict[str, dict[str, Any]]:
+    """Per input, the options that rebuild the encoder of a model saved before its options were versioned."""
+    from tessera.encoders import ENCODERS
+
+    out = {}
+    for name in pipeline.preprocessors:
+        enc_name, _ = encoder_spec(pipeline, config.encoders, name)
+        legacy = getattr(ENCODERS.get(enc_name), "legacy_options", {}) if enc_name in ENCODERS else {}
+        if legacy:
+            out[name] = dict(legacy)
+    return out
+
+
+def build_model(pipeline: Pipeline, config: ModelConfig, pinned: dict[str, dict[str, Any]] | None = None) -> MultimodalModel:
+    """The model a config describes; ``pinned``: per-input encoder options a saved model recorded (see :func:`build_encoders`)."""
     if pipeline.target is None:
         raise SchemaError("a supervised model needs a target column in the schema")
-    encoders = build_encoders(pipeline, config.encoders, config.dim)
+    encoders = build_encoders(pipeline, config.encoders, config.dim, pinned)
     dims = {n: e.output_dim for n, e in encoders.items()}
     options = dict(config.fusion_options)
     if FUSIONS.get(config.fusion).produces_logits:

@@ -9,6 +9,7 @@ folder and swapped in whole, so an interrupted save never destroys the previous 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,8 +23,8 @@ from pydantic import Field
 import tessera
 from tessera import zoo
 from tessera.errors import OnError, SchemaError, SkipReport, TesseraError
-from tessera.files import atomic_dir
-from tessera.model import ModelConfig, MultimodalModel, build_model
+from tessera.files import atomic_dir, atomic_path
+from tessera.model import ModelConfig, MultimodalModel, build_model, legacy_options, versioned_options
 from tessera.pipeline import Pipeline
 from tessera.prepare import SKIP_REPORT, decode_table, prepare
 from tessera.schema import Schema
@@ -34,6 +35,9 @@ from tessera.train import TrainConfig, TrainResult, resolve_device, run_inferenc
 MODEL_FILE = "model.pt"
 META_FILE = "tessera.json"
 CARD_FILE = "MODEL_CARD.md"  # written when the model contains pretrained towers
+STATE_FILE = "train_state.pt"  # in a checkpoint folder while its run is unfinished: what resuming needs
+# Train settings that say where or how fast a run goes, not what it computes: a resumed run may change them.
+RUN_ENVIRONMENT = ("threads", "num_workers", "device", "cache", "checkpoint_dir")
 
 
 class InferenceConfig(Settings):
@@ -92,39 +96,94 @@ class Predictor:
         *,
         target: str | list[str] | None = None,
         skip_report: str | os.PathLike = SKIP_REPORT,
+        resume: bool = False,
     ) -> "Predictor":
-        """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits."""
+        """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits.
+
+        ``resume=True`` continues the unfinished run whose state is in ``checkpoint_dir``
+        (see :meth:`fit_prepared`).
+        """
         encoders = self.model_config.chosen_encoders()
         prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report)
-        return self.fit_prepared(prepared.pipeline, prepared.splits)
+        return self.fit_prepared(prepared.pipeline, prepared.splits, resume=resume)
 
-    def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any]) -> "Predictor":
+    def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any], *, resume: bool = False) -> "Predictor":
         """Train on splits from :func:`tessera.prepare.prepare`; inputs the pipeline lacks are ignored.
 
-        With ``checkpoint_dir`` the whole predictor is saved there (atomically) at every
-        validation improvement, so a run that dies mid-way leaves its best model loadable;
-        at the end it is saved once more with the full history and test metrics.
+        With ``checkpoint_dir`` the folder always holds the best model so far (loadable with
+        :meth:`load`) and, until the run finishes, the whole training state after the last
+        epoch (``train_state.pt``: weights, optimiser, schedule, RNG, history, best weights,
+        patience count), each epoch written atomically. ``resume=True`` continues from that
+        state, and the run finishes as it would have without the interruption (the same
+        weights, given the same data, settings and thread count). At the end the folder gets
+        the final model, with the full history and test metrics, and no state.
         """
         self.pipeline = pipeline
         self.metrics = {}
         torch.manual_seed(self.train_config.seed)
         self.model = build_model(pipeline, self.model_config)
         checkpoint_dir = self.train_config.checkpoint_dir
+        state = self._resume_state(pipeline) if resume else None
 
-        def save_checkpoint(model: torch.nn.Module, result: TrainResult) -> None:
-            self.result = result  # history so far; the model is self.model, at this epoch's weights
-            self.save(checkpoint_dir)
+        def save_checkpoint(train_state: dict[str, Any]) -> None:
+            saved = {"train": train_state, **self._run_identity(pipeline)}
+            if train_state["best_epoch"] == train_state["epoch"]:  # improved: the model holds the best weights
+                self.result = TrainResult(history=list(train_state["history"]))
+                self.save(checkpoint_dir, training_state=saved)
+            else:
+                with atomic_path(Path(checkpoint_dir) / STATE_FILE) as tmp:
+                    torch.save(saved, tmp)
 
-        on_improve = save_checkpoint if checkpoint_dir else None
         self.result = train(
-            self.model, sources["train"], sources.get("val"), pipeline.target, self.train_config, on_improve,
+            self.model, sources["train"], sources.get("val"), pipeline.target, self.train_config,
             aux_weight=self.model_config.aux_loss_weight,
+            on_epoch_end=save_checkpoint if checkpoint_dir else None, resume=None if state is None else state["train"],
         )
         if "test" in sources:
             self.metrics = {"test": self.metrics_on(sources["test"])}
+        elif "val" in sources and len(sources["val"]):  # no test rows: the validation score, which also chose the epoch
+            self.metrics = {"val": self.metrics_on(sources["val"])}
         if checkpoint_dir:
             self.save(checkpoint_dir)
         return self
+
+    def _run_identity(self, pipeline: Pipeline) -> dict[str, Any]:
+        """What must not change between an interrupted run and its resumption: settings and fitted preprocessing."""
+        fitted = json.dumps(pipeline.state_dict(), sort_keys=True, default=_json_default)
+        train_config = {k: v for k, v in self.train_config.to_dict().items() if k not in RUN_ENVIRONMENT}
+        return {"model_config": self.model_config.to_dict(), "train_config": train_config,
+                "pipeline_sha256": hashlib.sha256(fitted.encode()).hexdigest()}
+
+    def _resume_state(self, pipeline: Pipeline) -> dict[str, Any]:
+        """The saved state of the unfinished run in ``checkpoint_dir``, checked against this run."""
+        folder = self.train_config.checkpoint_dir
+        if not folder:
+            raise TesseraError("resuming needs train.checkpoint_dir: the folder the interrupted run saved its state in")
+        path = Path(folder) / STATE_FILE
+        if not path.is_file():
+            done = " (it holds a finished model: the run completed)" if (Path(folder) / META_FILE).is_file() else ""
+            raise TesseraError(
+                f"nothing to resume in {folder}{done}: no {STATE_FILE}, which a run leaves there until it finishes; "
+                "train without resuming"
+            )
+        saved = torch.load(path, map_location="cpu", weights_only=False)  # our own file: tensors, RNG states, numbers
+        now = self._run_identity(pipeline)
+        changed = [
+            f"{section.removesuffix('_config')}.{key}"
+            for section in ("model_config", "train_config")
+            for key in sorted(set(saved[section]) | set(now[section]))
+            if saved[section].get(key) != now[section].get(key)
+        ]
+        if changed:
+            raise SchemaError(
+                f"cannot resume the run in {folder}: these settings differ from the interrupted run's: {', '.join(changed)}"
+            )
+        if saved["pipeline_sha256"] != now["pipeline_sha256"]:
+            raise SchemaError(
+                f"cannot resume the run in {folder}: the fitted preprocessing differs from the interrupted run's "
+                "(the table or the schema changed)"
+            )
+        return saved
 
     # -- inference --------------------------------------------------------------------------
     def _outputs(
@@ -141,19 +200,20 @@ class Predictor:
         return out
 
     def predict_proba(self, table: Any, *, report: SkipReport | None = None) -> pd.DataFrame:
-        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row.
+        """Class probabilities (multiclass), label probabilities (multilabel); indexed by table row
+        (a DataFrame's own index, else the row number).
 
         Rows skipped under ``on_error: skip`` are recorded in ``report`` when one is given
         (else a warning names them). The task decides the columns; tasks without
         probabilities (regression) raise.
         """
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        return self.pipeline.target.probabilities(out, rows.numpy())
+        return _indexed_like(table, self.pipeline.target.probabilities(out, rows.numpy()))
 
     def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
-        """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed by table row."""
+        """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed as :meth:`predict_proba`."""
         out, _, rows = self._outputs(table, with_target=False, report=report)
-        return self.pipeline.target.predictions(out, rows.numpy())
+        return _indexed_like(table, self.pipeline.target.predictions(out, rows.numpy()))
 
     def predict_records(self, table: Any) -> list[dict[str, Any]]:
         """One JSON-ready answer per row, in table order, as the server returns them."""
@@ -172,16 +232,21 @@ class Predictor:
         return self.pipeline.target.summary_metrics(out, y)
 
     # -- persistence ------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, training_state: dict[str, Any] | None = None) -> Path:
+        """Write the model folder (atomically); ``training_state`` (from :meth:`fit_prepared`) goes in with it."""
         if self.model is None or self.pipeline is None:
             raise TesseraError("nothing to save: the predictor is not trained")
         meta = {
             "tessera_version": tessera.__version__,
             "pipeline": self.pipeline.state_dict(),
             "model_config": self.model_config.to_dict(),
+            # Per input, the encoder's versioned options (arch), so a later default cannot change the rebuilt model.
+            "encoder_versions": versioned_options(self.model),
             "train_config": self.train_config.to_dict(),
             "inference_config": self.inference.to_dict(),
             "history": self.result.history if self.result else [],
+            # What the model answers with (fused, an input's head, a blend), as chosen on validation.
+            "output_selection": self.result.output if self.result else None,
             "metrics": self.metrics,
             # Pretrained towers, their package versions and licences (tessera.zoo); MODEL_CARD.md says the same.
             "towers": zoo.towers_card(self.model.encoders.items()),
@@ -192,6 +257,8 @@ class Predictor:
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=_json_default))
             if meta["towers"]:
                 (tmp / CARD_FILE).write_text(zoo.model_card_markdown(meta["towers"]))
+            if training_state is not None:
+                torch.save(training_state, tmp / STATE_FILE)
         return path
 
     @classmethod
@@ -209,11 +276,13 @@ class Predictor:
         )
         pred.train_config.device = pred.inference.device = device
         pred.pipeline = Pipeline.from_state(meta["pipeline"])
-        pred.model = build_model(pred.pipeline, pred.model_config)
+        # A model saved before encoder options were versioned was built with each encoder's legacy options.
+        versions = meta["encoder_versions"] if "encoder_versions" in meta else legacy_options(pred.pipeline, pred.model_config)
+        pred.model = build_model(pred.pipeline, pred.model_config, pinned=versions)
         pred.model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
         pred.model.to(device).eval()
         pred.metrics = meta.get("metrics", {})
-        pred.result = TrainResult(history=meta.get("history", []))
+        pred.result = TrainResult(history=meta.get("history", []), output=meta.get("output_selection"))
         return pred
 
 
@@ -225,3 +294,10 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _indexed_like(table: Any, result: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """``result`` (indexed by row number) with a DataFrame's own index, so it lines up with the caller's frame."""
+    if isinstance(table, pd.DataFrame):
+        result.index = table.index[result.index.to_numpy()]
+    return result

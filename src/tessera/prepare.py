@@ -19,7 +19,7 @@ from typing import Any, Protocol, Sequence
 
 import pandas as pd
 
-from tessera.errors import DataError, OnError, SchemaError, SkipReport, check_on_error
+from tessera.errors import DataError, OnError, SchemaError, SkipReport, TesseraWarning, check_on_error
 from tessera.pipeline import Pipeline, StreamSplit, cache_split, default_workers, split_frame
 from tessera.schema import Schema, resolve_schema
 from tessera.settings import Settings
@@ -168,7 +168,7 @@ def drop_unknown_targets(frame: pd.DataFrame, target: list[str], split: str) -> 
     """The rows that have every target value; the others are left out with a warning (none left: DataError)."""
     known = frame[target].notna().all(axis=1)
     if not known.all():
-        warnings.warn(f"{int((~known).sum())} {split} row(s) have no target value and are left out", stacklevel=3)
+        warnings.warn(f"{int((~known).sum())} {split} row(s) have no target value and are left out", TesseraWarning, stacklevel=3)
     if not known.any():
         raise DataError(f"no {split} rows have a target value", column=", ".join(target))
     return frame[known]

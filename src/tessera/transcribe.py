@@ -8,7 +8,7 @@ OpenAI's tiny.en, MIT), so nothing is downloaded. :func:`load_whisper` is shared
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -40,10 +40,19 @@ def transcribe(
     ``prompt`` is Whisper's ``initial_prompt``: text that tells it the domain (a vocabulary list
     made 29 of 30 FSDD test clips right instead of 21 in one greedy-decoding check).
     """
+    return "".join(
+        transcript_segments(waveform, sample_rate, beam_size=beam_size, cpu_threads=cpu_threads, prompt=prompt)
+    ).strip()
+
+
+def transcript_segments(
+    waveform: np.ndarray, sample_rate: int, *, beam_size: int = 5, cpu_threads: int = 1, prompt: str | None = None
+) -> Iterator[str]:
+    """The transcript piece by piece (Whisper's segments) as it is decoded, for showing it while it comes."""
     from tessera.preprocess.audio import resample, to_mono
 
     wave = resample(to_mono(np.asarray(waveform, dtype=np.float32)), int(sample_rate), SAMPLE_RATE)
     segments, _ = load_whisper(cpu_threads).transcribe(
         wave, language="en", beam_size=beam_size, vad_filter=False, condition_on_previous_text=False, initial_prompt=prompt
     )
-    return "".join(s.text for s in segments).strip()
+    return (s.text for s in segments)

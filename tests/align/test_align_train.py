@@ -99,3 +99,20 @@ def test_a_locked_tower_is_embedded_once_and_gives_the_same_training(splits, mon
     assert calls[0] == len(train) and calls[1] == 3 * (len(train) // 16) * 16  # once vs every step
     for a, b in zip(*histories):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_retrieval_is_over_unique_items_with_chance_beside_it():
+    """Issue 18: a photo with 2 captions is 2 rows; its other caption must count as a hit, and each photo once."""
+    from tessera.align.train import unique_item_retrieval
+
+    photos = torch.eye(3)
+    image = photos.repeat_interleave(2, dim=0)  # rows 0,1: photo 0; rows 2,3: photo 1; ...
+    caption = image + 0.01 * torch.arange(6).unsqueeze(1)  # two different captions per photo, near their photo
+    caption = torch.nn.functional.normalize(caption, dim=1)
+    out = unique_item_retrieval(image, caption, ks=(1, 5))
+    assert out["items"] == [3, 6]
+    assert out["recall@1"] == 1.0  # per row, photo 0's query would have had its other caption counted as a miss
+    assert out["chance@1"] == pytest.approx(0.5 * (2 / 6 + 1 / 3))  # photo->caption: 2 of 6 relevant; caption->photo: 1 of 3
+    assert out["chance@5"] == pytest.approx(0.5 * (1.0 + 1.0))  # 5 of 6 captions always include one of 2; 5 >= 3 photos
+    shuffled = unique_item_retrieval(image, caption[torch.tensor([2, 3, 4, 5, 0, 1])], ks=(1,))
+    assert shuffled["recall@1"] == 0.0

@@ -171,11 +171,14 @@ def test_avmnist_rows_load_through_the_preprocessors(av):
 
 # -- the other recipes -------------------------------------------------------------------------------------
 def test_fsdd_table(tmp_path):
+    from tessera.datasets.fsdd import DIGIT_WORDS
+
     need("fsdd", "metadata.csv")
     prepared = prepare("fsdd", data_home=REAL, download=False, cache_dir=tmp_path, progress=False)
     frame = pd.read_parquet(prepared.table_path)
     assert prepared.rows == {"train": 2400, "val": 300, "test": 300}
-    assert list(frame.columns) == ["audio", "digit", "speaker", "take", "split"]
+    assert list(frame.columns) == ["audio", "digit", "transcript", "speaker", "take", "split"]
+    assert frame["transcript"].head(20).tolist() == [DIGIT_WORDS[d] for d in frame["digit"].head(20)]
     assert (frame.loc[frame["split"] == "test", "take"] < 5).all()
     assert frame.loc[frame["split"] == "val", "take"].between(5, 9).all()
     assert (frame.loc[frame["split"] == "train", "take"] >= 10).all()

@@ -71,6 +71,10 @@ def test_compare_command_trains_baselines_and_fusion(tiny_table, tiny_schema, tm
     assert comparison["table"][-1]["model"] == "fusion"
     fusion = comparison["table"][-1]
     assert fusion["accuracy"] > 0.9  # the label needs both inputs
+    # Every arm ran the same budget (patience 0: no early stopping); each row says how its training went.
+    assert all(r["epochs"] == 10 and not r["stopped_early"] for r in comparison["table"])
+    assert {"best_epoch", "still_improving", "output"} <= set(fusion) and isinstance(comparison["flags"], list)
+    assert all(f[:60] in result.output for f in comparison["flags"])  # printed too
     assert max(r["accuracy"] for r in comparison["table"][:2]) <= 0.75
     gain = comparison["gain"]
     assert gain["low"] <= gain["gain"] <= gain["high"] and 0 <= gain["p_value"] <= 1

@@ -10,7 +10,13 @@ from tessera.table import read_table
 
 def test_curves_of_a_trained_model(tiny_table, tiny_schema):
     schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("image", "audio")}}
-    predictor = Predictor(model={"dim": 16}, train={"epochs": 10, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 0})
+    # audio_cnn v1: with v2 (the default) and aux heads, seed 0 on this 48-row table keeps a model that ignores
+    # the audio (whole-table accuracy 0.5, also when trained without validation), so the curves could not be
+    # read; an open problem of v2 on toy data, not of the curves tested here.
+    audio_v1 = {"audio": {"name": "audio_cnn", "options": {"arch": "v1"}}}
+    predictor = Predictor(
+        model={"dim": 16, "encoders": audio_v1}, train={"epochs": 10, "batch_size": 16, "lr": 3e-3, "patience": 0, "seed": 0}
+    )
     data = prepare(tiny_table, schema, None, predictor.train_config)
     pipeline, sources = data.pipeline, data.splits
     predictor.fit_prepared(pipeline, sources)

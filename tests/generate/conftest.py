@@ -125,3 +125,24 @@ def fit_captioner(lm: Path, frame: pd.DataFrame, folder: Path):
         "train": {"epochs": 20, "batch_size": 4, "lr": 3e-3},
     }
     return Generator.fit(frame, config, base_dir=folder)
+
+
+@pytest.fixture(scope="session")
+def saved_captioner(caption_table, tmp_path_factory) -> tuple[Path, Path]:
+    """A small CNN + decoder trained from scratch on the colour squares, saved; and its table as a CSV."""
+    from tessera.generate import Generator
+
+    frame, folder = caption_table
+    table = folder / "captions.csv"
+    frame.assign(split=["test" if i % 3 == 0 else "train" for i in range(len(frame))]).to_csv(table, index=False)
+    config = {
+        "data": {"input": "photo", "text": "caption", "options": {"size": 16}},
+        "prompt": PROMPT,
+        "encoder": {"name": "image_cnn", "options": {"dim": 32, "width": 8}, "trainable": True},
+        "projector": {"kind": "mlp", "options": {"tokens": 2}},
+        "lm": {"scratch": {"hidden": 32, "layers": 1, "heads": 2, "vocab_size": 300}},
+        "train": {"epochs": 40, "batch_size": 4, "lr": 0.01},
+    }
+    out = tmp_path_factory.mktemp("captioner") / "model"
+    Generator.fit(frame, config, base_dir=folder).save(out)
+    return out, table

@@ -47,3 +47,27 @@ def test_defaults_and_round_trip():
 def test_bad_config(raw, match):
     with pytest.raises(SchemaError, match=match):
         GenerateConfig.from_dict(raw)
+
+
+def test_config_files_place_the_table_and_output_beside_them(tmp_path):
+    from tessera.generate.config import load_config
+
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text("data: {table: rows.csv, input: photo, text: caption}\noutput: ../runs/x\n")
+    cfg, output = load_config(path)
+    assert cfg.data.table == str(tmp_path / "sub" / "rows.csv") and output == tmp_path / "sub" / "../runs/x"
+    path.write_text("data: {table: a.csv, recipe: fsdd, input: audio, text: transcript}\n")
+    with pytest.raises(SchemaError, match=r"c.yaml: generate config: data: give 'table' or 'recipe', not both"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["asr_fsdd", "caption_flickr", "caption_flickr_scratch"])
+def test_example_configs_parse(name):
+    from pathlib import Path
+
+    from tessera.generate.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "generate" / f"{name}.yaml"
+    cfg, output = load_config(path)
+    assert cfg.data.recipe in ("fsdd", "flickr8k") and output is not None and output.name == name

@@ -26,7 +26,7 @@ def test_align_index_search_from_the_command_line(tiny_table, tiny_schema, tmp_p
     }))
     result = runner.invoke(app, ["align", str(config)])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "space" / "embedder.json").is_file() and "val paired Recall@1" in result.output
+    assert (tmp_path / "space" / "embedder.json").is_file() and "validation Recall@1" in result.output and "chance" in result.output
 
     index = tmp_path / "index"
     result = runner.invoke(app, ["index", "build", str(tmp_path / "space"), str(tiny_table), "--out", str(index), "--input", "image", "-m", "label", "-m", "color"])
@@ -45,6 +45,10 @@ def test_align_index_search_from_the_command_line(tiny_table, tiny_schema, tmp_p
     image = tiny_table.parent / "img" / "3.png"
     result = runner.invoke(app, ["search", str(index), "--image", str(image), "--text", "a red square", "--text-weight", "0.5", "-k", "3"])
     assert result.exit_code == 0 and "score" in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "3 results from" in result.output and "rank" in result.output and "thumbnail" not in result.output
+    rows = [line for line in lines if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows] == ["1", "2", "3"]  # one line per hit, a table not a dump
 
     result = runner.invoke(app, ["index", "delete", str(index), "0", "1", "nope"])
     assert result.exit_code == 0 and "deleted 2 row(s)" in result.output

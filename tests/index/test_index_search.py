@@ -78,7 +78,7 @@ def test_index_build_search_update_and_prune(trained, tmp_path) -> None:
     (table.parent / "img/0.png").write_bytes((table.parent / "img/3.png").read_bytes())
     smaller = table.parent / "smaller.csv"
     frame.iloc[:40].to_csv(smaller, index=False)
-    third = index_table(embedder, smaller, out, "image", embedder_path=path, prune=True)
+    third = index_table(embedder, smaller, out, "image", embedder_path=path, prune=True, dedupe=False)  # 0.png is now 3.png
     assert (third.counts.added, third.counts.updated, third.counts.unchanged, third.deleted) == (0, 1, 39, 8)
     vec = VectorIndex.open(out).get(["0", "3"], columns=["vector"])["vector"]
     np.testing.assert_allclose(vec.iloc[0], vec.iloc[1], atol=1e-6)
@@ -106,3 +106,20 @@ def test_composed_query_and_bad_rows(trained, tmp_path) -> None:
         compose([np.ones(4), np.ones(4)], [1.0, -1.0])
     with pytest.raises(TesseraError, match="needs a query"):
         searcher.search([], k=3)
+
+
+def test_a_file_on_several_rows_is_stored_once(trained, tmp_path) -> None:
+    """Issue 18: a photo with 5 captions is 5 rows; the index stored it 5 times (5 identical hits per query)."""
+    embedder, path, table = trained
+    frame = pd.read_csv(table)
+    frame.loc[10:14, "image"] = "img/3.png"  # rows 3 and 10-14: one file
+    (table.parent / "img" / "copy.png").write_bytes((table.parent / "img" / "4.png").read_bytes())
+    frame.loc[20, "image"] = "img/copy.png"  # same bytes as row 4 under another name
+    frame.to_csv(table, index=False)
+    result = index_table(embedder, table, tmp_path / "index", "image", embedder_path=path)
+    assert result.duplicates == 6 and len(result.index) == 48 - 6
+    assert set(result.index.ids()) == {str(i) for i in range(48)} - {"10", "11", "12", "13", "14", "20"}
+    hits = Searcher.open(tmp_path / "index").search([("image", str(table.parent / "img" / "3.png"))], k=5)
+    assert hits["path"].tolist().count("img/3.png") == 1
+    kept = index_table(embedder, table, tmp_path / "all", "image", embedder_path=path, dedupe=False)
+    assert kept.duplicates == 0 and len(kept.index) == 48

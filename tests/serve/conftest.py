@@ -85,12 +85,12 @@ def make_client(loaded, keys_file, tmp_path):
 
 @pytest.fixture
 def live_server(loaded, keys_file, tmp_path):
-    """A real uvicorn server on 127.0.0.1 (in a thread): (url, key, feedback database)."""
+    """A real uvicorn server on 127.0.0.1 (in a thread), with the protocol `tessera serve` runs: (url, key, feedback database)."""
     from tessera.serve import ServeConfig, create_app
 
     db = tmp_path / "feedback.db"
     app = create_app(ServeConfig(keys_file=keys_file[0], feedback_db=str(db)), **loaded)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app, guarded=True) as url:
         yield url, keys_file[1], db
 
 

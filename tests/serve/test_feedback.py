@@ -42,7 +42,7 @@ def test_export_and_fine_tune_through_the_cli(built, make_client, tmp_path) -> N
     assert len(rated) == 1 and rated["rating"].iloc[0] == -1 and rated["query_caption#0"].iloc[0] == "a blue square"
 
     before = Predictor.load(built.model)
-    r = runner.invoke(app, ["fit", "--resume", str(built.model), "--extra-data", str(out), "--epochs", "2", "--output", str(tmp_path / "tuned")])
+    r = runner.invoke(app, ["fit", "--finetune", str(built.model), "--extra-data", str(out), "--epochs", "2", "--output", str(tmp_path / "tuned")])
     assert r.exit_code == 0, r.output
     tuned = Predictor.load(tmp_path / "tuned")
     assert any(h.get("fine_tune") for h in tuned.result.history)

@@ -212,6 +212,8 @@ def test_tessera_generate_route_json_form_and_events(server):
     assert route == "generate" and json.loads(output) == CAPTIONS["blue"] and stored[0] == blue
     fixed = httpx.post(url + "/v1/feedback", headers=headers, json={"request_id": rid, "correction": "a blue tile"})
     assert fixed.status_code == 201
+    wrong = httpx.post(url + "/v1/feedback", headers=headers, json={"request_id": rid, "correction": {"text": 1}})
+    assert wrong.status_code == 422 and "the right reply, as a string" in wrong.json()["detail"]
 
 
 def test_two_requests_wait_their_turn(server):
@@ -239,3 +241,27 @@ def test_the_models_load_from_folders(generators):
     assert isinstance(generators["tiny-voice"], DiffusionGenerator)
     assert generators["tiny-images"].text is generators["tiny-voice"].text  # one text encoder for both
     assert Path(generators["tiny-images"].text.spec).name == "embedder"
+
+
+def test_a_chat_image_is_bounded_before_decoding_and_charged_to_the_key(generators):
+    """As for predictions: media over what the model's input is worth is a 413, the rest costs its decoding."""
+    from tessera.serve.bodies import ChatMessage
+    from tessera.serve.generators import Served
+    from tessera.serve.limits import PIXELS_PER_UNIT
+    from tessera.serve.parsing import chat_conversation
+    from tessera.serve.problems import Problem
+
+    charged: list[float] = []
+
+    class Caller:
+        def charge(self, units: float) -> None:
+            charged.append(units)
+
+    served = Served("tiny-captioner", "chat", generators["tiny-captioner"])
+    messages = [ChatMessage.model_validate(m) for m in image_message(png(COLORS["red"], 64))]
+    _, media = chat_conversation(messages, served, Caller())
+    assert media is not None and charged == [pytest.approx(64 * 64 / PIXELS_PER_UNIT)]
+    side = int(served.field.budget.pixels ** 0.5) + 1
+    with pytest.raises(Problem, match=r"decodes to [\d,]+ pixels; this model's image input is worth at most") as caught:
+        chat_conversation([ChatMessage.model_validate(m) for m in image_message(png(COLORS["red"], side))], served, Caller())
+    assert caught.value.status == 413 and len(charged) == 1

@@ -64,7 +64,7 @@ def test_generation_panel_draws_images_from_a_prompt(loaded, generators, keys_fi
     app = create_app(config, **loaded, generators={"tiny-images": generators["tiny-images"]})
     errors: list[str] = []
     outside: list[str] = []
-    with serve_in_thread(app) as url, playwright.sync_playwright() as p:
+    with serve_in_thread(app, guarded=True) as url, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -91,3 +91,14 @@ def test_generation_panel_draws_images_from_a_prompt(loaded, generators, keys_fi
         browser.close()
     assert not errors, errors
     assert not outside, f"the page fetched from elsewhere: {outside}"
+
+
+def test_the_page_has_its_security_headers_wherever_it_is_fetched_from(make_client) -> None:
+    client, _ = make_client()
+    for path in ("/", "/static/index.html", "/static/app.js", "/static/style.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, path
+        assert "img-src 'self' data:" in csp, path  # the generation panel shows its images as data: URLs
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff", path

@@ -21,6 +21,50 @@ def test_run_fit_trains_with_the_function_it_is_given(tiny_table, tiny_schema, t
 
     predictor, out = run_fit(parse_fit_config({**raw, "runner": "ray"}, base_dir=tmp_path), fit=runner)
     assert calls == [(tiny_table, None)] and out == tmp_path / "m"
-    assert Predictor.load(out).model is not None and predictor.metrics == {}
+    assert Predictor.load(out).model is not None and set(predictor.metrics) == {"val"}  # no test rows: the validation score
     with pytest.raises(TesseraError, match="runner 'ray': run it with `tessera fit`, or pass that runner's fit function"):
         run_fit(parse_fit_config({**raw, "runner": "ray"}, base_dir=tmp_path))
+
+
+def test_fit_killed_mid_run_continues_with_resume_to_the_same_model(tiny_table, tiny_schema, tmp_path, monkeypatch):
+    """`tessera fit CONFIG` checkpoints into its output; `--resume` finishes as an uninterrupted run would."""
+    import torch
+    import yaml
+    from typer.testing import CliRunner
+
+    import tessera.predictor
+    from tessera.cli import app
+
+    schema = {**tiny_schema, "inputs": {k: tiny_schema["inputs"][k] for k in ("numeric", "categorical")}}
+    config = {"data": {"table": str(tiny_table), "schema": schema}, "model": {"dim": 8, "modality_dropout": 0.2},
+              "train": {"epochs": 4, "batch_size": 16, "patience": 0, "threads": 1}, "output": "model"}
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    assert runner.invoke(app, ["fit", str(path), "--output", str(tmp_path / "full")]).exit_code == 0
+
+    real_train = tessera.predictor.train
+
+    def killed_after_epoch_2(*args, on_epoch_end=None, **kwargs):
+        def hook(state):
+            on_epoch_end(state)
+            if state["epoch"] == 2:
+                raise KeyboardInterrupt  # as if killed right after the epoch's checkpoint
+        return real_train(*args, on_epoch_end=hook, **kwargs)
+
+    monkeypatch.setattr(tessera.predictor, "train", killed_after_epoch_2)
+    result = runner.invoke(app, ["fit", str(path), "--output", str(tmp_path / "killed")])
+    assert result.exit_code == 130  # click turns the interrupt into "Aborted!"
+    assert (tmp_path / "killed" / "train_state.pt").is_file()
+    assert len(Predictor.load(tmp_path / "killed").result.history) <= 2  # the best model so far is loadable
+    monkeypatch.setattr(tessera.predictor, "train", real_train)
+
+    result = runner.invoke(app, ["fit", str(path), "--resume", "--output", str(tmp_path / "killed")])
+    assert result.exit_code == 0, result.output
+    full, resumed = Predictor.load(tmp_path / "full"), Predictor.load(tmp_path / "killed")
+    assert [h["train_loss"] for h in resumed.result.history] == [h["train_loss"] for h in full.result.history]
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+    assert not (tmp_path / "killed" / "train_state.pt").exists()
+    again = runner.invoke(app, ["fit", str(path), "--resume", "--output", str(tmp_path / "killed")])
+    assert again.exit_code != 0 and "nothing to resume" in str(again.exception)

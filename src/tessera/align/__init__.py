@@ -7,7 +7,7 @@ _EXPORTS = {
     "Embedder": "embedder", "compose": "embedder",
     "AlignModel": "model", "FeatureQueue": "model", "alignment_pairs": "model", "build_align_model": "model",
     "embed_split": "model", "mean_average_precision": "retrieval", "recall_at_k": "retrieval",
-    "fit_alignment": "train", "paired_recall_at_1": "train", "TEMPLATES": "zeroshot", "ZeroShotClassifier": "zeroshot",
+    "fit_alignment": "train", "paired_recall_at_1": "train", "paired_retrieval": "train", "TEMPLATES": "zeroshot", "ZeroShotClassifier": "zeroshot",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 

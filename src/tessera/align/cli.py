@@ -28,5 +28,7 @@ def align_command(
     recall = last.get("val_recall@1")
     console.print(
         f"saved embedder ({', '.join(f'{n}: {m}' for n, m in embedder.inputs.items())}; {embedder.dim}-d) to [bold]{out}[/bold]"
-        + (f"; val paired Recall@1 {recall:.3f}" if recall is not None else "")
+        + (f"; validation Recall@1 {recall:.3f} (chance {last['val_chance@1']:.3f}), Recall@5 {last['val_recall@5']:.3f} "
+           f"(chance {last['val_chance@5']:.3f}), over {last['val_items'][0]} and {last['val_items'][1]} unique items"
+           if recall is not None else "")
     )

@@ -8,7 +8,7 @@
     output: runs/space
 
 No target is needed: paired inputs of a row supervise each other. Rows of the schema's
-``val`` split (or a random 10 %) report paired Recall@1 after each epoch.
+``val`` split (or a random 10 %) report Recall@1 and @5 over unique items, with chance, after each epoch.
 """
 
 from __future__ import annotations

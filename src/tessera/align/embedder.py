@@ -169,11 +169,14 @@ class Embedder:
         on_error: str = "raise",
         report: SkipReport | None = None,
         num_workers: int = 0,
+        project: bool = True,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(rows, vectors)`` per batch for one input over a table; rows are the table's index labels.
 
         Under ``on_error="skip"`` undecodable rows are left out (and recorded in ``report``);
         rows where the input is missing are left out too, as they have nothing to embed.
+        ``project=False`` gives the tower's pooled output before the shared space's projection
+        (what heads over frozen towers train on).
         """
         name = self.resolve_input(name)
         t = read_table(table)
@@ -183,7 +186,8 @@ class Embedder:
         device = next(self.model.parameters()).device
         for batch in iterate(loader, report):
             mb = batch.inputs[name].to(device)
-            vectors = self.model.embed(name, mb).float().cpu()
+            encoder = self.model.encoders[name]
+            vectors = (self.model.embed(name, mb) if project else encoder.pooled(mb)).float().cpu()
             keep = mb.present.cpu()
             if keep.any():
                 yield batch.rows[keep].numpy(), vectors[keep].numpy()

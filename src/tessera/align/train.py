@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -37,15 +37,50 @@ WeightSchedule = Callable[[int], tuple[float, float]]
 
 
 def paired_recall_at_1(model: AlignModel, split: CachedSplit, batch_size: int = 256) -> float:
-    """Mean of Recall@1 first->second input and back, over rows that have both (row i matches row i)."""
+    """Mean of Recall@1 first->second input and back over unique items (see :func:`paired_retrieval`)."""
+    return paired_retrieval(model, split, batch_size, ks=(1,))["recall@1"]
+
+
+def paired_retrieval(model: AlignModel, split: CachedSplit, batch_size: int = 256, ks: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+    """Recall@K first->second input and back (their mean), over unique items, with chance beside it.
+
+    Rows that hold the same item (a photo with 5 captions is 5 rows) would otherwise count
+    the photo's other captions as misses and score the same query several times (issue 18).
+    Items are told apart by their embedding (identical inputs embed identically), each
+    direction ranks the unique items of the other input, and an item is relevant to a query
+    when some row pairs them. ``chance@k`` is what random rankings score on the same data.
+    """
     first, second = list(model.encoders)[:2]
     emb = embed_split(model, split, batch_size)
     rows = emb[first][1] & emb[second][1]
-    a, b = emb[first][0][rows], emb[second][0][rows]
+    return unique_item_retrieval(emb[first][0][rows], emb[second][0][rows], ks)
+
+
+def unique_item_retrieval(a: torch.Tensor, b: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, Any]:
+    """:func:`paired_retrieval` on the embeddings of paired rows (row i of ``a`` goes with row i of ``b``)."""
     if not len(a):
-        return float("nan")
-    same = torch.eye(len(a), dtype=torch.bool)
-    return 0.5 * (recall_at_k(a, b, same, ks=(1,))["recall@1"] + recall_at_k(b, a, same, ks=(1,))["recall@1"])
+        return {"items": [0, 0], **{f"recall@{k}": float("nan") for k in ks}, **{f"chance@{k}": float("nan") for k in ks}}
+    items_a, ia = torch.unique(a, dim=0, return_inverse=True)
+    items_b, ib = torch.unique(b, dim=0, return_inverse=True)
+    pairs = torch.zeros(len(items_a), len(items_b), dtype=torch.bool)
+    pairs[ia, ib] = True
+    out: dict[str, Any] = {"items": [len(items_a), len(items_b)]}
+    forward, backward = recall_at_k(items_a, items_b, pairs, ks), recall_at_k(items_b, items_a, pairs.T, ks)
+    for k in ks:
+        out[f"recall@{k}"] = 0.5 * (forward[f"recall@{k}"] + backward[f"recall@{k}"])
+        out[f"chance@{k}"] = 0.5 * (_chance(pairs, k) + _chance(pairs.T, k))
+    return out
+
+
+def _chance(relevant: torch.Tensor, k: int) -> float:
+    """Expected Recall@k of a random ranking: per query, 1 - P(none of its r relevant items in k draws of n)."""
+    n = relevant.shape[1]
+    r = relevant.sum(1).double()
+    k = min(k, n)
+    miss = torch.ones_like(r)
+    for i in range(k):  # P(the i-th draw misses, given the earlier ones did)
+        miss = miss * ((n - r - i).clamp(min=0) / (n - i))
+    return float((1 - miss).mean())
 
 
 def locked_embeddings(model: AlignModel, split: CachedSplit, batch_size: int) -> dict[str, torch.Tensor]:
@@ -83,7 +118,7 @@ def fit_alignment(
     grad_clip: float = 1.0,
     device: str = "auto",
 ) -> list[dict[str, float]]:
-    """Train in place; returns one record per epoch (train loss, temperature, ``val_recall@1``).
+    """Train in place; returns one record per epoch (train loss, temperature, ``val_recall@1`` and the rest of :func:`paired_retrieval`).
 
     Batches drop their last incomplete part: a contrastive batch of one row has no negative.
     ``queue_size`` > 0 keeps that many past embeddings per input as extra negatives.
@@ -144,6 +179,7 @@ def fit_alignment(
             "epoch_seconds": time.perf_counter() - t0,
         }
         if val is not None and len(val):
-            record["val_recall@1"] = paired_recall_at_1(model, val, batch_size * 2)
+            retrieval = paired_retrieval(model, val, batch_size * 2)
+            record.update({f"val_{k}": v for k, v in retrieval.items()})
         history.append(record)
     return history

@@ -9,7 +9,7 @@ out as zeros, so fusion can rely on one convention whatever the encoder.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -42,10 +42,18 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
 
 
 class Encoder(nn.Module):
-    """Base class: subclasses set ``output_dim`` and implement ``forward``."""
+    """Base class: subclasses set ``output_dim`` and implement ``forward``.
+
+    ``legacy_options``: when an encoder's default architecture changes, the new one gets an
+    option (``arch``) whose value the encoder keeps as an attribute of the same name; this
+    maps each such option to the value that rebuilds models saved before it existed. A saved
+    model records its encoders' values (:func:`tessera.model.versioned_options`), so it is
+    rebuilt the same way whatever the defaults are when it is loaded.
+    """
 
     output_dim: int
     encoder_name: str  # set by @register_encoder
+    legacy_options: ClassVar[dict[str, Any]] = {}
 
     def forward(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
         raise NotImplementedError

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from tessera.encoders.base import Encoder, masked_mean, register_encoder, zero_absent
 from tessera.errors import SchemaError
+from tessera.progress import quiet_libraries
 
 if TYPE_CHECKING:
     from tessera.preprocess.base import ModalityBatch
@@ -81,7 +82,7 @@ def _load(what: str, name: str, loader: Callable[[str], _T]) -> _T:
         raise SchemaError(f"cannot load {what}: local directory {str(path)!r} does not exist")
     where = f"local directory {str(path)!r}" if local else f"Hugging Face hub id {name!r}"
     try:
-        with _quiet_transformers():
+        with _quiet_transformers(), quiet_libraries():  # their "Loading weights" bar too, unless Tessera shows bars
             return loader(str(path) if local else name)
     except SchemaError:
         raise

@@ -145,7 +145,7 @@ def print_fairness(results: dict[str, Any]) -> None:
 def print_comparison(comparison: dict[str, Any]) -> None:
     rows = comparison["table"]
     out = RichTable(title=f"fusion vs unimodal baselines ({comparison['split']} split, {rows[0]['n']} rows)")
-    columns = [c for c in rows[0] if c not in ("n",)]
+    columns = [c for c in rows[0] if c not in ("n", "watched", "first_score", "last_score")]
     for c in columns:
         out.add_column(c)
     for r in rows:
@@ -157,3 +157,5 @@ def print_comparison(comparison: dict[str, Any]) -> None:
         f"{g['measure']} of fusion over {g['baseline']}: [bold]{g['gain']:+.4f}[/bold] "
         f"({level:g}% paired bootstrap CI {_f(g['low'])} to {_f(g['high'])}), p = {g['p_value']:.4g} ({g['method']})"
     )
+    for flag in comparison.get("flags", []):
+        console.print(f"[yellow]note: {flag}[/yellow]")

@@ -91,6 +91,7 @@ class Comparison:
     gain: dict[str, Any]
     split: str
     predictors: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # arms stopped much earlier than others, or still improving
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "table": self.table.to_dict(orient="records"), "gain": self.gain}
+        return {"split": self.split, "table": self.table.to_dict(orient="records"), "gain": self.gain, "flags": self.flags}

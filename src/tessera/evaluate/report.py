@@ -257,7 +257,8 @@ def _comparison(results: dict[str, Any]) -> str:
         f"({level:g}% paired-bootstrap CI {_num(gain.get('low'))} to {_num(gain.get('high'))}), "
         f"p = {_num(gain.get('p_value'))} ({gain.get('method', '')}), on the {comp.get('split')} split"
     )
-    return _table(table) + (_img(_plot(draw), "comparison") if main else "") + f"<p>{_e(verdict)}</p>"
+    flags = "".join(f"<p class='warn'>{_e(flag)}</p>" for flag in comp.get("flags", []))
+    return _table(table) + (_img(_plot(draw), "comparison") if main else "") + f"<p>{_e(verdict)}</p>" + flags
 
 
 def _contribution(results: dict[str, Any]) -> str:
@@ -352,7 +353,8 @@ def _examples(results: dict[str, Any]) -> str:
         head = f"<b>row {ex['row']}</b>: true {_num(ex.get('true'), 3)}, predicted {_num(ex.get('predicted'), 3)}"
         if ex.get("confidence") is not None:
             head += f" ({_num(ex['confidence'], 2)})"
-        items = [f"<p>{head}<br><span class='meta'>loss {_num(ex.get('loss'), 3)}</span></p>"]
+        scores = ", ".join(f"{k} {_num(v, 3)}" for k, v in (ex.get("scores") or {"loss": ex.get("loss")}).items())
+        items = [f"<p>{head}<br><span class='meta'>{_e(scores)}</span></p>"]
         for item in ex.get("inputs", []):
             items.append(f"<div><span class='meta'>{_e(item['input'])}</span>{_media(item)}</div>")
         cards.append("<div class='example'>" + "".join(items) + "</div>")

@@ -1,6 +1,7 @@
 """A generator's config is data: which columns, which encoder, projector and language model, how to train.
 
-    data: {input: photo, text: caption, prompt: question}   # prompt: optional column
+    data: {table: photos.csv, input: photo, text: caption, prompt: question}   # prompt: optional column
+    # data: {recipe: flickr8k, input: image, text: caption, split: split}      # or a prepared recipe
     prompt: "Describe the picture."   # when there is no prompt column (or its cell is empty)
     encoder: {name: image_cnn, options: {dim: 64}, trainable: true}
     projector: {kind: resampler, options: {tokens: 8}}      # or mlp (LLaVA-1.5)
@@ -16,7 +17,9 @@ before any model is loaded.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from tessera.errors import SchemaError
@@ -59,8 +62,13 @@ class DataSpec:
     modality: str | None = None  # inferred from the column when absent
     options: dict[str, Any] = field(default_factory=dict)  # preprocessing options (size, sample_rate, ...)
     split: str | None = None  # optional train/val/test column
+    table: str | None = None  # where the rows are (relative to the config file); or:
+    recipe: str | None = None  # a prepared dataset (tessera.datasets), with
+    recipe_options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
+        _require(self.table is None or self.recipe is None, "data", "give 'table' or 'recipe', not both")
+        _require(isinstance(self.recipe_options, dict), "data.recipe_options", "expected a mapping")
         for key in ("input", "text"):
             _require(isinstance(getattr(self, key), str) and getattr(self, key), f"data.{key}", "name a column")
         from tessera.preprocess.base import modalities
@@ -257,3 +265,30 @@ class GenerateConfig:
         d = asdict(self)
         d["lm"] = {k: v for k, v in d["lm"].items() if v is not None}
         return d
+
+
+def load_config(path: str | os.PathLike) -> tuple[GenerateConfig, Path | None]:
+    """A generator config file: the sections above plus ``output`` (where ``tessera generate fit`` saves).
+
+    ``data.table`` and ``output`` are relative to the file's folder, like every Tessera config.
+    """
+    from tessera.files import read_yaml
+
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{path}: expected a mapping with sections {list(SECTIONS)} and 'output'")
+    raw = dict(raw)
+    base = path.resolve().parent
+    output = raw.pop("output", None)
+    task = raw.pop("task", "text")  # tessera generate fit dispatches on it; text2image/text2speech are diffusion
+    if task != "text":
+        raise SchemaError(f"{path}: task: {task!r} is not a text generator's config (task: text, or none)")
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("table"), str):
+        raw["data"] = {**data, "table": str(base / Path(data["table"]).expanduser())}
+    try:
+        cfg = GenerateConfig.from_dict(raw)
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from None
+    return cfg, None if output is None else base / Path(str(output)).expanduser()

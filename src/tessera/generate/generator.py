@@ -34,7 +34,8 @@ from tessera.generate.projector import create_projector
 from tessera.generate.train import PairedSplit, run_stages
 from tessera.files import atomic_dir
 from tessera.media import is_missing
-from tessera.pipeline import Pipeline, cache_split, iterate, split_frame
+from tessera.prepare import split_and_fit
+from tessera.pipeline import Pipeline, cache_split, iterate
 from tessera.schema import InputSpec, Schema, infer_modality
 from tessera.table import Table, read_table
 
@@ -75,8 +76,12 @@ class Generator:
     def fit(
         cls, table: Any, config: dict[str, Any] | GenerateConfig, *, base_dir: str | os.PathLike | None = None
     ) -> "Generator":
-        """Train on a table with a media column and a text column (and optionally a prompt column)."""
+        """Train on a table with a media column and a text column (and optionally a prompt column).
+
+        ``table`` None: the one the config's ``data.table`` or ``data.recipe`` names.
+        """
         cfg = GenerateConfig.from_dict(config)
+        table = config_table(cfg) if table is None else table
         pipeline, train, val = prepare_data(table, cfg, base_dir)
         torch.manual_seed(cfg.train.seed)
         if cfg.lm.scratch is not None:
@@ -288,18 +293,44 @@ def prepare_data(
     usable = frame[frame[d.text].map(lambda v: isinstance(v, str) and v.strip() != "")]
     if usable.empty:
         raise SchemaError(f"data.text: column {d.text!r} has no non-empty text to learn from")
-    parts = split_frame(usable, Schema(schema.inputs, split=d.split)) if d.split else {"train": usable}
-    pipeline = Pipeline.fit(parts["train"], schema)
+    # The one preparation path (tessera.prepare): splits, then the pipeline fitted on the training rows.
+    # Without a split column every usable row trains (no random validation share).
+    split = split_and_fit(
+        Table(usable, t.base_dir, t.source), Schema(schema.inputs, split=d.split), supervised=False, val_fraction=0.0
+    )
+    pipeline, parts = split.pipeline, {name: table.frame for name, table in split.tables.items()}
 
     def paired(part: pd.DataFrame, name: str) -> PairedSplit:
-        dataset = pipeline.dataset(Table(part, t.base_dir, t.source), with_target=False)
+        # Each distinct input is decoded once (a photo with five captions is one image).
+        keys = pd.Series([media_key(v, r) for r, v in part[d.input].items()], index=part.index)
+        distinct = part[~keys.duplicated().to_numpy()]
+        dataset = pipeline.dataset(Table(distinct, t.base_dir, t.source), with_target=False)
         media = cache_split(pipeline, dataset, description=f"decoding {name}")
-        rows = part.loc[media.rows.numpy()]
+        position = {keys[r]: i for i, r in enumerate(media.rows.tolist())}
+        rows = part[keys.isin(position).to_numpy()]  # inputs that could not be decoded were reported and left out
         given = rows[d.prompt].tolist() if d.prompt else [None] * len(rows)
         prompts = [p if isinstance(p, str) and p.strip() else cfg.prompt for p in given]
-        return PairedSplit(media, prompts, [str(a) for a in rows[d.text]])
+        at = torch.tensor([position[keys[r]] for r in rows.index], dtype=torch.long)
+        return PairedSplit(media.inputs[INPUT], at, prompts, [str(a) for a in rows[d.text]])
 
     return pipeline, paired(parts["train"], "train"), paired(parts["val"], "val") if "val" in parts else None
+
+
+def config_table(cfg: GenerateConfig) -> Path:
+    """The table a config's data section names: a prepared recipe, or a file."""
+    d = cfg.data
+    if d.recipe is not None:
+        from tessera import datasets
+
+        return Path(datasets.prepare(d.recipe, **d.recipe_options).table_path)
+    if d.table is None:
+        raise SchemaError("generate config: data: name the rows with 'table' (a file) or 'recipe' (a prepared dataset)")
+    return Path(d.table).expanduser()
+
+
+def media_key(value: Any, row: Any) -> Any:
+    """What makes two cells the same input: the path or bytes they hold (anything else counts as its own row)."""
+    return value if isinstance(value, (str, bytes)) else ("row", row)
 
 
 def build_model(cfg: GenerateConfig, pipeline: Pipeline, lm: Any, tokenizer: Any, chat: str) -> MultimodalLM:

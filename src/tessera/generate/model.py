@@ -16,10 +16,12 @@ positions from the attention mask. With no encoder the same class is a plain cha
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from tessera.errors import SchemaError
 from tessera.generate.chat import ChatFormat, Message, ReplyStream, check_messages, trim_reply
@@ -28,6 +30,30 @@ if TYPE_CHECKING:
     from tessera.preprocess.base import ModalityBatch
 
 IGNORE = -100  # the label cross-entropy skips
+
+
+@dataclass
+class Encoded:
+    """Encoder output ``(B, T, D)`` and its mask ``(B, T)``, computed ahead of training.
+
+    A frozen encoder gives the same output every epoch, so training runs it once per distinct
+    input (:func:`tessera.generate.train.encode_once`) and the projector reads these.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+
+    def index(self, idx: Tensor) -> "Encoded":
+        return Encoded(self.tokens[idx], self.mask[idx])
+
+    def to(self, device: torch.device | str) -> "Encoded":
+        return Encoded(self.tokens.to(device), self.mask.to(device))
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+Media = Union["ModalityBatch", Encoded]
 
 
 class MultimodalLM(nn.Module):
@@ -68,15 +94,21 @@ class MultimodalLM(nn.Module):
         return next(self.lm.parameters()).device
 
     # -- building the mixed sequence -------------------------------------------------------
-    def prefix(self, batch: ModalityBatch) -> tuple[Tensor, Tensor]:
-        """Projected media tokens ``(B, K, H)`` and their mask (False for absent inputs)."""
-        assert self.encoder is not None and self.projector is not None
+    def encode(self, batch: ModalityBatch) -> Encoded:
+        """The encoder's tokens (one for a pooled encoder) and their mask (False for absent inputs)."""
+        assert self.encoder is not None
         out, mask = self.encoder(batch)
         if out.dim() == 2:
             out, mask = out.unsqueeze(1), None
         present = batch.present.to(out.device).unsqueeze(1)
         mask = present.expand(-1, out.shape[1]) if mask is None else mask.to(out.device) & present
-        tokens, tmask = self.projector(out, mask)
+        return Encoded(out, mask)
+
+    def prefix(self, media: Media) -> tuple[Tensor, Tensor]:
+        """Projected media tokens ``(B, K, H)`` and their mask, from a decoded batch or its encoder output."""
+        assert self.encoder is not None and self.projector is not None
+        encoded = media if isinstance(media, Encoded) else self.encode(media)
+        tokens, tmask = self.projector(encoded.tokens, encoded.mask)
         return tokens.to(self.lm.get_input_embeddings().weight.dtype), tmask
 
     def segments(self, conversation: str | Sequence[Message]) -> tuple[list[int], list[int]]:
@@ -154,16 +186,24 @@ class MultimodalLM(nn.Module):
     # -- training ----------------------------------------------------------------------------
     def loss(
         self,
-        batch: ModalityBatch | None,
+        batch: Media | None,
         prompts: Sequence[str | Sequence[Message]],
         answers: Sequence[str],
         max_reply_tokens: int = 64,
     ) -> Tensor:
-        """Mean cross-entropy of the reply tokens given media and prompt."""
+        """Mean cross-entropy of the reply tokens given media and prompt.
+
+        Logits are computed only at the positions that predict a reply token (``logits_to_keep``):
+        with Gemma's 262k-word vocabulary the output layer costs as much as the rest of the
+        model, and most positions are prompt and media.
+        """
         media = self.prefix(batch) if batch is not None and self.encoder is not None else None
         replies = [self.reply_ids(a, max_reply_tokens) for a in answers]
         inputs, mask, labels = self.assemble(media, prompts, replies, left_pad=False)
-        return self.lm(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+        targets = labels[:, 1:]  # position t predicts token t + 1
+        positions = (targets != IGNORE).any(0).nonzero().squeeze(1)
+        logits = self.lm(inputs_embeds=inputs, attention_mask=mask, logits_to_keep=positions).logits
+        return F.cross_entropy(logits.float().flatten(0, 1), targets[:, positions].flatten(), ignore_index=IGNORE)
 
     # -- generation --------------------------------------------------------------------------
     def _generate_kwargs(

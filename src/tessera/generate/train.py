@@ -23,9 +23,9 @@ from torch import nn
 
 from tessera.errors import SchemaError
 from tessera.generate.config import LoraSpec, TrainSpec
-from tessera.generate.model import MultimodalLM
+from tessera.generate.model import Encoded, MultimodalLM
 from tessera.optim import adamw, warmup_cosine_schedule
-from tessera.pipeline import Batch, CachedSplit
+from tessera.preprocess.base import ModalityBatch
 from tessera.progress import progress_bar
 from tessera.train import resolve_device
 
@@ -36,22 +36,59 @@ STAGES = ("projector", "scratch", "lora")
 
 @dataclass
 class PairedSplit:
-    """Decoded media rows and, for each, its prompt and target text."""
+    """Training pairs: each pair's media (a row of ``media``), prompt and target text.
 
-    media: CachedSplit
+    ``media`` holds each distinct input once (Flickr has five captions per photo), decoded
+    (a :class:`ModalityBatch` of them all) or already through a frozen encoder (:class:`Encoded`).
+    """
+
+    media: ModalityBatch | Encoded
+    at: torch.Tensor  # (pairs,) the media row of each pair
     prompts: list[str]
     answers: list[str]
 
     def __len__(self) -> int:
-        return len(self.media)
+        return len(self.answers)
 
     def batches(
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0
-    ) -> Iterator[tuple[Batch, list[str], list[str]]]:
-        position = {int(r): i for i, r in enumerate(self.media.rows.tolist())}
-        for batch in self.media.batches(batch_size, shuffle=shuffle, seed=seed):
-            at = [position[int(r)] for r in batch.rows.tolist()]
-            yield batch, [self.prompts[i] for i in at], [self.answers[i] for i in at]
+    ) -> Iterator[tuple[ModalityBatch | Encoded, list[str], list[str]]]:
+        n = len(self)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            yield (
+                self.media.index(self.at[idx]),
+                [self.prompts[i] for i in idx.tolist()],
+                [self.answers[i] for i in idx.tolist()],
+            )
+
+
+@torch.no_grad()
+def encode_once(model: MultimodalLM, data: PairedSplit, batch_size: int = 32) -> PairedSplit:
+    """The same pairs with every distinct input run through the (frozen) encoder once.
+
+    Token outputs are cut to the longest valid length in the split (a Whisper encoder
+    pads every clip to 1500 frames), so keeping them costs what the inputs hold.
+    """
+    if isinstance(data.media, Encoded):
+        return data
+    assert model.encoder is not None
+    was_training = model.encoder.training
+    model.encoder.eval()
+    device = model.device
+    media = data.media
+    parts: list[Encoded] = []
+    with progress_bar("encoding (frozen encoder)", total=len(media)) as advance:
+        for start in range(0, len(media), batch_size):
+            idx = torch.arange(start, min(start + batch_size, len(media)))
+            parts.append(model.encode(media.index(idx).to(device)).to("cpu"))
+            advance(len(idx))
+    model.encoder.train(was_training)
+    width = max(int(p.mask.any(0).nonzero().max()) + 1 if p.mask.any() else 1 for p in parts)
+    tokens = torch.cat([p.tokens[:, :width] for p in parts])
+    mask = torch.cat([p.mask[:, :width] for p in parts])
+    return PairedSplit(Encoded(tokens, mask), data.at, data.prompts, data.answers)
 
 
 def add_lora(model: MultimodalLM, spec: LoraSpec) -> None:
@@ -103,10 +140,10 @@ def set_modes(model: MultimodalLM, stage: str, encoder_trainable: bool) -> None:
 def mean_loss(model: MultimodalLM, data: PairedSplit, batch_size: int, max_reply_tokens: int) -> float:
     model.eval()
     total, n = 0.0, 0
-    for batch, prompts, answers in data.batches(batch_size):
-        loss = model.loss(next(iter(batch.inputs.values())).to(model.device), prompts, answers, max_reply_tokens)
-        total += loss.item() * len(batch)
-        n += len(batch)
+    for media, prompts, answers in data.batches(batch_size):
+        loss = model.loss(media.to(model.device), prompts, answers, max_reply_tokens)
+        total += loss.item() * len(answers)
+        n += len(answers)
     return total / max(n, 1)
 
 
@@ -141,19 +178,18 @@ def fit_stage(
         set_modes(model, stage, encoder_trainable)
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         with progress_bar(f"{stage} {epoch + 1}/{epochs}", total=len(train)) as advance:
-            for batch, prompts, answers in train.batches(
+            for media, prompts, answers in train.batches(
                 config.batch_size, shuffle=True, seed=config.seed * 1000 + epoch
             ):
-                media = next(iter(batch.inputs.values())).to(device)
-                loss = model.loss(media, prompts, answers, config.max_reply_tokens)
+                loss = model.loss(media.to(device), prompts, answers, config.max_reply_tokens)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 scheduler.step()
-                seen += len(batch)
-                loss_sum += loss.item() * len(batch)
-                advance(len(batch), loss=loss_sum / seen)
+                seen += len(answers)
+                loss_sum += loss.item() * len(answers)
+                advance(len(answers), loss=loss_sum / seen)
         record: dict[str, float | str] = {"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1)}
         if val is not None and len(val):
             record["val_loss"] = mean_loss(model, val, config.batch_size, config.max_reply_tokens)
@@ -175,8 +211,12 @@ def run_stages(
     lora: LoraSpec | None,
     encoder_trainable: bool,
 ) -> list[dict[str, float | str]]:
-    """Stage 1 (projector, or scratch) then, with ``lora``, stage 2."""
+    """Stage 1 (projector, or scratch) then, with ``lora``, stage 2. A frozen encoder runs once per input."""
     history: list[dict[str, float | str]] = []
+    if model.encoder is not None and not encoder_trainable:
+        model.to(resolve_device(config.device))
+        train = encode_once(model, train)
+        val = None if val is None else encode_once(model, val)
     if config.epochs:
         stage = "scratch" if scratch else "projector"
         history += fit_stage(

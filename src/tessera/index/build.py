@@ -46,6 +46,7 @@ class BuildResult:
     counts: WriteCounts
     deleted: int = 0
     skipped: SkipReport = field(default_factory=SkipReport)
+    duplicates: int = 0  # rows whose media content an earlier row holds, stored once (index_table's dedupe)
 
 
 @dataclass
@@ -79,8 +80,13 @@ def index_table(
     on_error: str = "raise",
     prune: bool = False,
     thumbnails: bool = True,
+    dedupe: bool = True,
 ) -> BuildResult:
     """Embed ``input_name`` of every row of ``table`` into the index at ``out`` (created if absent).
+
+    ``dedupe``: a media file whose content an earlier row already holds (a photo with five
+    captions is five rows) is stored once, under the first such row's id and metadata; the
+    result's ``duplicates`` counts the rows left out.
 
     Ids come from ``id_column`` (default: a unique ``id`` column if the table has one, else
     the row number). ``metadata`` names the table columns stored beside each vector
@@ -90,6 +96,17 @@ def index_table(
     """
     check_on_error(on_error)
     t = read_table(table)
+    name = embedder.resolve_input(input_name)
+    columns = embedder.pipeline.preprocessors[name].columns
+    hashes = [content_hash(source_cell(t.frame, columns, i), t.base_dir) for i in range(len(t.frame))]
+    duplicates = 0
+    if dedupe and embedder.inputs[name] in media_modalities():
+        missing = t.frame[columns[0]].map(is_missing).to_numpy()
+        keep = ~pd.Series(hashes).duplicated().to_numpy() | missing
+        duplicates = int((~keep).sum())
+        if duplicates:  # the row numbers stay the ids: the frame keeps its index
+            t = Table(t.frame[keep], t.base_dir, t.source)
+            hashes = [h for h, k in zip(hashes, keep) if k]
     plan = plan_build(embedder, t, out, input_name, id_column, metadata, thumbnails)
     frame = t.frame
     report = SkipReport()
@@ -97,11 +114,12 @@ def index_table(
     with progress_bar("indexing", total=len(frame)) as advance:
         for start in range(0, len(frame), batch_size):
             part = frame.iloc[start : start + batch_size]
-            hashes = [content_hash(source_cell(part, plan.source_columns, i), t.base_dir) for i in range(len(part))]
             fill = _embedding(embedder, plan, Table(part, t.base_dir, t.source), start, on_error, report)
-            total += plan.index.add_or_update_if_changed(plan.ids[start : start + batch_size], fill, None, hashes)
+            total += plan.index.add_or_update_if_changed(plan.ids[start : start + batch_size], fill, None, hashes[start : start + batch_size])
             advance(len(part))
-    return finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)
+    result = finish_build(plan, t, total, report, prune=prune, embedder_path=embedder_path)
+    result.duplicates = duplicates
+    return result
 
 
 def _embedding(embedder: Embedder, plan: BuildPlan, part: Table, start: int, on_error: str, report: SkipReport):

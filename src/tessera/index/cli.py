@@ -6,11 +6,14 @@ LanceDB and the models are imported inside the commands: `tessera --help` stays 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 index_app = typer.Typer(help="Build and maintain vector indexes for cross-modal search.", no_args_is_help=True)
@@ -58,6 +61,11 @@ def build_command(
         f"index [bold]{out}[/bold]: {len(result.index)} rows ({c.added} added, {c.updated} re-embedded, "
         f"{c.unchanged} unchanged, {result.deleted} deleted, {len(result.skipped)} skipped)"
     )
+    if result.duplicates:
+        console.print(
+            f"{result.duplicates} row(s) hold a file whose content an earlier row holds: each file is stored once, "
+            "with its first row's id and metadata"
+        )
 
 
 @index_app.command("info")
@@ -133,4 +141,33 @@ def search_command(
                 hits.to_csv(tmp, index=False)
         console.print(f"wrote {len(hits)} results to {output}")
         return
-    console.print(hits.to_string(index=False, max_colwidth=60))
+    console.print(hits_table(hits, f"{len(hits)} results from {index}" + (f" where {where}" if where else "")))
+
+
+def hits_table(hits: "pd.DataFrame", title: str, width: int | None = None) -> RichTable:
+    """Search results for a terminal: rank and score, then as many metadata columns as fit the width
+    (long values cut, binary ones left out), one line per hit; the caption names the columns left out."""
+    width = width or console.width
+    candidates = [c for c in hits.columns if c not in ("rank", "score") and not hits[c].map(_is_binary).any()]
+    shown, used = [], 1 + (4 + 3) + (5 + 3)  # the left border, rank and score (each column pads and borders 3)
+    for c in candidates:
+        need = min(max(len(c), *(len(str(v)) for v in hits[c])), 40) + 3
+        if used + need > width:
+            break
+        shown.append(c)
+        used += need
+    table = RichTable(title=title)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True, min_width=5)
+    for c in shown:
+        table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=40)
+    for _, row in hits.iterrows():
+        table.add_row(str(row["rank"]), f"{row['score']:.3f}", *(str(row[c]) for c in shown))
+    hidden = candidates[len(shown):]
+    if hidden:
+        table.caption = f"not shown: {', '.join(hidden)} (--output hits.csv or .json has every column)"
+    return table
+
+
+def _is_binary(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview))

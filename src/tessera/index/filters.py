@@ -32,32 +32,46 @@ def filterable(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c not in HIDDEN]
 
 
-def where(filters: Mapping[str, Any], columns: Sequence[str]) -> str | None:
-    """The LanceDB ``where`` clause for ``filters`` over an index with metadata ``columns`` (None: no filter)."""
+def where(filters: Mapping[str, Any], columns: Sequence[str], kinds: Mapping[str, str] | None = None) -> str | None:
+    """The LanceDB ``where`` clause for ``filters`` over an index with metadata ``columns`` (None: no filter).
+
+    ``kinds``: column -> "number", "text" or "bool", the kind of value a filter on it must give
+    (a text value for a number column is refused here, not by LanceDB's SQL planner).
+    """
     allowed = filterable(columns)
+    kinds = kinds or {}
     clauses = []
     for column, cond in filters.items():
         if column not in allowed:
             raise FilterError(f"cannot filter on {column!r}; filterable columns: {allowed}")
         col = column if IDENT.match(column) else "`" + column.replace("`", "") + "`"
+        kind = kinds.get(column)
         if isinstance(cond, list):
             if not cond:
                 raise FilterError(f"filter {column!r}: the list of values is empty")
-            clauses.append(f"{col} IN ({', '.join(_literal(v, column) for v in cond[:MAX_VALUES])})")
+            clauses.append(f"{col} IN ({', '.join(_literal(v, column, kind) for v in cond[:MAX_VALUES])})")
         elif isinstance(cond, dict):
             bad = set(cond) - set(OPERATORS)
             if bad or not cond:
                 raise FilterError(f"filter {column!r}: use the operators {sorted(OPERATORS)}")
-            clauses.extend(f"{col} {OPERATORS[op]} {_literal(v, column)}" for op, v in cond.items())
+            clauses.extend(f"{col} {OPERATORS[op]} {_literal(v, column, kind)}" for op, v in cond.items())
         else:
-            clauses.append(f"{col} = {_literal(cond, column)}")
+            clauses.append(f"{col} = {_literal(cond, column, kind)}")
     return " AND ".join(clauses) or None
 
 
-def _literal(value: Any, column: str) -> str:
+def _literal(value: Any, column: str, kind: str | None = None) -> str:
+    given = ("bool" if isinstance(value, bool) else "number" if isinstance(value, (int, float))
+             else "text" if isinstance(value, str) else None)
+    if kind is not None and given is not None and given != kind:
+        raise FilterError(f"filter {column!r}: the column holds {kind} values, got {given} {str(value)[:40]!r}")
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:  # what a metadata column can hold; past it LanceDB's parser fails
+            raise FilterError(f"filter {column!r}: the number is out of range (64-bit integers)")
+        return repr(value)
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise FilterError(f"filter {column!r}: numbers must be finite")
         return repr(value)

@@ -36,6 +36,7 @@ then writes; two processes adding the same new id at once could both succeed.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -329,7 +330,8 @@ class VectorIndex:
         if k < 1:
             raise TesseraError(f"k must be at least 1, got {k}")
         if filter is not None and not isinstance(filter, str):
-            filter = where(filter, self.metadata_columns)  # a structured filter: checked and quoted
+            # a structured filter: checked against the columns' kinds, and quoted
+            filter = where(filter, self.metadata_columns, _value_kinds(self._schema))
         queries = np.asarray(vectors, dtype=np.float32)
         single = queries.ndim == 1
         queries = self._check_vectors(queries.reshape(1, -1) if single else queries)
@@ -350,8 +352,9 @@ class VectorIndex:
             query = query.ef(max(ef, k * refine_factor)).refine_factor(refine_factor)  # LanceDB needs ef >= candidates
         try:
             hits = _run(query.to_arrow())
-        except Exception as e:  # most often a bad filter: pass LanceDB's message on
-            raise TesseraError(f"search failed{f' (filter {filter!r})' if filter else ''}: {e}") from e
+        except Exception as e:  # most often a bad filter: pass LanceDB's message on, without its source paths
+            where_ = f" (filter {filter!r})" if filter else ""
+            raise TesseraError(f"search failed{where_}: {_without_paths(str(e))}") from e
         return _hits_frame(hits, selected, single)
 
     # -- maintenance -------------------------------------------------------------------
@@ -505,6 +508,24 @@ class VectorIndex:
         if not parts:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         return pa.concat_tables(parts).to_pandas()
+
+
+def _value_kinds(schema: pa.Schema) -> dict[str, str]:
+    """Metadata column -> the kind of value a filter on it must give: number, text or bool (others: unchecked)."""
+    kinds = {}
+    for f in schema:
+        if pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            kinds[f.name] = "number"
+        elif pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            kinds[f.name] = "text"
+        elif pa.types.is_boolean(f.type):
+            kinds[f.name] = "bool"
+    return kinds
+
+
+def _without_paths(message: str) -> str:
+    """LanceDB's error text without the source locations it appends (``, /root/.cargo/.../logical_expr.rs:23:88``)."""
+    return re.sub(r",?\s*(/[^\s,:]+)+(:\d+)*", "", message)
 
 
 async def _create_table(path: Path, schema: pa.Schema) -> lancedb.AsyncTable:

@@ -2,6 +2,7 @@
 
 from tessera.preprocess.base import (
     PREPROCESSORS,
+    DecodeCost,
     LoadContext,
     ModalityBatch,
     Noise,
@@ -22,6 +23,7 @@ from tessera.preprocess import image, audio, video, text, numeric, categorical, 
 
 __all__ = [
     "PREPROCESSORS",
+    "DecodeCost",
     "LoadContext",
     "ModalityBatch",
     "Noise",

@@ -25,7 +25,7 @@ import torch
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import LoadContext, ModalityBatch, Noise, Preprocessor, Sample, register
+from tessera.preprocess.base import DecodeCost, LoadContext, ModalityBatch, Noise, Preprocessor, Sample, register
 
 LOG_EPS = 1e-6
 LOG_FLOOR = math.log(LOG_EPS)  # value of a silent bin, and of padded frames when normalize="none"
@@ -35,6 +35,10 @@ NORMALIZE_CHOICES = ("none", "utterance")
 REPRESENTATIONS = ("log_mel", "waveform")
 REPORT_SECONDS = 5.0  # a report plays the first seconds of a clip
 REPORT_RATE = 16000  # ... resampled down to this (enough to hear what is going on)
+# What one clip is worth decoding (AudioPreprocessor.decode_budget): the crop the model keeps at
+# up to 96 kHz in stereo. The decoder stops at the crop, so only the rate and channels can inflate it.
+DECODE_MAX_RATE = 96_000
+DECODE_MAX_CHANNELS = 2
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -103,6 +107,33 @@ def _decode_pyav(source: MediaSource, max_seconds: float | None) -> tuple[np.nda
         return np.zeros((1, 0), dtype=np.float32), sr
     wave = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
     return np.ascontiguousarray(wave[:, :limit]), sr
+
+
+def audio_header(source: MediaSource) -> tuple[float | None, int, int]:
+    """(duration in seconds or None when the header does not say, sample rate, channels), decoding nothing."""
+    try:
+        with source.open() as fh:
+            info = sf.info(fh)
+        return (info.frames / info.samplerate if info.frames > 0 else None), int(info.samplerate), int(info.channels)
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as sf_err:
+        import av
+
+        try:
+            with source.open() as fh, av.open(fh, mode="r") as container:
+                if not container.streams.audio:
+                    raise DataError("file has no audio stream", file=source.label)
+                stream = container.streams.audio[0]
+                seconds = None
+                if stream.duration is not None and stream.time_base is not None:
+                    seconds = float(stream.duration * stream.time_base)
+                elif container.duration is not None:
+                    seconds = container.duration / 1_000_000
+                return seconds, int(stream.sample_rate or 0), int(stream.channels or 0)
+        except DataError:
+            raise
+        except Exception as av_err:  # noqa: BLE001 - FFmpeg raises many types
+            raise DataError(f"cannot read the audio header (soundfile: {_reason(sf_err)}; PyAV: {_reason(av_err)})",
+                            file=source.label) from av_err
 
 
 def _reason(err: BaseException) -> str:
@@ -264,6 +295,27 @@ class AudioPreprocessor(Preprocessor):
             mel = (mel - mel.mean()) / max(float(mel.std()), 1e-5)
             pad_value = 0.0
         return self._padded(mel, self.frames, pad_value)
+
+    def decode_cost(self, data: bytes) -> DecodeCost:
+        """``load`` decodes up to the crop (plus 50 ms of resampler context), at the file's own rate and channels."""
+        duration, rate, channels = audio_header(MediaSource(data=data))
+        crop = self.max_samples / self.sample_rate + 0.05
+        seconds = crop if duration is None else min(duration, crop)
+        what = f"{'an' if duration is None else f'a {duration:.1f} s'} clip at {rate} Hz, {channels} channel(s)"
+        return DecodeCost(samples=int(seconds * rate * max(channels, 1)), seconds=seconds, what=what)
+
+    def decode_budget(self) -> DecodeCost:
+        crop = self.max_samples / self.sample_rate + 0.05
+        return DecodeCost(samples=int(crop * DECODE_MAX_RATE * DECODE_MAX_CHANNELS))
+
+    def compact(self, data: bytes) -> bytes:
+        """The crop the model hears (mono, at its sample rate) as 16-bit FLAC."""
+        source = MediaSource(data=data)
+        wave, sr = decode_audio(source, max_seconds=self.max_samples / self.sample_rate + 0.05)
+        wave = resample(to_mono(wave), sr, self.sample_rate)[: self.max_samples]
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(wave, -1.0, 1.0), self.sample_rate, format="FLAC", subtype="PCM_16")
+        return buf.getvalue()
 
     @staticmethod
     def _padded(x: np.ndarray, length: int, pad_value: float) -> Sample:

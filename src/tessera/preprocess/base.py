@@ -12,8 +12,12 @@ built from (:meth:`Preprocessor.encoder_facts`), how its column is checked and r
 (``media``, ``extensions``, ``mime_types``, :meth:`Preprocessor.check_column`), how its values
 are corrupted for robustness curves (``noise``, :meth:`Preprocessor.corrupt`), shown in a
 report (:meth:`Preprocessor.render`) and in ``tessera data inspect``
-(:meth:`Preprocessor.describe_sample`), and the training statistics drift monitoring compares
-requests with (:meth:`Preprocessor.reference_statistics`).
+(:meth:`Preprocessor.describe_sample`), the training statistics drift monitoring compares
+requests with (:meth:`Preprocessor.reference_statistics`), and, for media, what decoding a
+cell would take and how much this model's input is worth decoding
+(:meth:`Preprocessor.decode_cost`, :meth:`Preprocessor.decode_budget`), which a server reads
+from the file's header before it lets any decoder near untrusted bytes, and what of a cell is
+worth keeping to retrain on (:meth:`Preprocessor.compact`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,26 @@ class ModalityBatch:
 
     def index(self, idx: torch.Tensor | slice) -> "ModalityBatch":
         return ModalityBatch(self.data[idx], self.present[idx], None if self.mask is None else self.mask[idx])
+
+
+@dataclass(frozen=True)
+class DecodeCost:
+    """What decoding one media cell produces, known from its header before anything is decoded.
+
+    ``pixels``: every pixel the decoder allocates (all decoded frames of a video, after any
+    reduction while decoding such as JPEG draft mode); ``samples``: audio samples over all
+    channels; ``seconds``: audio duration decoded. ``what`` describes the file for messages.
+    """
+
+    pixels: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    what: str = ""
+
+    def over(self, budget: "DecodeCost") -> list[str]:
+        """The measures of this cost above ``budget``'s (a 0 in the budget: no bound)."""
+        measures = ("pixels", "samples", "seconds")
+        return [m for m in measures if getattr(budget, m) and getattr(self, m) > getattr(budget, m)]
 
 
 @dataclass(frozen=True)
@@ -208,6 +232,29 @@ class Preprocessor(ABC):
         elif d.dtype.kind in "iu":
             text += f": {d[: min(8, d.size)].tolist()}"
         return text
+
+    def decode_cost(self, data: bytes) -> DecodeCost:
+        """What decoding this media content would produce, read from its header only (no pixel or sample is decoded).
+
+        Raise :class:`DataError` when the header is unreadable. Default (non-media inputs): nothing.
+        """
+        return DecodeCost()
+
+    def decode_budget(self) -> DecodeCost:
+        """The most a cell of this input is worth decoding, relative to what the model keeps of it.
+
+        A server refuses content over it before decoding (a 300 KB PNG can claim 9400x9400
+        RGBA pixels, 350 MB decoded, for a model that looks at 64x64). Default: no bound.
+        """
+        return DecodeCost()
+
+    def compact(self, data: bytes) -> bytes | None:
+        """A media cell re-encoded as small as retraining on it allows: what the model uses, nothing else.
+
+        A server keeps this rather than what a client uploaded (no trailing data, no metadata,
+        no pixels beyond what the model looks at). None: keep nothing but its hash. Default: None.
+        """
+        return None
 
     def reference_statistics(self) -> dict[str, tuple[float, float]]:
         """Column -> (mean, std) of the training rows, which drift monitoring compares requests with. Default: none."""

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import GAUSSIAN, DecodeCost, LoadContext, Preprocessor, Sample, register
 
 RESIZE_MODES = ("crop", "pad", "stretch")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,6 +26,15 @@ THUMBNAIL = 160  # pixels, longest side, of an image shown in a report
 
 # Modes whose pixels may be (partly) transparent; they are flattened onto a background first.
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# What one image is worth decoding (ImagePreprocessor.decode_budget): 64x the pixels the model
+# keeps (8x its side), and never less than 2048x2048 (a screenshot or a scan). Past that a
+# server refuses the file before decoding it. Measured on this project's 2-core machine (load ~9):
+# a 2048x2048 RGBA PNG of noise decodes and resizes in 0.9 s and +54 MB; a 9400x9400 one took a
+# worker 37 s and 2.1 GB (issue 18).
+DECODE_RATIO = 64
+DECODE_MIN_PIXELS = 2048 * 2048
+KEEP_MIN_SIDE = 256  # ImagePreprocessor.compact keeps twice the model's size, and at least this
+_LOSSY = ("JPEG", "MPO", "WEBP")
 
 
 def check_image_options(
@@ -54,6 +63,35 @@ def default_norm(channels: int, mean: Sequence[float] | None, std: Sequence[floa
     return [float(m) for m in mean], [float(s) for s in std]
 
 
+def _draft(img: Image.Image, draft_size: int | None) -> None:
+    """Let a JPEG decode at a reduced scale (1/2 .. 1/8) that is still at least ``draft_size`` on both sides."""
+    if draft_size is not None and img.format == "JPEG":
+        img.draft(None, (draft_size, draft_size))
+
+
+def image_decode_cost(source: MediaSource, draft_size: int | None = None) -> DecodeCost:
+    """The pixels :func:`decode_image` would decode, from the header alone (after JPEG draft reduction)."""
+    with source.open() as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fh)  # lazy: reads the header, decodes nothing
+        except Image.DecompressionBombError:
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            return DecodeCost(pixels=limit + 1, what=f"an image of more than {limit} pixels")
+        except UnidentifiedImageError:
+            reason = "not a readable image (Pillow cannot identify the file format)"
+            raise DataError(reason, file=source.label) from None
+        except Exception as e:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... on bad headers
+            raise DataError(f"image header is corrupt: {type(e).__name__}: {e}", file=source.label) from None
+        full = img.size
+        _draft(img, draft_size)
+        width, height = img.size
+        what = f"a {full[0]}x{full[1]} {img.format or 'image'} ({img.mode})"
+        if img.size != full:
+            what += f", decoded at {width}x{height}"
+        return DecodeCost(pixels=width * height, what=what)
+
+
 def decode_image(source: MediaSource, max_pixels: int, draft_size: int | None = None) -> Image.Image:
     """Open, size-check, fully decode and orient one image; every failure is a :class:`DataError`.
 
@@ -79,8 +117,7 @@ def decode_image(source: MediaSource, max_pixels: int, draft_size: int | None = 
                     "(decompression bomb guard; raise max_pixels if the file is trusted)",
                     file=label,
                 )
-            if draft_size is not None and img.format == "JPEG":
-                img.draft(None, (draft_size, draft_size))
+            _draft(img, draft_size)
             img.load()
             return ImageOps.exif_transpose(img)
         except DataError:
@@ -216,6 +253,27 @@ class ImagePreprocessor(Preprocessor):
 
     def empty(self) -> Sample:
         return Sample(data=np.zeros((self.channels, self.size, self.size), dtype=np.float32))
+
+    def decode_cost(self, data: bytes) -> DecodeCost:
+        return image_decode_cost(MediaSource(data=data), draft_size=self.size)
+
+    def decode_budget(self) -> DecodeCost:
+        return DecodeCost(pixels=min(self.max_pixels, max(DECODE_MIN_PIXELS, DECODE_RATIO * self.size * self.size)))
+
+    def compact(self, data: bytes) -> bytes:
+        """At most twice the model's size (at least 256 px), upright, no metadata: PNG, or JPEG (q95) from a lossy source."""
+        side = max(KEEP_MIN_SIDE, 2 * self.size)
+        source = MediaSource(data=data)
+        with Image.open(io.BytesIO(data)) as probe:
+            lossy = probe.format in _LOSSY
+        img = decode_image(source, self.max_pixels, draft_size=side)
+        img.thumbnail((side, side), RESAMPLE)
+        buf = io.BytesIO()
+        if lossy:
+            img.convert("L" if img.mode in ("1", "L", "LA") else "RGB").save(buf, "JPEG", quality=95)
+        else:
+            img.save(buf, "PNG")
+        return buf.getvalue()
 
     def encoder_facts(self) -> dict[str, Any]:
         return {"in_channels": self.channels, "image_size": self.size}

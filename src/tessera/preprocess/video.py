@@ -16,8 +16,12 @@ from PIL import Image
 
 from tessera.errors import DataError, SchemaError
 from tessera.media import MediaSource, is_missing, resolve_media
-from tessera.preprocess.base import GAUSSIAN, LoadContext, Preprocessor, Sample, register
+from tessera.preprocess.base import GAUSSIAN, DecodeCost, LoadContext, Preprocessor, Sample, register
 from tessera.preprocess.image import check_image_options, image_uri, transform_image
+
+# What one video is worth decoding (VideoPreprocessor.decode_budget): frames are decoded front to
+# back up to the last one sampled, so the whole clip counts; 500 M pixels is ~20 s of 720p at 30 fps.
+DECODE_MAX_PIXELS = 500_000_000
 
 
 def pick_indices(total: int, num_frames: int) -> list[int]:
@@ -60,6 +64,16 @@ def count_frames(source: MediaSource) -> int:
             return sum(1 for packet in container.demux(stream) if packet.size > 0)
         except av.error.FFmpegError as e:
             raise DataError(f"video data is corrupt: {e}", file=source.label) from None
+
+
+def video_decode_cost(source: MediaSource, num_frames: int) -> DecodeCost:
+    """The pixels :func:`read_frames` would decode: every frame up to the last one it samples, at the stream's size."""
+    total = count_frames(source)
+    with _open(source) as container:
+        stream = _video_stream(container, source)
+        width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    decoded = max(pick_indices(total, num_frames), default=-1) + 1
+    return DecodeCost(pixels=width * height * decoded, what=f"a {width}x{height} video of {total} frames")
 
 
 def decode_frames(source: MediaSource, indices: Sequence[int]) -> tuple[list[Image.Image], int]:
@@ -155,6 +169,12 @@ class VideoPreprocessor(Preprocessor):
 
     def encoder_facts(self) -> dict[str, Any]:
         return {"num_frames": self.num_frames, "in_channels": self.channels, "image_size": self.size}
+
+    def decode_cost(self, data: bytes) -> DecodeCost:
+        return video_decode_cost(MediaSource(data=data), self.num_frames)
+
+    def decode_budget(self) -> DecodeCost:
+        return DecodeCost(pixels=DECODE_MAX_PIXELS)
 
     def render(self, values: Sequence[Any], base_dir: str | None) -> dict[str, Any]:
         """The first frame, as a thumbnail."""

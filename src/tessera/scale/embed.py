@@ -176,7 +176,8 @@ def build_index_ray(
     Same arguments, same index layout (ids, metadata, ``path``, thumbnails, content hashes,
     ``tessera-index.json``), same result. Each finished block is one commit; rows whose
     content hash is already stored are left unchanged (they are still embedded: the hash
-    is computed on the workers, beside the embedding).
+    is computed on the workers, beside the embedding). Unlike the local runner it does not yet
+    store a file held by several rows once (that needs every hash before embedding).
     """
     from tessera.scale.runner import ray_session, tessera_errors
 

@@ -169,6 +169,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     train(
         model, DataParallelSplit(splits["train"], rank, world), splits.get("val"), pipeline.target, train_config,
         aux_weight=model_config.aux_loss_weight, collective=TorchCollective(), on_epoch_end=on_epoch_end, resume=resume,
+        log_epochs=rank == 0,
     )
 
 

@@ -6,9 +6,11 @@ index, generators; any subset). This module is the wiring only: the state the ro
 (:mod:`tessera.serve.state`), middleware, error handlers (:mod:`tessera.serve.problems`)
 and the routers (:mod:`tessera.serve.routes`). Model calls go through
 :class:`~tessera.serve.batching.Batcher`, so concurrent requests share one forward pass.
-Everything under ``/v1`` and ``/metrics`` needs an API key; ``/healthz``, ``/readyz``, the
-OpenAPI spec and the page do not (the page asks for a key and sends it with every call).
-Every error is problem-details JSON.
+Everything under ``/v1`` and ``/metrics`` needs an API key, checked before any body is read;
+``/healthz``, ``/readyz``, the OpenAPI spec and the page do not (the page asks for a key and
+sends it with every call). Every error is problem-details JSON. What the app cannot see (a
+request still arriving, too many connections) is limited by the server it runs in
+(:mod:`tessera.serve.connections`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Request bodies: the JSON each route accepts (pydantic models), and how the spec documents its JSON and form bodies.
 
-``/v1/predict``, ``/v1/embed`` and ``/v1/search`` take JSON or a multipart form and read the
-body themselves (:mod:`tessera.serve.parsing`), so their spec entries come from
-:func:`body_doc` rather than from a typed parameter.
+Every route reads its body itself (:mod:`tessera.serve.parsing`), after the key check, never
+through a typed parameter (FastAPI reads those before any dependency runs); ``/v1/predict``,
+``/v1/embed`` and ``/v1/search`` take JSON or a multipart form, ``/v1/feedback`` JSON. Their
+spec entries come from :func:`body_doc`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ SEARCH_FORM = {
 
 def body_doc(model: type[BaseModel], multipart: dict | None = None) -> dict:
     """``openapi_extra`` for a route that takes ``model`` as JSON (or ``multipart`` as a form)."""
-    content = {"application/json": {"schema": _inline(model.model_json_schema())}}
+    content: dict[str, Any] = {"application/json": {"schema": _inline(model.model_json_schema())}}
     if multipart is not None:
         content["multipart/form-data"] = {"schema": multipart}
     return {"requestBody": {"required": True, "content": content}}

@@ -53,6 +53,16 @@ def serve_command(
     rate_per_minute: int = typer.Option(1200, help="Requests per minute per key (a key may set its own)."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", help="Allow browser calls from this origin (repeatable; default: CORS off)."),
     log_requests: bool = typer.Option(True, help="Keep predict/search inputs so feedback can become training data."),
+    feedback_max_mb: float = typer.Option(
+        1024.0, help="Most the feedback store keeps; past it the oldest requests go first (0: no cap)."),
+    feedback_retention_days: float = typer.Option(
+        30.0, help="Requests without feedback are deleted after this many days (0: kept)."),
+    header_timeout: float = typer.Option(10.0, help="Seconds a client has to send a request's headers."),
+    body_timeout: float = typer.Option(
+        30.0, help="Seconds a client has to send a request's body, plus one per --body-min-rate bytes."),
+    body_min_rate: int = typer.Option(10_000, help="Bytes per second a slow upload must keep up (see --body-timeout)."),
+    keep_alive: float = typer.Option(5.0, help="Seconds an idle keep-alive connection stays open."),
+    max_connections: int = typer.Option(1000, help="Open connections at most; new ones past it are closed at once."),
     model_processes: Optional[int] = typer.Option(
         None, help="Worker processes that run the models, each with its own copy (default: one per CPU core up to 4; 0 runs them in the server process)."),
     torch_threads: Optional[int] = typer.Option(None, help="Threads per model call (default: cores / model processes; in-process: cores - 1, leaving one for HTTP)."),
@@ -72,12 +82,16 @@ def serve_command(
 
     from tessera.serve.app import create_app
     from tessera.serve.config import ServeConfig
+    from tessera.serve.connections import fit_file_limit, uvicorn_config
     from tessera.serve.state import load_models
 
     config = ServeConfig(
         keys_file=keys, feedback_db=feedback_db, max_body_bytes=int(max_body_mb * 1024 * 1024), rate_per_minute=rate_per_minute,
         batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, cors_origins=list(cors_origin), log_requests=log_requests,
         max_new_tokens=max_new_tokens,
+        feedback_max_mb=feedback_max_mb or None, feedback_retention_days=feedback_retention_days or None,
+        header_timeout_s=header_timeout, body_timeout_s=body_timeout, body_min_rate=body_min_rate,
+        keep_alive_s=keep_alive, max_connections=max_connections,
     )
     config.model_processes = model_processes if model_processes is not None else default_model_processes()
     config.torch_threads = torch_threads if torch_threads is not None else default_torch_threads(config.model_processes)
@@ -87,8 +101,9 @@ def serve_command(
     # The loaded models are long-lived objects; frozen, the garbage collector stops re-scanning them.
     gc.collect()
     gc.freeze()
+    fit_file_limit(config)
     console.print(f"serving on [bold]http://{host}:{port}[/bold] (page at /, spec at /openapi.json)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.Server(uvicorn_config(app, config, host, port)).run()
 
 
 def _cores() -> int:
@@ -155,8 +170,13 @@ def feedback_export(
     """Turn feedback into a training table: corrected or confirmed predictions, and rated search results."""
     from tessera.serve.feedback import export_training_table
 
-    frame = export_training_table(database, output)
-    console.print(f"wrote {len(frame)} row(s) to [bold]{output}[/bold]")
+    frame, skipped = export_training_table(database, output)
+    from rich.markup import escape
+
+    for line in skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(line)}", highlight=False)
+    note = f" ({len(skipped)} skipped)" if skipped else ""
+    console.print(f"wrote {len(frame)} row(s) to [bold]{output}[/bold]{note}")
 
 
 def monitor_command(

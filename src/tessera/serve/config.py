@@ -20,6 +20,17 @@ class ServeConfig(Settings):
     max_wait_ms: float = 10.0  # waited only under concurrency (see Batcher)
     cors_origins: list[str] = []  # empty: CORS off
     log_requests: bool = True  # keep predict/search inputs so feedback can become training data
+    feedback_max_mb: float | None = 1024.0  # what the feedback store keeps; the oldest requests go first past it
+    feedback_retention_days: float | None = 30.0  # requests nobody gave feedback on are deleted after this
+    # Connections (tessera.serve.connections): a request's headers must arrive within
+    # header_timeout_s of its first byte (and a new connection must start one that soon); its body
+    # within body_timeout_s plus one second per body_min_rate bytes; idle keep-alive connections
+    # close after keep_alive_s; past max_connections open ones, new connections are closed at once.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_min_rate: int = 10_000
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
     # Threads per model call (per worker process when model_processes > 0); None leaves torch's
     # setting. The CLI gives cores / processes, or cores - 1 in-process: on a busy 2-core machine two
     # OpenMP threads spin against each other and the HTTP side (a short text took 1 s, not 45 ms).

@@ -2,9 +2,11 @@
 
 Every ``/v1`` route and ``/metrics`` takes a :data:`Caller`: the key is checked before the
 route runs, and the route reaches the server's state through it (one dependency, so a
-request pays for one). Routes that take a body read it themselves
-(:mod:`tessera.serve.parsing`), after this check: FastAPI reads a body *parameter* before
-it runs any dependency.
+request pays for one). Routes read their body themselves (:mod:`tessera.serve.parsing`),
+after this check, and never declare it as a parameter: FastAPI reads a body *parameter*
+before it runs any dependency, so a caller without a key could make the server read and
+parse 10 MB (``tests/serve/test_limits.py`` checks every route for it). What the body's
+media cost to decode is then charged to the key (:meth:`Authorized.charge`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ WHY = {
     "unknown": "the API key is not valid",
     "revoked": "the API key has been revoked",
 }
+UNAVAILABLE = "the server cannot check API keys right now (its keys file is unreadable; the reason is in its log)"
 
 
 class Authorized(NamedTuple):
@@ -33,6 +36,21 @@ class Authorized(NamedTuple):
 
     key: KeyRecord
     state: ServerState
+
+    def charge(self, units: float) -> None:
+        """Take a parsed request's media cost from the key's rate limit: 429 if the key is already in debt."""
+        if units <= 0:
+            return
+        rate = self.key.rate_per_minute or self.state.config.rate_per_minute
+        taken, wait = self.state.limiter.take(self.key.id, rate, units, need=0.0)
+        if not taken:
+            raise _rate_limited(rate, wait)
+
+
+def _rate_limited(rate: int, wait: float) -> Problem:
+    return Problem(429, f"rate limit of {rate} units per minute exceeded (a request is one unit, its media add their "
+                   f"decoding cost); retry in {wait:.1f} s", kind="rate_limited",
+                   headers={"Retry-After": str(max(1, round(wait)))})
 
 
 async def get_state(request: Request) -> ServerState:
@@ -45,17 +63,21 @@ async def require_key(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     api_key: str | None = Depends(header_key),
 ) -> Authorized:
-    """The caller's key checked against this server's keys: 401 without a valid one, 429 over its rate limit."""
+    """The caller's key checked against this server's keys: 401 without a valid one, 429 over its rate limit.
+
+    503 while the keys file cannot be read (every key is refused; see :mod:`tessera.serve.auth`).
+    """
     state: ServerState = request.app.state.tessera
     key = credentials.credentials if credentials is not None else api_key
     record, why = state.keys.verify(key)
     if record is None:
+        if why == "unavailable":
+            raise Problem(503, UNAVAILABLE, kind="keys_unavailable", headers={"Retry-After": "30"})
         raise Problem(401, WHY[why], kind=f"auth_{why}", headers={"WWW-Authenticate": "Bearer"})
     rate = record.rate_per_minute or state.config.rate_per_minute
     allowed, wait = state.limiter.allow(record.id, rate)
     if not allowed:
-        raise Problem(429, f"rate limit of {rate} requests per minute exceeded; retry in {wait:.1f} s",
-                      kind="rate_limited", headers={"Retry-After": str(max(1, round(wait)))})
+        raise _rate_limited(rate, wait)
     request.state.key_id = record.id
     return Authorized(record, state)
 

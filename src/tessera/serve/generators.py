@@ -30,18 +30,22 @@ import logging
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from starlette.concurrency import iterate_in_threadpool
 
 from tessera.errors import TesseraError
+from tessera.preprocess import preprocessor_class
+from tessera.serve import inputs as rq
 from tessera.serve.config import ServeConfig
 from tessera.serve.problems import Problem
 
 log = logging.getLogger("tessera.serve")
 KINDS = {"chat": "text model", "images": "image model", "speech": "speech model"}
 FLAGS = {"chat": "--generator", "images": "--image-generator", "speech": "--speech-generator"}
+LISTENS_SECONDS = 30.0
 
 
 @dataclass(eq=False)
@@ -58,6 +62,21 @@ class Served:
     def modality(self) -> str | None:
         """What a text model reads besides text (image, audio), None for text only."""
         return getattr(self.model, "modality", None)
+
+    @cached_property
+    def field(self) -> rq.Field:
+        """Its input as a request field: what bounds a sent image or sound before decoding, and meters its cost.
+
+        A saved Generator's own preprocessor (as for predictions); a model without one (Whisper)
+        is bounded as an input of its modality that keeps ``LISTENS_SECONDS`` (Whisper's window).
+        """
+        pipeline = getattr(self.model, "pipeline", None)
+        if pipeline is not None:
+            from tessera.generate.generator import INPUT
+
+            return rq.Field.of(INPUT, INPUT, pipeline.preprocessors[INPUT])
+        options = {"sample_rate": 16000, "max_seconds": LISTENS_SECONDS} if self.modality == "audio" else {}
+        return rq.Field.of("input", "input", preprocessor_class(self.modality)(["input"], **options))
 
     @property
     def placeholder(self) -> str:

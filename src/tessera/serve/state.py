@@ -28,6 +28,7 @@ from tessera.serve.monitoring import DriftMonitor, reference_vectors
 from tessera.serve.workers import InProcess, ModelCalls, WorkerProcesses
 
 log = logging.getLogger("tessera.serve")
+MAX_PENDING_WRITES = 256
 
 
 class Models:
@@ -80,6 +81,7 @@ class ServerState:
     store: FeedbackStore
     writer: ThreadPoolExecutor  # one thread: feedback-store writes in arrival order, no lock contention
     generators: Generators
+    _pending: int = 0  # requests waiting for the writer (changed on the event loop only)
 
     @classmethod
     def start(cls, config: ServeConfig, predictor: Any = None, embedder: Any = None, searcher: Any = None,
@@ -101,7 +103,10 @@ class ServerState:
         monitor = DriftMonitor(predictor.pipeline if predictor is not None else None, reference_vectors(searcher))
         metrics = Metrics(monitor)
         models = Models(config, metrics, predictor, embedder, searcher, onnx_text)
-        return cls(config, models, keys, RateLimiter(), monitor, metrics, FeedbackStore(config.feedback_db),
+        mb = config.feedback_max_mb
+        store = FeedbackStore(config.feedback_db, max_bytes=None if mb is None else int(mb * 1024 * 1024),
+                              retention_days=config.feedback_retention_days)
+        return cls(config, models, keys, RateLimiter(), monitor, metrics, store,
                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-feedback"),
                    Generators(generators, config))
 
@@ -110,10 +115,24 @@ class ServerState:
         return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
 
     async def log_request(self, request_id: str, route: str, key_id: str, cells: dict[str, Any], output: Any,
-                          target: list[str] | None = None) -> None:
-        """Keep a request's inputs and output, so that feedback on it can become training data (unless turned off)."""
-        if self.config.log_requests:
-            await self.write(self.store.log_request, request_id, route, key_id, cells, output, target)
+                          fields: Mapping[str, rq.Field], target: list[str] | None = None) -> None:
+        """Keep a request's inputs and output, so that feedback on it can become training data (unless turned off).
+
+        Media cells are kept as their preprocessor's compact copy (``fields``: each cell's field, by the cells' keys).
+        When the writer falls ``MAX_PENDING_WRITES`` behind, the request is answered but not kept:
+        its queue would otherwise hold every waiting request's media in memory.
+        """
+        if not self.config.log_requests:
+            return
+        if self._pending >= MAX_PENDING_WRITES:
+            self.metrics.errors.labels("feedback_log_dropped").inc()
+            return
+        media = {c: fields[c].pre for c, v in cells.items() if isinstance(v, bytes) and c in fields}
+        self._pending += 1
+        try:
+            await self.write(self.store.log_request, request_id, route, key_id, cells, output, target, media)
+        finally:
+            self._pending -= 1
 
     def close(self) -> None:
         self.models.close()

@@ -6,6 +6,7 @@ from tessera.tasks.base import TASKS, Goal, Task, create_task, infer_task, regis
 from tessera.tasks.multiclass import Multiclass  # noqa: E402
 from tessera.tasks.multilabel import Multilabel  # noqa: E402
 from tessera.tasks.regression import Regression  # noqa: E402
+from tessera.tasks.text_generation import TextGeneration  # noqa: E402
 
 __all__ = [
     "TASKS",
@@ -14,6 +15,7 @@ __all__ = [
     "Multilabel",
     "Regression",
     "Task",
+    "TextGeneration",
     "create_task",
     "infer_task",
     "register_task",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tessera.errors import SchemaError, TesseraError
+from tessera.errors import DataError, SchemaError, TesseraError
 from tessera.registry import Registry
 
 if TYPE_CHECKING:
@@ -98,6 +98,26 @@ class Task:
     def decode(self, encoded: np.ndarray) -> np.ndarray:
         """Encoded targets (or predictions in that encoding) back in the user's terms."""
         return encoded
+
+    def target_cells(self, label: Any) -> dict[str, Any]:
+        """An answer given from outside (a user's correction of a prediction) as the target cells of a training row.
+
+        Raises :class:`~tessera.errors.DataError` when it cannot be one, so a bad correction is
+        refused when it is sent rather than when a fine-tune reads it. Default (one target
+        column): one finite number, string or boolean that :meth:`encode` accepts.
+        """
+        if len(self.columns) != 1:
+            raise DataError(f"a {self.name} correction gives one value per target column {self.columns}")
+        if not (isinstance(label, (str, int, bool)) or (isinstance(label, float) and np.isfinite(label))):
+            raise DataError(f"a {self.name} correction is one label (a string or a finite number), "
+                            f"got {type(label).__name__} {str(label)[:60]}")
+        try:
+            _, known = self.encode(pd.DataFrame({self.columns[0]: pd.Series([label], dtype=object)}))
+        except DataError as e:
+            raise DataError(e.reason) from None
+        if not known[0]:
+            raise DataError(f"{label!r} is not a value of the {self.name} target {self.columns[0]!r}")
+        return {self.columns[0]: label}
 
     def fitted_state(self) -> dict[str, Any]:
         """What ``fit`` learned, JSON-serialisable."""

@@ -69,6 +69,15 @@ class Multiclass(Task):
     def decode(self, encoded: np.ndarray) -> np.ndarray:
         return np.asarray(self.classes, dtype=object)[encoded]
 
+    def target_cells(self, label: Any) -> dict[str, Any]:
+        """One of the classes seen in training, as the class itself (``3.0`` for class ``3`` is ``3``)."""
+        checked = super().target_cells(label)
+        encoded, _ = self.encode(pd.DataFrame({self.columns[0]: pd.Series([label], dtype=object)}))
+        found = plain(self.classes[int(encoded[0])])
+        if isinstance(label, bool) != isinstance(found, bool):  # True == 1 to a lookup, not to a user
+            raise DataError(f"label {label!r} was not seen in training (known: {self.classes[:10]})")
+        return {**checked, self.columns[0]: found}
+
     def fitted_state(self) -> dict[str, Any]:
         return {"classes": self.classes}
 
@@ -111,12 +120,16 @@ class Multiclass(Task):
         from sklearn import metrics as skm
 
         pred, true = outputs.argmax(-1).numpy(), target.numpy()
-        return {
+        out = {
             "accuracy": float(skm.accuracy_score(true, pred)),
             "balanced_accuracy": float(skm.balanced_accuracy_score(true, pred)),
             "macro_f1": float(skm.f1_score(true, pred, average="macro")),
-            "n": int(len(true)),
         }
+        if outputs.shape[-1] == 2:  # a binary target: its usual headline score, threshold-free
+            from tessera.evaluate.metrics import auroc
+
+            out["auroc"] = auroc(true, outputs.softmax(-1).numpy())
+        return {**out, "n": int(len(true))}
 
     def metrics(self) -> dict[str, Any]:
         from tessera.evaluate import metrics as m

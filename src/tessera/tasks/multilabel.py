@@ -50,6 +50,18 @@ class Multilabel(Task):
         known = block.notna().all(axis=1).to_numpy()
         return block.fillna(0).to_numpy(np.float32), known
 
+    def target_cells(self, label: Any) -> dict[str, Any]:
+        """The labels that apply, as a list of target columns (what the server answers), or 0/1 for every column."""
+        if isinstance(label, list) and all(isinstance(v, str) for v in label):
+            unknown = sorted(set(label) - set(self.columns))
+            if unknown:
+                raise DataError(f"unknown label(s) {unknown}; the labels are {self.columns}")
+            return {c: int(c in label) for c in self.columns}
+        if isinstance(label, dict) and set(label) == set(self.columns) and all(v in (0, 1) and not isinstance(v, float) for v in label.values()):
+            return {c: int(label[c]) for c in self.columns}
+        raise DataError(f"a multilabel correction is the list of labels that apply (of {self.columns}) "
+                        f"or 0/1 for each of them, got {str(label)[:80]}")
+
     # -- training ------------------------------------------------------------------------------
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(outputs, target.float())

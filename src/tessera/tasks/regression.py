@@ -6,6 +6,7 @@ rate suits prices and probabilities alike; predictions and metrics are in the ta
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,6 +66,18 @@ class Regression(Task):
 
     def decode(self, encoded: np.ndarray) -> np.ndarray:
         return encoded * self.std + self.mean
+
+    def target_cells(self, label: Any) -> dict[str, Any]:
+        """A finite number (text that reads as one is taken as it)."""
+        value = math.nan
+        if isinstance(label, (str, int, float)) and not isinstance(label, bool):
+            try:
+                value = float(label)
+            except (ValueError, OverflowError):
+                pass
+        if not math.isfinite(value):
+            raise DataError(f"a regression correction is one finite number, got {type(label).__name__} {str(label)[:60]}")
+        return {self.columns[0]: value}
 
     def fitted_state(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std}

@@ -1,8 +1,11 @@
 """Does fusion really help? Train the unimodal baselines and the fusion model, then compare them paired.
 
 Every model is trained on one decoded copy of the data (:func:`tessera.prepare.prepare`),
-under one config and seed, so the only difference between them is the inputs; the
-statistics of the comparison (paired bootstrap, McNemar) are :mod:`tessera.evaluate.compare`'s.
+under one config and seed (the same budget, schedule and stopping rule), so the only
+difference between them is the inputs; the statistics of the comparison (paired
+bootstrap, McNemar) are :mod:`tessera.evaluate.compare`'s. Same rules are not yet a fair
+race: an arm that stopped long before another, or one still improving when its budget ran
+out, was compared at a different point of its learning, so :func:`training_flags` says so.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraWarning
 from tessera.evaluate.compare import Comparison
 from tessera.evaluate.metrics import bootstrap_ci, predict_split
 from tessera.model import ModelConfig
 from tessera.predictor import Predictor
+from tessera.tasks.base import Goal
+from tessera.train import TrainResult
+
+EARLIER = 0.5  # an arm that ran at most this fraction of another's epochs "stopped much earlier"
 
 
 def model_for_inputs(model: dict | ModelConfig | None, keep: list[str]) -> ModelConfig:
@@ -53,7 +60,8 @@ def compare_models(
         raise SchemaError("no test or validation rows to compare on: give the table a split column with test rows")
     if split == "val":
         warnings.warn(
-            "no test split: comparing on the validation rows, which also chose each model's best epoch", stacklevel=2
+            "no test split: comparing on the validation rows, which also chose each model's best epoch", TesseraWarning,
+            stacklevel=2,
         )
     task = pipeline.target
     metrics = task.metrics()
@@ -77,7 +85,7 @@ def compare_models(
             if name in metrics:
                 row[name] = metrics[name](y_true, scores)
         row["n"] = int(len(y_true))
-        row["epochs"] = len(predictor.result.history)
+        row.update(training_columns(predictor.result, task.monitor))
         row["seconds"] = seconds
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -86,4 +94,53 @@ def compare_models(
     best = unimodal.loc[best_row, "model"]
     gain = task.paired_gain(outcomes["fusion"], outcomes[best], n_boot=n_boot, alpha=alpha, seed=seed)
     gain.update({"fusion": "fusion", "baseline": str(best), "alpha": alpha})
-    return Comparison(table=table, gain=gain, split=split, predictors=predictors)
+    flags = training_flags(rows, predictors["fusion"].train_config.epochs)
+    return Comparison(table=table, gain=gain, split=split, predictors=predictors, flags=flags)
+
+
+def training_columns(result: TrainResult, goal: Goal) -> dict[str, Any]:
+    """How an arm's training went: epochs run, its best epoch, whether it stopped early or was still improving.
+
+    "Still improving": it ran to its last epoch and that epoch's monitored score (validation,
+    else the training loss) was its best and better than the epoch before.
+    """
+    history = result.history
+    key = f"val_{goal.metric}" if history and f"val_{goal.metric}" in history[-1] else "train_loss"
+    goal = goal if key != "train_loss" else Goal("train_loss", higher_is_better=False)
+    scores = [h[key] for h in history]
+    improving = (
+        not result.stopped_early
+        and len(scores) > 1
+        and all(goal.better(scores[-1], s) for s in scores[:-1])
+    )
+    output = result.output["chosen"] if result.output else None
+    return {
+        "epochs": len(history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": bool(result.stopped_early),
+        "still_improving": improving,
+        "watched": key,
+        "first_score": scores[0] if scores else None,
+        "last_score": scores[-1] if scores else None,
+        "output": output or "-",
+    }
+
+
+def training_flags(rows: list[dict[str, Any]], budget: int) -> list[str]:
+    """Warnings about arms that were not compared at the same point of their learning."""
+    flags = []
+    longest = max(rows, key=lambda r: r["epochs"])
+    for r in rows:
+        if r["stopped_early"] and r["epochs"] <= EARLIER * longest["epochs"]:
+            flags.append(
+                f"{r['model']} stopped early at epoch {r['epochs']} of {budget}, much earlier than {longest['model']} "
+                f"({longest['epochs']} epochs): it may be under-trained rather than worse"
+            )
+        if r["still_improving"]:
+            flags.append(
+                f"{r['model']} was still improving at its last epoch ({r['watched']} {r['first_score']:.4f} at epoch 1, "
+                f"{r['last_score']:.4f} at epoch {r['epochs']}): a longer budget may change the comparison"
+            )
+        if r["output"] not in ("-", "fused"):
+            flags.append(f"{r['model']} answers with {r['output']}: on validation its fused output alone did worse")
+    return flags

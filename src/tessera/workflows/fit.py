@@ -18,8 +18,8 @@ from tessera.predictor import Predictor
 FitFunction = Callable[..., Any]  # (predictor, table, schema, *, target) -> trains the predictor in place
 
 
-def local_fit(predictor: Predictor, table: Any, schema: Any, *, target: Any = None) -> Any:
-    return predictor.fit(table, schema=schema, target=target)
+def local_fit(predictor: Predictor, table: Any, schema: Any, *, target: Any = None, resume: bool = False) -> Any:
+    return predictor.fit(table, schema=schema, target=target, resume=resume)
 
 
 def run_fit(
@@ -27,11 +27,16 @@ def run_fit(
     output: str | os.PathLike | None = None,
     on_inferred: Callable[[Any, dict], None] | None = None,
     fit: FitFunction | None = None,
+    resume: bool = False,
 ) -> tuple[Predictor, Path]:
     """Train as the config says and save; returns (predictor, output folder).
 
     ``fit`` runs the training (default: in this process). A config naming another runner
     needs its function: the command line picks it from ``cfg.runner``.
+
+    In this process, a config without ``train.checkpoint_dir`` checkpoints into the output
+    folder itself: a killed run leaves its best model there, loadable, with the state that
+    ``resume=True`` (``tessera fit CONFIG --resume``) continues from.
     """
     if fit is None:
         if cfg.runner != "local":
@@ -40,8 +45,13 @@ def run_fit(
                 "fit function (e.g. tessera.scale.train.fit_ray)"
             )
         fit = local_fit
+    out = Path(output or cfg.output)
+    train = cfg.train
+    if fit is local_fit and not train.checkpoint_dir:
+        train = train.replace(checkpoint_dir=str(out))
     table, schema = resolve_data(cfg, on_inferred)
-    predictor = Predictor(model=cfg.model, train=cfg.train)
-    fit(predictor, table, schema, target=cfg.data.get("target"))
-    out = predictor.save(output or cfg.output)
+    predictor = Predictor(model=cfg.model, train=train)
+    fit(predictor, table, schema, target=cfg.data.get("target"), **({"resume": True} if resume else {}))
+    if not (train.checkpoint_dir and Path(train.checkpoint_dir).resolve() == out.resolve()):
+        predictor.save(out)  # (a run checkpointing into the output has saved its final model there)
     return predictor, out

@@ -40,7 +40,7 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
         raise Problem(422, "give max_completion_tokens or max_tokens, not both", kind="invalid_request",
                       param="max_completion_tokens")
     served = state.generators.get(body.model, "chat")
-    messages, media = chat_conversation(body.messages, served)
+    messages, media = chat_conversation(body.messages, served, caller)
     state.generators.admit(served)
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stops) > 4 or any(not s or len(s) > 200 for s in stops):
@@ -54,18 +54,19 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
     generation = Generation(state.generators, served, reply, stops)
     head = {"id": f"chatcmpl-{request.state.request_id}", "created": int(time.time()), "model": served.id}
     cells = {"messages": json.dumps(messages), **({served.modality: media} if media is not None else {})}
+    fields = {served.modality: served.field} if media is not None else {}
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse_response(_chunks(generation, head, usage, state, key.id, cells))
+        return sse_response(_chunks(generation, head, usage, state, key.id, cells, fields))
     text = await generation.complete()
-    await state.log_request(request.state.request_id, "chat", key.id, cells, text)
+    await state.log_request(request.state.request_id, "chat", key.id, cells, text, fields)
     choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
               "finish_reason": generation.finish_reason}
     return json_response({**head, "object": "chat.completion", "choices": [choice], "usage": generation.usage})
 
 
 async def _chunks(generation: Generation, head: dict[str, Any], usage: bool, state: Any, key_id: str,
-                  cells: dict[str, Any]) -> AsyncIterator[dict[str, Any] | bytes]:
+                  cells: dict[str, Any], fields: dict[str, Any]) -> AsyncIterator[dict[str, Any] | bytes]:
     """OpenAI's chunks: the role, the text piece by piece, the finish reason, (the usage), ``[DONE]``."""
     chunk = {**head, "object": "chat.completion.chunk"}
 
@@ -78,5 +79,5 @@ async def _chunks(generation: Generation, head: dict[str, Any], usage: bool, sta
     yield delta({}, generation.finish_reason)
     if usage:
         yield {**chunk, "choices": [], "usage": generation.usage}
-    await state.log_request(head["id"].removeprefix("chatcmpl-"), "chat", key_id, cells, generation.text)
+    await state.log_request(head["id"].removeprefix("chatcmpl-"), "chat", key_id, cells, generation.text, fields)
     yield DONE

@@ -22,7 +22,7 @@ async def embed(request: Request, caller: Caller) -> Response:
     models = caller.state.models
     if models.embed_batcher is None:
         raise Problem(404, "this server has no embedder (start it with --index or --embedder)", kind="no_model")
-    f, value, _ = await embed_part(request, models.embed_fields)
+    f, value, _ = await embed_part(request, caller, models.embed_fields)
     vector = await models.embed_batcher.submit((f.input, value))
     caller.state.monitor.observe_vectors(f.modality, vector[None])
     return json_response({"request_id": request.state.request_id, "input": f.input, "modality": f.modality,

@@ -31,7 +31,7 @@ def new_tokens(asked: int | None, cap: int) -> int:
 async def generate(request: Request, caller: Caller) -> Response:
     """Text from a text model: JSON {prompt, input (base64), ...} or a form (prompt, file, ...); ``stream`` for events."""
     key, state = caller
-    served, body, media = await generate_request(request, state.generators)
+    served, body, media = await generate_request(request, caller)
     state.generators.admit(served)
     reply = await run_in_threadpool(start_reply, served.model, media, body.prompt,
                                     max_new_tokens=new_tokens(body.max_tokens, state.config.max_new_tokens),
@@ -40,19 +40,20 @@ async def generate(request: Request, caller: Caller) -> Response:
     generation = Generation(state.generators, served, reply, body.stop or ())
     rid = request.state.request_id
     cells = {"prompt": body.prompt or "", **({served.modality: media} if media is not None else {})}
+    fields = {served.modality: served.field} if media is not None else {}
     if body.stream:
-        return sse_response(_events(generation, rid, served.id, state, key.id, cells))
+        return sse_response(_events(generation, rid, served.id, state, key.id, cells, fields))
     text = await generation.complete()
-    await state.log_request(rid, "generate", key.id, cells, text)
+    await state.log_request(rid, "generate", key.id, cells, text, fields)
     return json_response({"request_id": rid, "model": served.id, "text": text,
                           "finish_reason": generation.finish_reason, "usage": generation.usage})
 
 
 async def _events(generation: Generation, rid: str, model: str, state: Any, key_id: str,
-                  cells: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+                  cells: dict[str, Any], fields: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """``{"text": piece}`` while the reply is written, then ``{"done": true, ...}`` with the whole of it."""
     async for piece in generation:
         yield {"text": piece}
-    await state.log_request(rid, "generate", key_id, cells, generation.text)
+    await state.log_request(rid, "generate", key_id, cells, generation.text, fields)
     yield {"done": True, "request_id": rid, "model": model, "text": generation.text,
            "finish_reason": generation.finish_reason, "usage": generation.usage}

@@ -23,9 +23,10 @@ async def predict(request: Request, caller: Caller) -> Response:
     models = state.models
     if models.predict_batcher is None:
         raise Problem(404, "this server has no prediction model (start it with --model)", kind="no_model")
-    cells = await predict_cells(request, models.predict_fields)
+    cells = await predict_cells(request, caller, models.predict_fields)
     result = await models.predict_batcher.submit(cells)
     state.monitor.observe_row(cells)
     rid = request.state.request_id
-    await state.log_request(rid, "predict", key.id, cells, result, models.predictor.pipeline.target.columns)
+    target = models.predictor.pipeline.target.columns
+    await state.log_request(rid, "predict", key.id, cells, result, models.predict_fields, target)
     return json_response({"request_id": rid, **result})

@@ -31,7 +31,7 @@ async def search(request: Request, caller: Caller) -> Response:
     models = state.models
     if models.searcher is None:
         raise Problem(404, "this server has no search index (start it with --index)", kind="no_model")
-    query = await search_request(request, models.embed_fields)
+    query = await search_request(request, caller, models.embed_fields)
     vectors = await asyncio.gather(*(models.embed_batcher.submit((p.field.input, p.value)) for p in query.parts))
     for p, vec in zip(query.parts, vectors):
         state.monitor.observe_vectors(p.field.modality, vec[None])
@@ -42,8 +42,10 @@ async def search(request: Request, caller: Caller) -> Response:
     # The filters go to the index as the client sent them: the index checks and quotes them (tessera.index.filters).
     hits = await run_in_threadpool(_hits, models.searcher, vector, query.k, query.filters, query.thumbnails)
     rid = request.state.request_id
-    cells = {f"{p.field.input}#{i}": p.value for i, p in enumerate(query.parts)}
-    await state.log_request(rid, "search", key.id, cells, {"ids": [h["id"] for h in hits], "filters": query.filters})
+    named = {f"{p.field.input}#{i}": p for i, p in enumerate(query.parts)}
+    cells, fields = {k: p.value for k, p in named.items()}, {k: p.field for k, p in named.items()}
+    output = {"ids": [h["id"] for h in hits], "filters": query.filters}
+    await state.log_request(rid, "search", key.id, cells, output, fields)
     return json_response({"request_id": rid, "results": hits})
 
 
