@@ -12,9 +12,16 @@ from the data home (TESSERA_DATA, default ../shared/data beside the checkout):
   ``tessera.transcribe`` (tiny.en, beam 5); a transcript counts when its only word is the
   digit, spelt ("three") or written ("3"), ignoring case and punctuation.
 
-The frozen-feature cache's effect (``frozen_cache_speedup``) is measured once that cache exists.
+* ``frozen_cache_speedup``: the frozen-feature cache's effect (:mod:`tessera.features`). The same
+  3-epoch fit (``Predictor.fit``: a frozen ``mobilenet_v2`` over the product photos of
+  ``fashion_products``, ``--cache-rows`` rows with their own train/val/test split, target
+  ``subCategory``, its 5 commonest values) three times in this run: without the cache (``feature_cache: false``: the tower
+  runs inside the model at every step of every epoch, validation and test included), with an
+  empty cache (the first fit: the tower runs once per photo, the features are stored) and with
+  that cache filled (a later fit on the same table: the tower does not run). The summary's
+  ``frozen_cache_speedup`` is without / filled; ``frozen_cache_speedup_first_fit`` is without / empty.
 
-Run: ``.venv/bin/python benchmarks/pretrained.py [--rows 64] [--fsdd-limit 300] [--threads 1]``
+Run: ``.venv/bin/python benchmarks/pretrained.py [--rows 64] [--fsdd-limit 300] [--threads 1] [--cache-rows 240]``
 """
 
 from __future__ import annotations
@@ -125,38 +132,88 @@ def fsdd_whisper(limit: int, threads: int) -> dict[str, Any]:
     }
 
 
+def cache_effect(rows: int, workdir: Path) -> dict[str, Any]:
+    """Time the same 3-epoch fit with a frozen tower: without the feature cache, with it empty, with it filled."""
+    from tessera.predictor import Predictor
+
+    table = pd.read_csv(DATA / "fashion_products" / "table.csv")
+    table = table[table["subCategory"].isin(table["subCategory"].value_counts().index[:5])]  # every split sees each label
+    share = {"train": 0.7, "val": 0.1, "test": 0.2}
+    frame = pd.concat([table[table["split"] == k].head(int(rows * v)) for k, v in share.items()])
+    frame = frame.assign(image=[str(DATA / "fashion_products" / p) for p in frame["image"]])
+    schema = {"target": "subCategory", "split": "split", "inputs": {"photo": {"modality": "image", "column": "image", "encoder": "mobilenet_v2"}}}
+    cache = workdir / "features"
+    train = {"epochs": 3, "batch_size": 32, "patience": 0, "device": "cpu", "num_workers": 0, "cache_dir": str(cache)}
+    runs: dict[str, Any] = {}
+    for label, settings in (("without_cache", {"feature_cache": False}), ("empty_cache", {}), ("filled_cache", {})):
+        start = time.perf_counter()
+        predictor = Predictor(model={"dim": 64}, train={**train, **settings}).fit(frame, schema, skip_report=workdir / "skipped.csv")
+        seconds = time.perf_counter() - start
+        runs[label] = {"seconds": round(seconds, 1), "test_accuracy": round(predictor.metrics["test"]["accuracy"], 4),
+                       "epoch_seconds": [round(h["epoch_seconds"], 1) for h in predictor.result.history],
+                       "loadavg": open("/proc/loadavg").read().split()[:3]}
+        print("cache effect", label, runs[label], flush=True)
+    rows_per_split = frame["split"].value_counts().to_dict()
+    return {
+        "rows": {k: int(v) for k, v in rows_per_split.items()},
+        "tower": "mobilenet_v2 (frozen)", "epochs": 3,
+        "runs": runs,
+        "speedup_filled_cache": round(runs["without_cache"]["seconds"] / runs["filled_cache"]["seconds"], 2),
+        "speedup_empty_cache": round(runs["without_cache"]["seconds"] / runs["empty_cache"]["seconds"], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=64, help="rows embedded per tower")
     parser.add_argument("--fsdd-limit", type=int, default=300, help="FSDD test takes to transcribe (300 = all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--towers", nargs="*", default=None, help="default: every installed encoder tower")
+    parser.add_argument("--cache-rows", type=int, default=240, help="fashion_products rows of the cache-effect fit (0: skip)")
+    parser.add_argument("--keep", action="store_true", help="keep the towers and FSDD parts of an earlier --out not run now")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pretrained.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import tessera.encoders  # noqa: F401  (Tessera's own import is not a tower's load time)
 
-    names = args.towers or [n for n, i in zoo.CATALOG.items() if i.kind == "encoder" and zoo.is_installed(n)]
-    towers = {}
+    old = json.loads(args.out.read_text()) if args.keep and args.out.is_file() else {}
+    names = args.towers if args.towers is not None else (
+        [] if old else [n for n, i in zoo.CATALOG.items() if i.kind == "encoder" and zoo.is_installed(n)]
+    )
+    towers = dict(old.get("towers", {}))
     for name in names:
         towers[name] = measure_tower(name, args.rows)
         print(name, towers[name], flush=True)
-    whisper = fsdd_whisper(args.fsdd_limit, args.threads) if zoo.is_installed("transcribe") and args.fsdd_limit else None
-    if whisper:
+    whisper = old.get("fsdd_whisper")
+    if zoo.is_installed("transcribe") and args.fsdd_limit and not (old and whisper):
+        whisper = fsdd_whisper(args.fsdd_limit, args.threads)
         print("fsdd whisper", {k: v for k, v in whisper.items() if k != "errors"}, flush=True)
+    cache = None
+    if args.cache_rows and zoo.is_installed("mobilenet_v2"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="tessera-cache-effect-") as workdir:
+            cache = cache_effect(args.cache_rows, Path(workdir))
     with open("/proc/loadavg") as fh:
         load = fh.read().split()[:3]
     result = {
         "benchmark": "pretrained",
         "summary": {
             "fsdd_whisper_digit_accuracy": None if whisper is None else whisper["accuracy"],
-            "frozen_cache_speedup": None,  # measured once the frozen-feature cache exists
+            "frozen_cache_speedup": None if cache is None else cache["speedup_filled_cache"],
+            "frozen_cache_speedup_first_fit": None if cache is None else cache["speedup_empty_cache"],
         },
-        "settings": {"rows": args.rows, "batch_size": BATCH, "threads": args.threads, "fsdd_limit": args.fsdd_limit},
+        "settings": {"rows": args.rows, "batch_size": BATCH, "threads": args.threads, "fsdd_limit": args.fsdd_limit,
+                     "cache_rows": args.cache_rows},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "loadavg_at_end": load},
         "towers": towers,
         "fsdd_whisper": whisper,
+        "frozen_cache": cache,
     }
+    if old:
+        result["kept_from_earlier_run"] = {"towers": sorted(set(old.get("towers", {})) - set(names)),
+                                           "fsdd_whisper": whisper is old.get("fsdd_whisper"),
+                                           "earlier_machine": old.get("machine")}
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -72,9 +72,21 @@ def write_tiny_table(folder: Path, n: int = 48, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Frozen features computed by one test session stay in it (tests needing a store of their own set cache_dir)."""
+    os.environ.setdefault("TESSERA_FEATURES", str(tmp_path_factory.mktemp("features")))
+
+
 @pytest.fixture
 def tiny_table(tmp_path: Path) -> Path:
     return write_tiny_table(tmp_path / "tiny")
+
+
+@pytest.fixture
+def make_tiny_table(tmp_path: Path):
+    """``write_tiny_table`` with the row count a test needs (e.g. enough validation rows to choose on)."""
+    return lambda n=48, seed=0: write_tiny_table(tmp_path / f"tiny-{n}-{seed}", n=n, seed=seed)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from rich.console import Console
 import yaml
 from typer.testing import CliRunner
@@ -36,6 +37,20 @@ def test_inspect_shows_schema_counts_and_decoded_examples(tiny_table, tmp_path):
     assert "4 classes" in result.output
     saved = yaml.safe_load(out_schema.read_text())
     assert saved["target"] == "label" and saved["inputs"]["audio"]["modality"] == "audio"
+
+
+def test_inspect_says_why_columns_are_left_out_and_how_fit_will_split(tiny_table):
+    frame = pd.read_csv(tiny_table)
+    frame["label_name"] = frame["label"].map({0: "zero", 1: "one", 2: "two", 3: "three"})  # the label again
+    frame["row"] = range(len(frame))
+    frame.to_csv(tiny_table, index=False)
+    result = runner.invoke(app, ["data", "inspect", str(tiny_table), "--examples", "0"])
+    assert result.exit_code == 0, result.output
+    assert "row: unique in every row" in result.output
+    assert "label_name: likely target leak" in result.output and "keep: [label_name]" in result.output
+    assert "no split column: fit makes a seeded random 80/10/10 % train/val/test split" in result.output
+    kept = runner.invoke(app, ["data", "inspect", str(tiny_table), "--examples", "0", "--keep", "label_name"])
+    assert "label_name: likely target leak" not in kept.output and "label_name" in kept.output
 
 
 def test_inspect_counts_missing_values_and_files(tiny_table):
@@ -94,6 +109,28 @@ def test_fit_without_schema_shows_the_inferred_one(tiny_table, tmp_path):
     assert result.exit_code == 0, result.output
     assert "inferred schema" in result.output and "modality: audio" in result.output
     assert "image: 48/48 sampled values look like image files" in result.output
+    # No split column: a seeded split holds out test rows, and fit prints their metrics.
+    assert "no split column: a seeded random split, 80/10/10 % train/val/test (seed 0): train 38, val 5, test 5" in result.output
+    assert "test: accuracy=" in result.output
+
+
+@pytest.mark.slow  # about 30 s on 2 busy cores: six small models, then predict and evaluate
+def test_fit_preset_best_prints_the_leaderboard_and_predicts_with_the_ensemble(tiny_table, tiny_schema, tmp_path):
+    config = {"data": {"table": str(tiny_table), "schema": tiny_schema}, "model": {"dim": 8},
+              "train": {"epochs": 1, "batch_size": 16, "num_workers": 0}, "output": "best",
+              "exclude": ["towers", "linear", "unimodal networks", "features networks"]}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml"), "--preset", "best", "--time-limit", "300"])
+    assert result.exit_code == 0, result.output
+    assert "leaderboard" in result.output and "fusion concat" in result.output and "gbm tabular" in result.output
+    assert "test: accuracy=" in result.output
+    assert (tmp_path / "best" / "ensemble.json").is_file()
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "best"), str(tiny_table), "--output", str(tmp_path / "p.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 48
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "best"), str(tiny_table), "--n-boot", "50"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "accuracy" in evaluated.output
 
 
 def test_inspect_prepared_avmnist_and_flickr8k_counts(shared_data, tmp_path):
@@ -131,13 +168,24 @@ def test_data_prepare_with_options_and_unknown_recipe(tmp_path, monkeypatch):
 
 
 def test_fit_without_a_split_column_reports_a_score_and_a_binary_target_its_auroc(tiny_table, tiny_schema, tmp_path):
-    """Issue 18: with no split column `fit` printed no score at all, and a binary target printed no AUROC."""
+    """Issue 18: with no split column `fit` printed no score at all, and a binary target printed no AUROC;
+    without test rows it prints the validation score."""
     frame = pd.read_csv(tiny_table)
     frame["label"] = frame["label"] % 2  # binary: the audio bit
     frame.to_csv(tiny_table, index=False)
     schema = {**tiny_schema, "inputs": {"numeric": tiny_schema["inputs"]["numeric"]}}
     config = {"data": {"table": str(tiny_table), "schema": schema}, "model": {"dim": 16},
               "train": {"epochs": 1, "batch_size": 16}, "output": str(tmp_path / "model")}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "test: accuracy=" in text and "auroc=" in text  # the seeded split holds out test rows
+
+    # A split column without test rows: the validation score, said to be the one that chose the epoch.
+    frame["split"] = ["train"] * 40 + ["val"] * (len(frame) - 40)
+    frame.to_csv(tiny_table, index=False)
+    config["data"]["schema"] = {**schema, "split": "split"}
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
     result = runner.invoke(app, ["fit", str(tmp_path / "fit.yaml")])
     assert result.exit_code == 0, result.output

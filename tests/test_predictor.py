@@ -74,7 +74,10 @@ def test_a_model_saved_before_inference_settings_existed_loads_and_predicts_the_
     assert "inference_config" not in json.loads((folder / "tessera.json").read_text())
     p = Predictor.load(folder)
     assert p.train_config.on_error == "skip" and p.train_config.batch_size == 16
-    assert p.inference.to_dict() == {"device": "cpu", "batch_size": 32, "on_error": "skip", "num_workers": 0, "cache": True}
+    assert p.inference.to_dict() == {
+        "device": "cpu", "batch_size": 32, "on_error": "skip", "num_workers": 0, "cache": True,
+        "feature_cache": False, "cache_dir": None,
+    }
     expected = pd.read_csv(FIXTURES / "model_v0_1_0_proba.csv", index_col="row")
     got = p.predict_proba(pd.read_csv(FIXTURES / "model_v0_1_0_rows.csv"))
     pd.testing.assert_frame_equal(got, expected, check_names=False, check_index_type=False, check_dtype=False, atol=1e-6, rtol=0)

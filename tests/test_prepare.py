@@ -69,3 +69,14 @@ def test_skipped_rows_are_reported_in_a_file_and_a_warning(tiny_table, tiny_sche
     assert sorted(e.row for e in data.skip_report.rows) == [3, 7]
     assert len(pd.read_csv(report)) == 2
     assert sum(len(s) for s in data.splits.values()) == len(frame) - 2
+
+
+def test_without_a_split_column_a_seeded_split_holds_out_test_rows(tiny_table, tiny_schema):
+    first = split_and_fit(tiny_table, only(tiny_schema, "numeric"), None, DataSettings(seed=3))
+    again = split_and_fit(tiny_table, only(tiny_schema, "numeric"), None, DataSettings(seed=3))
+    sizes = {k: len(t.frame) for k, t in first.tables.items()}
+    assert sizes == {"train": 38, "val": 5, "test": 5}
+    assert all(first.tables[k].frame.index.equals(again.tables[k].frame.index) for k in sizes)  # seeded
+    assert "no split column" in first.split_note and "seed 3" in first.split_note
+    unsupervised = split_and_fit(tiny_table, only(tiny_schema, "numeric"), None, DataSettings(), supervised=False)
+    assert set(unsupervised.tables) == {"train", "val"}  # alignment scores on validation rows; no test carved out

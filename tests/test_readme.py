@@ -40,6 +40,8 @@ NOT_RUN = {
     "tessera monitor": "needs the server",
     "tessera feedback": "needs the server's feedback database",
     "tessera fit --finetune": "needs feedback.parquet from the server; tests/test_finetune covers fine-tuning",
+    "tessera fit configs/quickstart.yaml --preset best": "trains many models for up to its 30-minute limit; "
+    "tests/test_cli.py and tests/workflows/test_workflows_best.py cover preset best",
 }
 RAY = "--runner ray"  # optional extra (tessera[ray]); tests/scale covers the Ray runner
 

@@ -33,7 +33,7 @@ def write(tmp_path: Path, config: dict) -> Path:
         ({"workers": True}, r"run.yaml: workers: Input should be a valid integer \(got True\)"),  # a flag is not a count
         ({"runner": "spark"}, r"run.yaml: runner must be one of \['local', 'ray'\], got 'spark'"),
         ({"outputs": "x"}, r"run.yaml: unknown key\(s\) \['outputs'\]; known: \["),
-        ({"data": {"table": "t.csv", "targt": "y"}}, r"run.yaml: data: unknown key\(s\) \['targt'\]; allowed: recipe, "),
+        ({"data": {"table": "t.csv", "targt": "y"}}, r"run.yaml: data: unknown key\(s\) \['targt'\]; allowed: keep, recipe, "),
     ],
 )
 def test_fit_config_errors_name_the_file_and_the_field(tmp_path, section, message):

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from tessera.errors import TesseraError, TesseraWarning
@@ -40,6 +41,7 @@ def main_job(
     threads: Optional[int] = typer.Option(None, min=1, help="Torch threads (default: the idle cores)."),
     output: Path = typer.Option(Path("runs/main-job"), help="Where to save the fusion model and the report."),
     seed: int = typer.Option(0),
+    towers: bool = typer.Option(True, help="Pretrained towers where one fits (when the zoo is installed); --no-towers: all from scratch."),
 ) -> None:
     """Run the main job when no command is given."""
     if ctx.invoked_subcommand is not None:
@@ -48,7 +50,7 @@ def main_job(
 
     run_quickstart(
         dataset, full=full, epochs=epochs, max_train_rows=max_train_rows or None, seed=seed, threads=threads,
-        output=output, console=console,
+        output=output, towers=towers, console=console,
     )
 
 
@@ -71,13 +73,18 @@ def data_inspect(
     schema: Optional[Path] = typer.Option(None, help="A schema YAML to use instead of inferring one."),
     target: Optional[str] = typer.Option(None, help="The column to predict (inferred from names like 'label')."),
     modality: list[str] = typer.Option([], "--modality", "-m", help="Override: COLUMN=MODALITY or COLUMN=ignore."),
+    keep: list[str] = typer.Option([], "--keep", help="A column inference would leave out as a likely leak, kept as an input (repeatable)."),
     save_schema: Optional[Path] = typer.Option(None, help="Write the (inferred) schema to this YAML file."),
+    save_config: Optional[Path] = typer.Option(None, help="Write a fit config training the proposal (schema and encoders) to this YAML file."),
     examples: int = typer.Option(3, help="How many rows to decode and show per input."),
 ) -> None:
-    """Show the schema, counts, missing values per input, and a few decoded examples."""
+    """Show the schema (each column's type or why it is left out), the proposed encoders (pretrained where one fits), counts, missing values per input, and a few decoded examples."""
     from tessera.inspection import inspect_table
 
-    inspect_table(path, schema=schema, target=target, overrides=_overrides(modality), save_schema=save_schema, examples=examples, console=console)
+    inspect_table(
+        path, schema=schema, target=target, overrides=_overrides(modality), keep=keep, save_schema=save_schema,
+        save_config=save_config, examples=examples, console=console,
+    )
 
 
 @data_app.command("prepare")
@@ -134,6 +141,8 @@ def fit(
     epochs: int = typer.Option(3, help="With --finetune: fine-tuning epochs."),
     runner: Optional[str] = typer.Option(None, help="'local' or 'ray' (data-parallel on Ray Train; default: the config's runner)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: the config's, else a local cluster)."),
+    preset: Optional[str] = typer.Option(None, help="'best': several models and a validation-chosen weighted ensemble, with a leaderboard (default: the config's preset)."),
+    time_limit: Optional[float] = typer.Option(None, help="With --preset best: seconds to spend; no new model starts once it is nearly spent."),
 ) -> None:
     """Train a model from a config and save it (--resume: continue an interrupted run); or fine-tune a saved one (--finetune MODEL --extra-data TABLE)."""
     if finetune is not None:
@@ -154,11 +163,15 @@ def fit(
         console.print("[bold]inferred schema[/bold] (give `data: {schema: ...}` in the config to override):")
         console.print(yaml.safe_dump(schema.to_dict(), sort_keys=False).rstrip())
         for column, why in reasons.items():
-            console.print(f"  {column}: {why}")
+            console.print(escape(f"  {column}: {why}"))
 
     cfg = load_fit_config(config).with_runner(runner, address)
+    if preset is not None or time_limit is not None:
+        cfg = cfg.replace(preset=preset or cfg.preset, time_limit=time_limit if time_limit is not None else cfg.time_limit)
     if threads is not None:
         cfg.train.threads = threads
+    if cfg.preset == "best":
+        show_progress("tessera.best")
     fit_function = None  # this process
     if cfg.runner == "ray":
         if resume:
@@ -173,6 +186,10 @@ def fit(
         fit_function = partial(fit_ray, num_workers=cfg.workers, address=cfg.address)
     predictor, out = run_fit(cfg, output=output, on_inferred=show, fit=fit_function, resume=resume)
     console.print(f"saved model to [bold]{out}[/bold]")
+    if predictor.split_note:
+        console.print(f"rows: {predictor.split_note}")
+    if predictor.ensemble is not None:
+        print_leaderboard(predictor.ensemble.leaderboard, out)
     if predictor.result is not None and predictor.result.output is not None:
         from tessera.train import describe_output
 
@@ -182,6 +199,26 @@ def fit(
     if "val" in predictor.metrics:
         console.print("(no test rows: that is the validation score, which also chose the best epoch, so a little "
                       "optimistic; a split column with train/val/test rows gives an unbiased one)")
+
+
+def show_progress(logger: str) -> None:
+    """Print a workflow's log lines (one per model it trains) on the console."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger(logger)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def print_leaderboard(board: Any, folder: Path) -> None:
+    table = RichTable(title=f"leaderboard (also in {folder}/leaderboard.csv)")
+    for column in board.columns:
+        table.add_column(str(column))
+    for row in board.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row))
+    console.print(table)
 
 
 @app.command("predict")

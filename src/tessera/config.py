@@ -4,9 +4,12 @@
       table: products.parquet   # or `recipe: avmnist` for a prepared dataset
       schema: schema.yaml       # optional: a path or an inline mapping; inferred when absent
       target: label
+      keep: [dx_type]           # optional: columns inference would leave out as likely leaks
     model: {fusion: concat, dim: 128}
     train: {epochs: 10, batch_size: 64}
     output: runs/products
+    preset: best                # optional: several models and a weighted ensemble (default: one model)
+    time_limit: 600             # optional, with preset best: seconds it may spend
     runner: ray                 # optional: data-parallel training on Ray Train (default: local)
     address: auto               # optional: an existing cluster ('auto', 'ray://HOST:PORT'); none: a local one
     workers: 4                  # optional: Ray Train workers (default 2)
@@ -31,7 +34,7 @@ from tessera.settings import PathLike, Settings
 from tessera.train import TrainConfig
 
 RUNNERS = ("local", "ray")
-FIT_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "target")
+FIT_DATA_KEYS = ("table", "recipe", "recipe_options", "schema", "target", "keep")
 
 
 def check_runner(runner: str | None, address: str | None = None) -> str:
@@ -78,16 +81,25 @@ class FitConfig(ConfigFile):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: PathLike = Path("runs/model")
+    preset: str = "default"  # or "best": several models and a validation-chosen ensemble (tessera.workflows.best)
+    time_limit: Annotated[float, Field(gt=0)] | None = None  # seconds preset "best" may spend; none: no limit
+    exclude: list[str] = []  # with preset "best": families of models to leave out (tessera.workflows.best.FAMILIES)
     runner: str = "local"  # or "ray": data-parallel training on Ray Train (tessera.scale.train)
     address: str | None = None  # Ray cluster: "auto", "ray://HOST:PORT"; none starts a local one
     workers: Annotated[int, Field(ge=1)] = 2  # Ray Train workers
 
     @model_validator(mode="after")
     def _runner(self) -> "FitConfig":
+        from tessera.predictor import PRESETS
+
         try:
             check_runner(self.runner, self.address)
         except SchemaError as e:
             raise ValueError(str(e)) from None
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
+        if self.preset == "best" and self.runner != "local":
+            raise ValueError("preset 'best' trains in this process; it has no Ray runner")
         return self
 
     def with_runner(self, runner: str | None, address: str | None) -> "FitConfig":
@@ -132,7 +144,7 @@ def resolve_data(cfg: FitConfig, on_inferred: Callable[[Any, dict], None] | None
             from tessera.table import read_table
 
             t = read_table(table)
-            schema, reasons = infer_schema(t.frame, data.get("target"), base_dir=t.base_dir)
+            schema, reasons = infer_schema(t.frame, data.get("target"), base_dir=t.base_dir, keep=data.get("keep") or ())
             if on_inferred is not None:
                 on_inferred(schema, reasons)
     if isinstance(schema, str):

@@ -38,6 +38,7 @@ def fine_tune(
     """
     if not isinstance(predictor, Predictor):
         predictor = Predictor.load(predictor)
+    predictor.require_network("fine-tuning")
     pipeline = predictor.pipeline
     target = pipeline.target.columns
     parts = [read_table(t) for t in tables]

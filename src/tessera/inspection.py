@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
+from tessera.derive import derivation
 from tessera.errors import DataError, TesseraError
+from tessera.files import atomic_write_text
 from tessera.media import is_missing, resolve_media
-from tessera.prepare import split_and_fit
+from tessera.prepare import TEST_FRACTION, VAL_FRACTION, split_and_fit
+from tessera.proposal import Proposal, propose
 from tessera.preprocess import LoadContext, load_located, media_modalities
 from tessera.schema import Schema, infer_schema, resolve_schema
 from tessera.table import Table, read_table
@@ -60,19 +65,29 @@ def inspect_table(
     schema: str | os.PathLike | None = None,
     target: str | None = None,
     overrides: dict[str, str] | None = None,
+    keep: list[str] | tuple[str, ...] = (),
     save_schema: str | os.PathLike | None = None,
+    save_config: str | os.PathLike | None = None,
     examples: int = 3,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Print the inspection and return the same facts as a dict (for tests and scripting)."""
+    """Print the inspection and return the same facts as a dict (for tests and scripting).
+
+    An inferred schema comes with a proposal (:mod:`tessera.proposal`): with the zoo installed,
+    a pretrained tower per input where one fits and derived text inputs, a line each saying why;
+    ``save_config`` writes a fit config that trains it.
+    """
     console = console or Console()
     table, schema_path = _open(Path(path), Path(schema) if schema else None)
     frame = table.frame
     reasons: dict[str, str] = {}
+    proposal = None
     if schema_path is not None:
         sch = resolve_schema(frame, schema_path, target, table.base_dir)
     else:
-        sch, reasons = infer_schema(frame, target, base_dir=table.base_dir, overrides=overrides)
+        sch, reasons = infer_schema(frame, target, base_dir=table.base_dir, overrides=overrides, keep=keep)
+        proposal = propose(frame, sch, table.base_dir)
+        sch = proposal.schema
     sch.validate(frame, require_target=bool(sch.target), source=table.source)
 
     facts: dict[str, Any] = {"rows": len(frame), "source": table.source, "schema": sch.to_dict(), "inputs": {}}
@@ -81,6 +96,13 @@ def inspect_table(
         counts = frame[sch.split].astype(str).value_counts().to_dict()
         facts["splits"] = {str(k): int(v) for k, v in counts.items()}
         console.print("splits: " + ", ".join(f"{k} {v}" for k, v in facts["splits"].items()))
+    elif sch.target:
+        shares = f"{round(100 * (1 - VAL_FRACTION - TEST_FRACTION))}/{round(100 * VAL_FRACTION)}/{round(100 * TEST_FRACTION)}"
+        facts["split_note"] = (
+            f"no split column: fit makes a seeded random {shares} % train/val/test split (seed: train.seed) "
+            "and reports test metrics"
+        )
+        console.print(f"splits: {facts['split_note']}")
 
     # Narrow columns only: the reasons and file names go below the grid, so it reads at 80 columns.
     grid = RichTable(title="schema" + (" (inferred: confirm, or save and edit with --save-schema)" if schema_path is None else ""))
@@ -88,16 +110,20 @@ def inspect_table(
         grid.add_column(col)
     notes = []
     for name, spec in sch.inputs.items():
-        summary = summarize_input(frame, spec.columns, spec.modality, table.base_dir)
+        summary = summarize_input(frame, spec.columns, derivation(spec.via).source if spec.via else spec.modality, table.base_dir)
         facts["inputs"][name] = {"modality": spec.modality, "columns": spec.columns, **summary}
         grid.add_row(
             name, spec.modality, ", ".join(spec.columns),
             f"{summary['missing']} ({100 * summary['missing'] / len(frame):.1f}%)",
             str(summary.get("unreadable_refs", "-")),
         )
-        why = "; ".join(reasons[c] if spec.columns == [name] else f"{c}: {reasons[c]}" for c in spec.columns if c in reasons)
+        # A column's reason, or the reason for an input derived from it (a video's sound: "clip (audio)").
+        own = {c: reasons.get(f"{c} ({spec.modality})", reasons[c]) for c in spec.columns if c in reasons}
+        why = "; ".join(r if spec.columns == [name] else f"{c}: {r}" for c, r in own.items())
+        if spec.via:
+            why = f"derived: {spec.via} of {spec.columns[0]}"
         if why:
-            notes.append(f"  {name}: {why}")
+            notes.append(escape(f"  {name}: {why}"))
         for ref in summary.get("unreadable", []):
             notes.append(f"  [red]{name} unreadable[/red], {ref}")
         if summary.get("unreadable_refs", 0) > SHOW_UNREADABLE:
@@ -107,6 +133,12 @@ def inspect_table(
         console.print("why each input was inferred, and the files that cannot be read:" if reasons else "files that cannot be read:")
         for line in notes:
             console.print(line, highlight=False)
+    if proposal is not None and proposal.choices:
+        console.print("[bold]encoders[/bold] (proposed; the model config's encoders section, written by --save-config):")
+        for line in proposal.lines:
+            console.print(f"  {line}")
+        facts["encoders"] = {n: {"encoder": c.encoder, "pretrained": c.pretrained, "why": c.why} for n, c in proposal.choices.items()}
+        facts["derived"] = {n: s.to_dict() for n, s in sch.inputs.items() if s.via}
     if sch.target:
         console.print(f"target: {', '.join(sch.target)} (task: {sch.task})")
         if sch.task and TASKS.get(sch.task).exclusive_classes:  # a class count is worth showing
@@ -115,14 +147,21 @@ def inspect_table(
             shown = ", ".join(f"{k}: {v}" for k, v in list(facts["classes"].items())[:12])
             console.print(f"{len(counts)} classes: {shown}{' ...' if len(counts) > 12 else ''}")
     ignored = [c for c in frame.columns if c in sch.ignore]
+    facts["ignored"] = {c: reasons.get(c, "ignored") for c in ignored}
     if ignored:
-        console.print("not used as inputs: " + ", ".join(f"{c} ({reasons.get(c, 'ignored')})" for c in ignored))
+        console.print("not used as inputs:")
+        for c in ignored:
+            console.print(escape(f"  {c}: {reasons.get(c, 'ignored')}"))
 
     if examples > 0:
         facts["examples"] = _decode_examples(frame, sch, table.base_dir, examples, console)
     if save_schema:
         sch.save(save_schema)
         console.print(f"schema written to {save_schema}")
+    if save_config:
+        config = (proposal or Proposal(sch, {}, {})).fit_config(str(Path(table.source).resolve()), f"runs/{Path(table.source).stem}")
+        atomic_write_text(save_config, yaml.safe_dump(config, sort_keys=False))
+        console.print(f"fit config written to {save_config} (train it with `tessera fit {save_config}`)")
     return facts
 
 

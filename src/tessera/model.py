@@ -46,10 +46,6 @@ class ModelConfig(Settings):
     aux_heads: bool = True
     aux_weight: Annotated[float, Field(ge=0)] = 0.5  # weight of that loss, the mean over inputs of each input's own loss
 
-    def chosen_encoders(self) -> dict[str, str]:
-        """Input -> encoder name, where this config names one (a tower's preprocessing is merged for it)."""
-        return {n: str(e["name"]) for n, e in self.encoders.items() if isinstance(e, dict) and e.get("name")}
-
     @property
     def aux_loss_weight(self) -> float:
         """The weight the training loop gives the per-input loss: ``aux_weight`` with ``aux_heads``, else 0."""
@@ -142,7 +138,7 @@ class MultimodalModel(nn.Module):
             present = drop_modalities(present, self.modality_dropout)
         features, masks = {}, {}
         for name, enc in self.encoders.items():
-            features[name], masks[name] = enc(inputs[name])
+            features[name], masks[name] = enc.encoded(inputs[name])
         return features, masks, present
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from tessera.progress import progress_bar
 from tessera.schema import SPLIT_VALUES, Schema
 from tessera.table import Table
 from tessera.tasks import Task, create_task, infer_task
+
+if TYPE_CHECKING:
+    from tessera.features import FrozenFeatures
 
 
 @dataclass
@@ -67,14 +70,26 @@ class Pipeline:
         self.target = target
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, schema: Schema, encoders: dict[str, str] | None = None) -> "Pipeline":
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        schema: Schema,
+        encoders: dict[str, str] | None = None,
+        *,
+        base_dir: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> "Pipeline":
         """Create and fit every preprocessor (and the task's target encoding) on the training rows.
 
         ``encoders`` names the encoder of each input where the model config chooses it (else
         the schema's ``encoder``); a pretrained tower's required preprocessing is merged into
         the input's options here, before anything is fitted. The rows are not checked against
         the schema here: :mod:`tessera.prepare` validates the whole table once before splitting it.
+        A derived text input (``via``) has its source column checked and, when its tokenizer
+        learns from the rows, is fitted on the derived texts (files relative to ``base_dir``;
+        texts kept in the feature cache ``cache_dir``).
         """
+        from tessera.derive import training_frame
         from tessera.encoders.input_options import merge_input_options
 
         encoders = encoders or {}
@@ -82,9 +97,15 @@ class Pipeline:
         for name, spec in schema.inputs.items():
             encoder = encoders.get(name) or spec.encoder
             options = merge_input_options(encoder, spec.modality, spec.options, where=f"input '{name}'")
-            pre = create_preprocessor(spec.modality, spec.columns, **options)
+            pre = create_preprocessor(spec.modality, spec.columns, **options, **({"via": spec.via} if spec.via else {}))
+            rows = train
+            if spec.via:
+                rows = training_frame(
+                    train, spec.columns[0], spec.via, base_dir, cache_dir,
+                    texts_needed=pre.learns_from_texts, where=f"input '{name}'",
+                )
             try:
-                pre.fit(train)
+                pre.fit(rows)
             except DataError as e:
                 raise e.located(column=spec.columns[0] if len(spec.columns) == 1 else None) from None
             preprocessors[name] = pre
@@ -121,13 +142,17 @@ class Pipeline:
 
     # -- data ----------------------------------------------------------------------------------
     def dataset(
-        self, table: Table, *, with_target: bool = True, on_error: OnError = "raise", validate: bool = True
+        self, table: Table, *, with_target: bool = True, on_error: OnError = "raise", validate: bool = True,
+        cache_dir: str | os.PathLike | None = None,
     ) -> "TableDataset":
-        """The rows of ``table`` to decode; ``validate=False`` when the table was checked against the schema already."""
+        """The rows of ``table`` to decode; ``validate=False`` when the table was checked against the schema already.
+
+        ``cache_dir``: the feature cache, where derived text inputs read and keep their texts.
+        """
         with_target = with_target and self.target is not None and all(c in table.frame.columns for c in self.target.columns)
         if validate:
             self.schema.validate(table.frame, require_target=with_target, source=table.source)
-        return TableDataset(self, table, with_target=with_target, on_error=check_on_error(on_error))
+        return TableDataset(self, table, with_target=with_target, on_error=check_on_error(on_error), cache_dir=cache_dir)
 
     def loader(
         self,
@@ -153,9 +178,12 @@ class Pipeline:
 class TableDataset(Dataset):
     """Rows of one table; each item is decoded by the pipeline's preprocessors."""
 
-    def __init__(self, pipeline: Pipeline, table: Table, *, with_target: bool, on_error: OnError) -> None:
+    def __init__(
+        self, pipeline: Pipeline, table: Table, *, with_target: bool, on_error: OnError, cache_dir: str | os.PathLike | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.base_dir = table.base_dir
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.on_error = on_error
         frame = table.frame
         self.rows = frame.index.to_numpy()
@@ -171,9 +199,16 @@ class TableDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def cells(self, name: str, rows: torch.Tensor) -> list[Any]:
+        """The raw cells of a single-column input for the given table rows (a batch's ``rows``)."""
+        if not hasattr(self, "_position"):
+            self._position = {int(r): i for i, r in enumerate(self.rows)}
+        column = self.values[name][0]
+        return [column[self._position[int(r)]] for r in rows]
+
     def __getitem__(self, i: int) -> tuple[int, dict[str, Any] | None, Any, DataError | None]:
         row = int(self.rows[i])
-        ctx = LoadContext(base_dir=self.base_dir, row=row)
+        ctx = LoadContext(base_dir=self.base_dir, row=row, cache_dir=self.cache_dir)
         samples = {}
         try:
             for name, pre in self.pipeline.preprocessors.items():
@@ -254,17 +289,28 @@ class CachedSplit:
 
 
 class StreamSplit:
-    """Decode batches on the fly each epoch, for collections too large to cache."""
+    """Decode batches on the fly each epoch, for collections too large to cache.
 
-    def __init__(self, pipeline: Pipeline, dataset: TableDataset, num_workers: int, report: SkipReport | None) -> None:
+    With ``features`` (:mod:`tessera.features`), frozen inputs arrive as their encoders'
+    features, read from the feature store after the first epoch.
+    """
+
+    def __init__(
+        self, pipeline: Pipeline, dataset: TableDataset, num_workers: int, report: SkipReport | None,
+        features: FrozenFeatures | None = None,
+    ) -> None:
         self.pipeline, self.dataset, self.num_workers, self.report = pipeline, dataset, num_workers, report
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
         loader = self.pipeline.loader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, seed=seed)
-        return iterate(loader, self.report)
+        batches = iterate(loader, self.report)
+        if self.features is None:
+            return batches
+        return (self.features.apply(b, self.dataset) for b in batches)
 
 
 def cache_split(
@@ -275,13 +321,20 @@ def cache_split(
     num_workers: int = 0,
     report: SkipReport | None = None,
     description: str = "decoding",
+    features: FrozenFeatures | None = None,
 ) -> CachedSplit:
-    """Decode every row once (in ``num_workers`` processes) and stack the results."""
+    """Decode every row once (in ``num_workers`` processes) and stack the results.
+
+    With ``features``, each decoded batch of a frozen input is replaced by its encoder's
+    features at once (read from the feature store, or computed and stored), so the decoded
+    pixels or samples of a large split are never all held together.
+    """
     loader = pipeline.loader(dataset, batch_size=batch_size, num_workers=num_workers)
     parts: list[Batch] = []
+    if features is not None:
+        description = f"{description}, frozen features of {features.describe()}"
     with progress_bar(description, total=len(dataset)) as advance:
         for batch in loader:
-            advance(len(batch) + len(batch.skipped))
             if batch.skipped:
                 if dataset.on_error == "raise":
                     raise batch.skipped[0]
@@ -289,17 +342,14 @@ def cache_split(
                     for e in batch.skipped:
                         report.add(e)
             if len(batch):
+                if features is not None:
+                    batch = features.apply(batch, dataset)
                 parts.append(batch)
+            counts = {} if features is None else {"computed": features.computed, "reused": features.reused}
+            advance(len(batch) + len(batch.skipped), **counts)
     if not parts:
         raise DataError(f"no usable rows left in {description} (all {len(dataset)} rows failed)")
-    inputs = {
-        name: ModalityBatch(
-            torch.cat([p.inputs[name].data for p in parts]),
-            torch.cat([p.inputs[name].present for p in parts]),
-            None if parts[0].inputs[name].mask is None else torch.cat([p.inputs[name].mask for p in parts]),
-        )
-        for name in parts[0].inputs
-    }
+    inputs = {name: ModalityBatch.concat([p.inputs[name] for p in parts]) for name in parts[0].inputs}
     target = None if parts[0].target is None else torch.cat([p.target for p in parts])
     rows = torch.cat([p.rows for p in parts])
     return CachedSplit(inputs, target, rows)

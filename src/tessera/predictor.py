@@ -1,5 +1,9 @@
 """The Python API most users touch: ``Predictor().fit(table)``, ``predict``, ``evaluate``, ``save``, ``load``.
 
+``Predictor(preset="best", time_limit=600)`` trains several models instead of one and keeps
+a validation-chosen weighted ensemble of them (:mod:`tessera.workflows.best`); it predicts,
+saves and loads the same way.
+
 A saved model is a folder with the weights (``model.pt``) and everything else needed to
 predict on a new table (``tessera.json``: schema, fitted preprocessors including the
 tokenizer, label classes, configs, training history, and the licences of any pretrained
@@ -22,16 +26,18 @@ from pydantic import Field
 
 import tessera
 from tessera import zoo
+from tessera.ensemble import Ensemble, is_ensemble
 from tessera.errors import OnError, SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir, atomic_path
 from tessera.model import ModelConfig, MultimodalModel, build_model, legacy_options, versioned_options
 from tessera.pipeline import Pipeline
-from tessera.prepare import SKIP_REPORT, decode_table, prepare
+from tessera.prepare import SKIP_REPORT, decode_table, feature_folder, prepare
 from tessera.schema import Schema
-from tessera.settings import Settings
+from tessera.settings import PathLike, Settings
 from tessera.table import read_table
 from tessera.train import TrainConfig, TrainResult, resolve_device, run_inference, train
 
+PRESETS = ("default", "best")  # "best": the ensemble workflow (tessera.workflows.best)
 MODEL_FILE = "model.pt"
 META_FILE = "tessera.json"
 CARD_FILE = "MODEL_CARD.md"  # written when the model contains pretrained towers
@@ -53,6 +59,10 @@ class InferenceConfig(Settings):
     on_error: OnError = "raise"  # or "skip": leave unusable rows out (``report`` names them)
     num_workers: int | None = None  # decoding processes for large tables; None = up to 4
     cache: bool = True  # decode the whole table first (else stream it batch by batch)
+    # Read and fill the feature cache (frozen towers' features, derived texts; tessera.features) as training
+    # does. Off by default, so a server needs no cache folder: the towers then run inside the model.
+    feature_cache: bool = False
+    cache_dir: PathLike | None = None  # the cache; None = the data home's
 
     @classmethod
     def for_training(cls, train: TrainConfig) -> "InferenceConfig":
@@ -76,7 +86,18 @@ class Predictor:
         model: dict | ModelConfig | None = None,
         train: dict | TrainConfig | None = None,
         inference: dict | InferenceConfig | None = None,
+        *,
+        preset: str = "default",
+        time_limit: float | None = None,
+        exclude: list[str] | tuple[str, ...] = (),
     ) -> None:
+        if preset not in PRESETS:
+            raise SchemaError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+        if time_limit is not None and not time_limit > 0:
+            raise SchemaError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        if exclude and preset != "best":
+            raise SchemaError("exclude chooses among preset 'best''s models; add preset='best'")
+        self.preset, self.time_limit, self.exclude = preset, time_limit, tuple(exclude)
         self.model_config = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
         self.train_config = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(train)
         if inference is None:
@@ -87,6 +108,8 @@ class Predictor:
         self.model: MultimodalModel | None = None
         self.result: TrainResult | None = None
         self.metrics: dict[str, Any] = {}
+        self.split_note = ""  # how fit split the rows (a split column, or a seeded split), for the log
+        self.ensemble: Ensemble | None = None  # preset "best": the models and their weights
 
     # -- training ------------------------------------------------------------------------------
     def fit(
@@ -96,15 +119,30 @@ class Predictor:
         *,
         target: str | list[str] | None = None,
         skip_report: str | os.PathLike = SKIP_REPORT,
+        keep: list[str] | tuple[str, ...] = (),
         resume: bool = False,
     ) -> "Predictor":
         """Prepare the table (:func:`tessera.prepare.prepare`) and train on its splits.
 
+        ``keep``: columns an inferred schema would leave out as likely leaks, kept as inputs.
         ``resume=True`` continues the unfinished run whose state is in ``checkpoint_dir``
         (see :meth:`fit_prepared`).
         """
-        encoders = self.model_config.chosen_encoders()
-        prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report)
+        if self.preset == "best":
+            if resume:
+                raise TesseraError(
+                    "preset 'best' cannot resume an interrupted run (it keeps no training state between its models): "
+                    "start it again without resuming; its time_limit bounds how long that takes"
+                )
+            from tessera.workflows.best import fit_best
+
+            best = fit_best(table, schema, target, self.model_config, self.train_config, self.inference,
+                            time_limit=self.time_limit, exclude=self.exclude, keep=keep, skip_report=skip_report)
+            self.ensemble, self.metrics, self.split_note = best.ensemble, best.metrics, best.split_note
+            return self
+        encoders = self.model_config.encoders
+        prepared = prepare(table, schema, target, self.train_config, encoders=encoders, skip_report=skip_report, keep=keep)
+        self.split_note = prepared.split_note
         return self.fit_prepared(prepared.pipeline, prepared.splits, resume=resume)
 
     def fit_prepared(self, pipeline: Pipeline, sources: dict[str, Any], *, resume: bool = False) -> "Predictor":
@@ -186,14 +224,44 @@ class Predictor:
         return saved
 
     # -- inference --------------------------------------------------------------------------
-    def _outputs(
-        self, table: Any, with_target: bool, report: SkipReport | None = None
+    @property
+    def task(self) -> Any:
+        """What the model predicts (:mod:`tessera.tasks`), fitted on the training rows."""
+        if self.ensemble is not None:
+            return self.ensemble.task
+        if self.pipeline is None:
+            raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
+        return self.pipeline.target
+
+    def require_network(self, purpose: str) -> None:
+        """Refuse, in one clear line, work that needs a single network when this is an ensemble (preset best)."""
+        if self.ensemble is not None:
+            names = ", ".join(m.name for m in self.ensemble.members)
+            raise TesseraError(
+                f"{purpose} needs a single trained network; this model is a preset 'best' ensemble of {names}. "
+                "Predict and evaluate it as a whole (Predictor.load, tessera predict / evaluate), or use one of "
+                "its networks (its members/ folder)"
+            )
+        if self.model is None or self.pipeline is None:
+            raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
+
+    def outputs(
+        self, table: Any, with_target: bool = False, report: SkipReport | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Model outputs for a table's rows, their encoded targets (``with_target``, when present) and row numbers."""
+        if self.ensemble is not None:
+            return self.ensemble.outputs(table, self.inference)
         if self.model is None or self.pipeline is None:
             raise TesseraError("this predictor is not trained: call fit() or Predictor.load()")
         t = read_table(table)
         warn, report = report is None, SkipReport() if report is None else report
-        source = decode_table(self.pipeline, t, self.inference, report, with_target=with_target)
+        features = None
+        frozen = {n: e for n, e in self.model.encoders.items() if e.frozen}
+        if self.inference.feature_cache and frozen:
+            from tessera.features import FrozenFeatures
+
+            features = FrozenFeatures(frozen, self.pipeline, feature_folder(self.inference), device=next(self.model.parameters()).device)
+        source = decode_table(self.pipeline, t, self.inference, report, with_target=with_target, features=features)
         out = run_inference(self.model, source, self.inference.batch_size, resolve_device(self.inference.device))
         if warn and len(report):
             report.warn()
@@ -207,24 +275,24 @@ class Predictor:
         (else a warning names them). The task decides the columns; tasks without
         probabilities (regression) raise.
         """
-        out, _, rows = self._outputs(table, with_target=False, report=report)
-        return _indexed_like(table, self.pipeline.target.probabilities(out, rows.numpy()))
+        out, _, rows = self.outputs(table, with_target=False, report=report)
+        return _indexed_like(table, self.task.probabilities(out, rows.numpy()))
 
     def predict(self, table: Any, *, report: SkipReport | None = None) -> pd.Series | pd.DataFrame:
         """Predictions in the target's own terms (labels, 0/1 per label column, values); indexed as :meth:`predict_proba`."""
-        out, _, rows = self._outputs(table, with_target=False, report=report)
-        return _indexed_like(table, self.pipeline.target.predictions(out, rows.numpy()))
+        out, _, rows = self.outputs(table, with_target=False, report=report)
+        return _indexed_like(table, self.task.predictions(out, rows.numpy()))
 
     def predict_records(self, table: Any) -> list[dict[str, Any]]:
         """One JSON-ready answer per row, in table order, as the server returns them."""
-        out, _, _ = self._outputs(table, with_target=False)
-        return self.pipeline.target.served(out)
+        out, _, _ = self.outputs(table, with_target=False)
+        return self.task.served(out)
 
     def evaluate(self, table: Any) -> dict[str, float]:
-        out, y, _ = self._outputs(table, with_target=True)
+        out, y, _ = self.outputs(table, with_target=True)
         if y is None:
-            raise SchemaError(f"evaluate needs the target column(s) {self.pipeline.target.columns} in the table")
-        return self.pipeline.target.summary_metrics(out, y)
+            raise SchemaError(f"evaluate needs the target column(s) {self.task.columns} in the table")
+        return self.task.summary_metrics(out, y)
 
     def metrics_on(self, source: Any) -> dict[str, float]:
         """The task's metrics on a decoded split (``CachedSplit`` or ``StreamSplit``) with targets."""
@@ -234,6 +302,9 @@ class Predictor:
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, training_state: dict[str, Any] | None = None) -> Path:
         """Write the model folder (atomically); ``training_state`` (from :meth:`fit_prepared`) goes in with it."""
+        if self.ensemble is not None:
+            self.ensemble.info.update(metrics=self.metrics, split_note=self.split_note, inference_config=self.inference.to_dict())
+            return self.ensemble.save(path)
         if self.model is None or self.pipeline is None:
             raise TesseraError("nothing to save: the predictor is not trained")
         meta = {
@@ -264,6 +335,14 @@ class Predictor:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> "Predictor":
         path = Path(path)
+        if is_ensemble(path):
+            ensemble = Ensemble.load(path, device=device)
+            info = ensemble.info
+            inference = InferenceConfig.from_dict(info["inference_config"]) if "inference_config" in info else None
+            pred = cls(preset="best", inference=inference)
+            pred.inference.device = device
+            pred.ensemble, pred.metrics, pred.split_note = ensemble, info.get("metrics", {}), info.get("split_note", "")
+            return pred
         meta_path, weights = path / META_FILE, path / MODEL_FILE
         if not meta_path.is_file() or not weights.is_file():
             raise TesseraError(f"{path} is not a saved Tessera model (expected {META_FILE} and {MODEL_FILE})")

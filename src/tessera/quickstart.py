@@ -15,6 +15,7 @@ pairs instead of 55,000) and trains 3 epochs with a narrow audio CNN; ``full=Tru
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -78,9 +79,15 @@ def run_quickstart(
     seed: int = 0,
     threads: int | None = None,
     output: str | os.PathLike = DEFAULT_OUTPUT,
+    towers: bool = True,
     console: Console | None = None,
 ) -> MainJob:
-    """Train, compare, save and report; see the module docstring. Returns what it made and where."""
+    """Train, compare, save and report; see the module docstring. Returns what it made and where.
+
+    With ``towers`` and the zoo installed, each input gets the encoder :mod:`tessera.proposal`
+    picks (a frozen pretrained tower where one fits, from scratch elsewhere), a line each saying
+    why; the towers' features are computed once and cached, so later runs skip that step.
+    """
     from tessera.evaluate.report import write_report
     from tessera.evaluate.robustness import missing_curve
     from tessera.evaluate.run import evaluate_split
@@ -106,9 +113,11 @@ def run_quickstart(
         # Decoding workers are forked copies of this process: each would count its ~1 GB again.
         "num_workers": None if full else 0,
     })
-    model_cfg = AVMNIST_MODEL if prepared.name == "avmnist" else {"fusion": "concat"}
+    model_cfg = copy.deepcopy(AVMNIST_MODEL if prepared.name == "avmnist" else {"fusion": "concat"})
+    if towers:
+        schema = choose_towers(console, prepared.table_path, schema, model_cfg)
     with torch_threads(n):
-        data = prepare(prepared.table_path, schema, None, train_cfg)
+        data = prepare(prepared.table_path, schema, None, train_cfg, encoders=model_cfg.get("encoders"))
         comparison = compare_models(
             data.pipeline, data.splits, model_cfg, train_cfg, seed=seed,
             on_model=lambda label, keep: console.print(f"[bold]Training[/bold] {label} ({', '.join(keep)})"),
@@ -130,6 +139,22 @@ def run_quickstart(
     job = MainJob(prepared.name, comparison, model_path, report_path, prepared.table_path, time.perf_counter() - start)
     print_results(console, job, train_rows=len(data.splits["train"]), epochs=train_cfg.epochs, full=full)
     return job
+
+
+def choose_towers(console: Console, table_path: Path, schema: Any, model_cfg: dict[str, Any]) -> Any:
+    """The schema with :mod:`tessera.proposal`'s towers; their encoders go into ``model_cfg`` (said line by line)."""
+    from tessera.proposal import propose
+    from tessera.table import read_table
+
+    table = read_table(table_path)
+    proposal = propose(table.frame, schema, table.base_dir, derive=False)
+    if not proposal.choices:
+        return schema
+    console.print("[bold]Encoders[/bold] (--no-towers: all from scratch):")
+    for line in proposal.lines:
+        console.print(f"  {line}")
+    model_cfg["encoders"] = {**model_cfg.get("encoders", {}), **proposal.encoders}
+    return proposal.schema
 
 
 def _load_note() -> str:

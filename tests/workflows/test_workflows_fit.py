@@ -21,7 +21,7 @@ def test_run_fit_trains_with_the_function_it_is_given(tiny_table, tiny_schema, t
 
     predictor, out = run_fit(parse_fit_config({**raw, "runner": "ray"}, base_dir=tmp_path), fit=runner)
     assert calls == [(tiny_table, None)] and out == tmp_path / "m"
-    assert Predictor.load(out).model is not None and set(predictor.metrics) == {"val"}  # no test rows: the validation score
+    assert Predictor.load(out).model is not None and set(predictor.metrics) == {"test"}  # the seeded split holds out test rows
     with pytest.raises(TesseraError, match="runner 'ray': run it with `tessera fit`, or pass that runner's fit function"):
         run_fit(parse_fit_config({**raw, "runner": "ray"}, base_dir=tmp_path))
 
@@ -68,3 +68,25 @@ def test_fit_killed_mid_run_continues_with_resume_to_the_same_model(tiny_table, 
     assert not (tmp_path / "killed" / "train_state.pt").exists()
     again = runner.invoke(app, ["fit", str(path), "--resume", "--output", str(tmp_path / "killed")])
     assert again.exit_code != 0 and "nothing to resume" in str(again.exception)
+
+
+def test_preset_best_refuses_to_resume_and_saves_its_ensemble_over_a_checkpoint_dir(tiny_table, tiny_schema, tmp_path):
+    """Best keeps no training state, so --resume is refused in one line; its ensemble is saved even where its
+    networks checkpoint into the output folder (where a single network's final checkpoint is the saved model)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from tessera.cli import app
+
+    config = {"data": {"table": str(tiny_table), "schema": tiny_schema}, "model": {"dim": 8}, "preset": "best",
+              "train": {"epochs": 1, "batch_size": 16, "num_workers": 0, "threads": 1}, "output": str(tmp_path / "best"),
+              "exclude": ["towers", "linear", "gbm", "unimodal networks", "features networks"]}
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    refused = CliRunner().invoke(app, ["fit", str(tmp_path / "fit.yaml"), "--resume"])
+    assert refused.exit_code != 0 and "preset 'best' cannot resume" in str(refused.exception)
+    assert not (tmp_path / "best").exists()
+
+    cfg = parse_fit_config({**config, "train": {**config["train"], "checkpoint_dir": str(tmp_path / "best")}}, base_dir=tmp_path)
+    predictor, out = run_fit(cfg)
+    assert predictor.ensemble is not None and (out / "ensemble.json").is_file()
+    assert Predictor.load(out).ensemble is not None and not (out / "train_state.pt").exists()

@@ -107,7 +107,7 @@ def run_align(cfg: AlignConfig, output: str | os.PathLike | None = None):
         schema.inputs = {k: v for k, v in schema.inputs.items() if k in keep}
     if len(schema.inputs) < 2:
         raise SchemaError(f"alignment needs at least two inputs; the schema has {sorted(schema.inputs)}")
-    prepared = prepare(t, schema, None, cfg.train, supervised=False, only=("train", "val"))
+    prepared = prepare(t, schema, None, cfg.train, supervised=False, encoders=cfg.model.encoders, only=("train", "val"))
     torch.manual_seed(cfg.train.seed)
     embedder = Embedder.create(prepared.pipeline, **cfg.model.build_kwargs())
     c = cfg.train

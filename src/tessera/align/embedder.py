@@ -51,6 +51,10 @@ class Embedder:
         self.pipeline = pipeline
         self.model = model.eval()
         self.build_kwargs = build_kwargs
+        # Where embed_table reads (and keeps) the features of frozen towers (tessera.features):
+        # an index build over the table the space was trained on then runs no tower at all.
+        # None: the towers run, as in a server.
+        self.feature_cache: Path | None = None
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -184,7 +188,15 @@ class Embedder:
         dataset = pipeline.dataset(t, with_target=False, on_error=on_error)
         loader = pipeline.loader(dataset, batch_size=batch_size, num_workers=num_workers)
         device = next(self.model.parameters()).device
+        encoder = self.model.encoders[name]
+        stage = None
+        if self.feature_cache is not None and encoder.frozen:
+            from tessera.features import FrozenFeatures
+
+            stage = FrozenFeatures({name: encoder}, pipeline, self.feature_cache, device=device)
         for batch in iterate(loader, report):
+            if stage is not None:
+                batch = stage.apply(batch, dataset)
             mb = batch.inputs[name].to(device)
             encoder = self.model.encoders[name]
             vectors = (self.model.embed(name, mb) if project else encoder.pooled(mb)).float().cpu()

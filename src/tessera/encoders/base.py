@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from tessera.errors import SchemaError
+from tessera.errors import SchemaError, TesseraError
 from tessera.registry import Registry
 
 if TYPE_CHECKING:  # encoders only read .data/.present/.mask; no import-time link to the preprocessors
@@ -49,6 +49,12 @@ class Encoder(nn.Module):
     maps each such option to the value that rebuilds models saved before it existed. A saved
     model records its encoders' values (:func:`tessera.model.versioned_options`), so it is
     rebuilt the same way whatever the defaults are when it is loaded.
+
+    An encoder whose output is a fixed function of the row (a frozen pretrained tower) says
+    so with ``frozen`` and names what its output depends on in ``cache_key``: the data side
+    may then compute its features once per row and hand them over as a
+    :class:`~tessera.preprocess.base.Features` batch (:mod:`tessera.features`), which
+    :meth:`encoded` passes through instead of running the encoder again.
     """
 
     output_dim: int
@@ -58,9 +64,29 @@ class Encoder(nn.Module):
     def forward(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def frozen(self) -> bool:
+        """Whether nothing in this encoder learns, so its output for a row never changes."""
+        return False
+
+    def cache_key(self) -> dict[str, Any]:
+        """Everything that changes a frozen encoder's output, as plain data (see :mod:`tessera.features`)."""
+        raise TesseraError(f"encoder {self.encoder_name!r} does not name its features: they cannot be cached")
+
+    def encoded(self, batch: ModalityBatch) -> tuple[Tensor, Tensor | None]:
+        """``forward``, or the features the data side computed already (a ``Features`` batch)."""
+        if not batch.is_features:
+            return self(batch)
+        if not self.frozen:
+            raise TesseraError(
+                f"encoder {self.encoder_name!r} learns, but its input arrived as precomputed frozen features; "
+                "prepare the data with the same encoder options as the model (or with feature_cache: false)"
+            )
+        return batch.data, batch.mask
+
     def pooled(self, batch: ModalityBatch) -> Tensor:
         """One vector per sample, whichever form ``forward`` returns."""
-        out, mask = self(batch)
+        out, mask = self.encoded(batch)
         return out if mask is None else masked_mean(out, mask)
 
 

@@ -311,6 +311,27 @@ class SentenceTransformerEncoder(PretrainedEncoder):
             raise SchemaError(f"sentence-transformers model {model!r} does not say its embedding size")
         # No projection and no pooling choice: the pipeline's own pooling is what makes it a sentence model.
         self._setup(st, int(hidden), None, finetune, lora_r, lora_alpha, "pooler")
+        self.model_name = model
+
+    @property
+    def frozen(self) -> bool:
+        return self.finetune == "frozen"
+
+    def cache_key(self) -> dict[str, Any]:
+        """The model (a local folder by its files' names, sizes and times; else the hub id) and the library versions."""
+        import importlib.metadata
+
+        path = Path(self.model_name).expanduser()
+        files = (
+            sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in path.rglob("*") if f.is_file())
+            if path.is_dir() else []
+        )
+        return {
+            "encoder": self.encoder_name,
+            "model": str(path.resolve()) if path.is_dir() else self.model_name,
+            "files": files,
+            "packages": {d: importlib.metadata.version(d) for d in ("sentence-transformers", "transformers", "torch")},
+        }
 
     def forward(self, batch: ModalityBatch) -> tuple[Tensor, None]:
         _, attend = _token_mask(batch)

@@ -72,7 +72,7 @@ def compare_command(
 
     cfg = load_fit_config(config)
     table, schema = resolve_data(cfg)
-    prepared = prepare(table, schema, cfg.data.get("target"), cfg.train, encoders=cfg.model.chosen_encoders())
+    prepared = prepare(table, schema, cfg.data.get("target"), cfg.train, encoders=cfg.model.encoders)
     pipeline, sources = prepared.pipeline, prepared.splits
     comparison = compare_models(
         pipeline, sources, cfg.model, cfg.train, n_boot=n_boot, seed=seed,

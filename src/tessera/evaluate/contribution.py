@@ -16,6 +16,8 @@ False, which every fusion in Tessera already handles, so no retraining is needed
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import math
 from typing import Any, Callable, Iterable, Sequence
@@ -38,7 +40,7 @@ def hide(batch: ModalityBatch, rows: torch.Tensor) -> ModalityBatch:
     mask = None
     if batch.mask is not None:
         mask = batch.mask & ~rows.view(-1, *([1] * (batch.mask.dim() - 1)))
-    return ModalityBatch(data, batch.present & ~rows, mask)
+    return dataclasses.replace(batch, data=data, present=batch.present & ~rows, mask=mask)  # Features stay Features
 
 
 def without_inputs(split: CachedSplit, names: Iterable[str]) -> CachedSplit:

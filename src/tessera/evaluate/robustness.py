@@ -16,11 +16,13 @@ Results are tidy DataFrames: one row per (input, level) with the main metric's v
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import pandas as pd
 import torch
 
+from tessera.errors import TesseraWarning
 from tessera.evaluate.contribution import hide
 from tessera.evaluate.metrics import predict_split
 from tessera.pipeline import CachedSplit
@@ -81,6 +83,14 @@ def noise_curve(
     for name in model.encoders:
         pre = pipeline.preprocessors[name]
         if pre.noise is None:
+            continue
+        if split.inputs[name].is_features:  # the frozen tower's cached output: the noise is defined on decoded values
+            warnings.warn(
+                f"no noise curve for input '{name}': it holds cached frozen-tower features, not decoded values "
+                "(prepare with feature_cache: false to measure it)",
+                TesseraWarning,
+                stacklevel=2,
+            )
             continue
         for severity, level in enumerate((levels or {}).get(name, pre.noise.levels)):
             generator = torch.Generator().manual_seed(seed)

@@ -44,31 +44,82 @@ def evaluate_predictor(
     ``options`` go to :func:`evaluate_split` (n_boot, alpha, seed, contribution, robustness, n_examples).
     """
     pipeline = predictor.pipeline
-    if predictor.model is None or pipeline is None:
+    ensemble = getattr(predictor, "ensemble", None)
+    if ensemble is None and (predictor.model is None or pipeline is None):
         raise SchemaError("this predictor is not trained: call fit() or Predictor.load()")
+    target = predictor.task
     t = read_table(table)
     frame = t.frame
-    missing = [c for c in pipeline.target.columns if c not in frame.columns]
+    missing = [c for c in target.columns if c not in frame.columns]
     if missing:
         raise SchemaError(f"evaluation needs the target column(s) {missing} in the table")
     if split is not None:
-        column = pipeline.schema.split
+        column = pipeline.schema.split if ensemble is None else ensemble.info.get("schema", {}).get("split")
         if not column or column not in frame.columns:
             raise SchemaError(f"--split {split!r} needs the schema's split column in the table (schema split: {column!r})")
         names = frame[column].map(lambda v: SPLIT_VALUES.get(str(v).lower(), str(v)))
         frame = frame[names == split]
         if frame.empty:
             raise SchemaError(f"no rows have split {split!r} in column {column!r}")
-    frame = drop_unknown_targets(frame, pipeline.target.columns, "evaluation")
+    frame = drop_unknown_targets(frame, target.columns, "evaluation")
+    meta = {"model": model_name, "table": t.source, "split": split or "all rows"}
+    if ensemble is not None:  # scores only: the analyses that take a model apart need a single network
+        outputs, y, _ = predictor.outputs(Table(frame, t.base_dir, t.source), with_target=True)
+        inputs = {n: spec["modality"] for n, spec in ensemble.info.get("schema", {}).get("inputs", {}).items()}
+        return score_results(target, target.true_values(y), target.scores(outputs), inputs, meta, comparison=comparison,
+                             **{k: v for k, v in options.items() if k in ("n_boot", "alpha", "seed")})
     report = SkipReport()
     settings = predictor.inference.replace(cache=True)  # every analysis reads the decoded tensors
     cached = decode_table(pipeline, Table(frame, t.base_dir, t.source), settings, report, name="evaluation rows")
     if len(report):
         report.warn(report.write(SKIP_REPORT))
-    meta = {"model": model_name, "table": t.source, "split": split or "all rows"}
     return evaluate_split(
         predictor.model, pipeline, cached, frame, t.base_dir, group_columns=group_columns, comparison=comparison, meta=meta, **options
     )
+
+
+def score_results(
+    target: Any,
+    y: Any,
+    scores: Any,
+    inputs: Any,
+    meta: dict[str, Any] | None,
+    *,
+    comparison: Comparison | None = None,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The results every evaluation has: metadata, metrics with intervals, and the task's own sections
+    (confusion and calibration, or a scatter); the model-level analyses start empty."""
+    results: dict[str, Any] = {
+        "meta": {
+            **(meta or {}),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tessera_version": tessera.__version__,
+            "task": target.name,
+            "target": target.columns,
+            "classes": [str(c) for c in target.classes],
+            "inputs": inputs,
+            "n": int(len(y)),
+            "main_metric": target.main_metric.metric,
+            "n_boot": n_boot,
+            "alpha": alpha,
+            "seed": seed,
+        },
+        "summary": task_metrics(target, y, scores, n_boot=n_boot, alpha=alpha, seed=seed),
+        "confusion": None,
+        "per_class": None,
+        "calibration": None,
+        "scatter": None,
+        "comparison": None if comparison is None else comparison.to_dict(),
+        "contribution": None,
+        "robustness": None,
+        "fairness": None,
+        "examples": [],
+    }
+    results.update(target.report_sections(y, scores, seed))
+    return results
 
 
 def evaluate_split(
@@ -96,33 +147,8 @@ def evaluate_split(
     y, scores = predict_split(model, split, target)
     rows = split.rows.numpy()
     inputs = list(model.encoders)
-    results: dict[str, Any] = {
-        "meta": {
-            **(meta or {}),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "tessera_version": tessera.__version__,
-            "task": target.name,
-            "target": target.columns,
-            "classes": [str(c) for c in target.classes],
-            "inputs": {n: pipeline.preprocessors[n].modality for n in inputs},
-            "n": int(len(y)),
-            "main_metric": target.main_metric.metric,
-            "n_boot": n_boot,
-            "alpha": alpha,
-            "seed": seed,
-        },
-        "summary": task_metrics(target, y, scores, n_boot=n_boot, alpha=alpha, seed=seed),
-        "confusion": None,
-        "per_class": None,
-        "calibration": None,
-        "scatter": None,
-        "comparison": None if comparison is None else comparison.to_dict(),
-        "contribution": None,
-        "robustness": None,
-        "fairness": None,
-        "examples": [],
-    }
-    results.update(target.report_sections(y, scores, seed))  # confusion and calibration, or a scatter ...
+    modalities = {n: pipeline.preprocessors[n].modality for n in inputs}
+    results = score_results(target, y, scores, modalities, meta, comparison=comparison, n_boot=n_boot, alpha=alpha, seed=seed)
     if contribution and len(inputs) > 1:
         unimodal = None
         if comparison is not None:

@@ -38,9 +38,12 @@ def build_command(
     runner: str = typer.Option("local", help="'local' (this process) or 'ray' (decode and embed in a Ray actor pool)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: 'auto', 'ray://HOST:PORT' (default: a local cluster)."),
     workers: int = typer.Option(2, help="Ray actors, one model each (with --runner ray)."),
+    feature_cache: bool = typer.Option(True, help="Read (and keep) frozen towers' features in the feature cache, as training did."),
+    cache_dir: Optional[Path] = typer.Option(None, help="The feature cache (default: the data home's, TESSERA_CACHE/features)."),
 ) -> None:
     """Embed one input of every row into the index; re-running embeds only new or changed rows (resumable)."""
     from tessera.align.embedder import Embedder
+    from tessera.features import cache_folder
     from tessera.config import check_runner
     from tessera.index.build import index_table
 
@@ -52,6 +55,7 @@ def build_command(
 
         build = partial(build_index_ray, address=address, num_actors=workers)
     embedder = Embedder.load(model)
+    embedder.feature_cache = cache_folder(cache_dir) if feature_cache else None
     result = build(
         embedder, table, out, input_name, embedder_path=model, id_column=id_column,
         metadata=metadata or None, batch_size=batch_size, on_error=on_error, prune=prune,

@@ -3,6 +3,7 @@
 from tessera.preprocess.base import (
     PREPROCESSORS,
     DecodeCost,
+    Features,
     LoadContext,
     ModalityBatch,
     Noise,
@@ -24,6 +25,7 @@ from tessera.preprocess import image, audio, video, text, numeric, categorical, 
 __all__ = [
     "PREPROCESSORS",
     "DecodeCost",
+    "Features",
     "LoadContext",
     "ModalityBatch",
     "Noise",

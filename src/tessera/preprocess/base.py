@@ -58,7 +58,7 @@ class ModalityBatch:
     mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "ModalityBatch":
-        return ModalityBatch(
+        return type(self)(
             self.data.to(device),
             self.present.to(device),
             None if self.mask is None else self.mask.to(device),
@@ -67,8 +67,28 @@ class ModalityBatch:
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
+    is_features: ClassVar[bool] = False  # True for :class:`Features`: an encoder's output, not decoded values
+
     def index(self, idx: torch.Tensor | slice) -> "ModalityBatch":
-        return ModalityBatch(self.data[idx], self.present[idx], None if self.mask is None else self.mask[idx])
+        return type(self)(self.data[idx], self.present[idx], None if self.mask is None else self.mask[idx])
+
+    @classmethod
+    def concat(cls, parts: Sequence["ModalityBatch"]) -> "ModalityBatch":
+        """Batches of one input stacked in order (of the first part's kind)."""
+        mask = None if parts[0].mask is None else torch.cat([p.mask for p in parts])
+        return type(parts[0])(torch.cat([p.data for p in parts]), torch.cat([p.present for p in parts]), mask)
+
+
+@dataclass
+class Features(ModalityBatch):
+    """An input's frozen-encoder output (``(B, D)``, or tokens ``(B, T, D)`` with a mask), computed
+    on the data side in place of its decoded values (:mod:`tessera.features`).
+
+    A model hands it to the encoder's :meth:`~tessera.encoders.base.Encoder.encoded`, which
+    returns it as it is: the tower already ran, once per row, and nothing in it learns.
+    """
+
+    is_features: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -104,10 +124,12 @@ GAUSSIAN = Noise("gaussian_std", GAUSSIAN_STDS)
 
 @dataclass
 class LoadContext:
-    """Where a row lives, so decoders can resolve relative paths and name the row in errors."""
+    """Where a row lives, so decoders can resolve relative paths and name the row in errors;
+    ``cache_dir``: the feature cache, where derived text inputs keep their texts (None: not kept)."""
 
     base_dir: str | None = None
     row: int | None = None
+    cache_dir: str | None = None
 
 
 class Preprocessor(ABC):
@@ -182,6 +204,14 @@ class Preprocessor(ABC):
         names components and their widths. Default: nothing.
         """
         return {}
+
+    @classmethod
+    def derived_inputs(cls, col: pd.Series, base_dir: str | None) -> list[tuple[str, str]]:
+        """Other inputs this column can feed, for schema inference to propose: ``(modality, reason)``.
+
+        Default: none. A video proposes its sound track as an audio input.
+        """
+        return []
 
     @classmethod
     def check_column(cls, col: pd.Series, column: str) -> None:
@@ -259,6 +289,11 @@ class Preprocessor(ABC):
     def reference_statistics(self) -> dict[str, tuple[float, float]]:
         """Column -> (mean, std) of the training rows, which drift monitoring compares requests with. Default: none."""
         return {}
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether a cell is a file (a path or bytes) whose content is the value: media, and text derived from media."""
+        return self.media
 
     # -- helpers for subclasses ---------------------------------------------------------
     def describe(self) -> str:

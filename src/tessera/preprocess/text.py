@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from tessera.derive import derivation, derived_text
 from tessera.errors import DataError, SchemaError, TesseraError
 from tessera.media import is_missing
 from tessera.preprocess.base import FRACTIONS, LoadContext, ModalityBatch, Noise, Preprocessor, Sample, register
@@ -31,6 +32,11 @@ class TextPreprocessor(Preprocessor):
 
     ``lowercase`` applies to trained tokenizers only; a pretrained tokenizer keeps the
     normalisation it was trained with, because changing it would break its vocabulary.
+
+    ``via`` makes a derived input (:mod:`tessera.derive`): each cell is a file of another
+    modality (a recording, a photo) and the text is what ``via`` derives from it (``transcribe``,
+    ``ocr``). Such an input is fitted on the derived texts, which :meth:`Pipeline.fit
+    <tessera.pipeline.Pipeline.fit>` puts in the column (it knows where the files are).
     """
 
     default_encoder = "text_transformer"
@@ -45,8 +51,11 @@ class TextPreprocessor(Preprocessor):
         min_frequency: int = 2,
         max_length: int = 64,
         lowercase: bool = True,
+        via: str | None = None,
     ) -> None:
         super().__init__(columns)
+        if via is not None:
+            derivation(via, f"text column '{columns[0]}'")
         if tokenizer not in TOKENIZER_CHOICES:
             raise SchemaError(f"text tokenizer must be one of {TOKENIZER_CHOICES}, got {tokenizer!r}")
         if tokenizer == "pretrained" and not pretrained:
@@ -61,6 +70,7 @@ class TextPreprocessor(Preprocessor):
         self.min_frequency = min_frequency
         self.max_length = max_length
         self.lowercase = lowercase
+        self.via = via
         self._tokenizer: Tokenizer | None = None
 
     # -- learning -------------------------------------------------------------------
@@ -160,8 +170,19 @@ class TextPreprocessor(Preprocessor):
         return int(self.backend_tokenizer.padding["pad_id"])
 
     # -- per row ----------------------------------------------------------------------
+    @property
+    def reads_files(self) -> bool:
+        return self.via is not None
+
+    @property
+    def learns_from_texts(self) -> bool:
+        """Whether fitting reads the texts (a tokenizer trained on them; a pretrained one learns nothing)."""
+        return self.tokenizer != "pretrained"
+
     def load(self, values: Sequence[Any], ctx: LoadContext) -> Sample | None:
         value = values[0]
+        if self.via is not None:
+            value = derived_text(self.via, value, ctx.base_dir, ctx.cache_dir)
         if is_missing(value):
             return None
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -224,7 +245,8 @@ class TextPreprocessor(Preprocessor):
 
     def describe(self) -> str:
         name = f"pretrained {self.pretrained}" if self.tokenizer == "pretrained" else self.tokenizer
-        return f"text({self.columns[0]}; {name}, max_length={self.max_length})"
+        source = f"{self.via} of {self.columns[0]}" if self.via else self.columns[0]
+        return f"text({source}; {name}, max_length={self.max_length})"
 
 
 def _training_texts(series: pd.Series) -> Iterator[str]:

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import av
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from tessera.errors import DataError, SchemaError
@@ -22,6 +23,9 @@ from tessera.preprocess.image import check_image_options, image_uri, transform_i
 # What one video is worth decoding (VideoPreprocessor.decode_budget): frames are decoded front to
 # back up to the last one sampled, so the whole clip counts; 500 M pixels is ~20 s of 720p at 30 fps.
 DECODE_MAX_PIXELS = 500_000_000
+
+
+SOUND_PROBES = 5  # videos opened to see whether the column has a sound track
 
 
 def pick_indices(total: int, num_frames: int) -> list[int]:
@@ -52,6 +56,15 @@ def _video_stream(container: av.container.InputContainer, source: MediaSource) -
             f"no video stream in the file (streams found: {', '.join(found) or 'none'}{hint})", file=source.label
         )
     return container.streams.video[0]
+
+
+def has_audio_stream(value: Any, base_dir: str | None) -> bool:
+    """Whether a video cell's file holds an audio stream (False when it cannot be opened: inference only asks)."""
+    try:
+        with _open(resolve_media(value, base_dir)) as container:
+            return bool(container.streams.audio)
+    except DataError:
+        return False
 
 
 def count_frames(source: MediaSource) -> int:
@@ -147,6 +160,15 @@ class VideoPreprocessor(Preprocessor):
         self.channels = channels
         self.mean = None if mean is None else [float(m) for m in mean]
         self.std = None if std is None else [float(s) for s in std]
+
+    @classmethod
+    def derived_inputs(cls, col: pd.Series, base_dir: str | None) -> list[tuple[str, str]]:
+        """The sound track, when the sampled videos have one: the audio preprocessor reads it from the same files."""
+        values = [v for v in col.tolist() if not is_missing(v)][:SOUND_PROBES]
+        with_sound = sum(has_audio_stream(v, base_dir) for v in values)
+        if values and with_sound >= 0.5 * len(values):
+            return [("audio", f"the videos' sound track ({with_sound}/{len(values)} sampled files have an audio stream)")]
+        return []
 
     def load(self, values: Sequence[Any], ctx: LoadContext) -> Sample | None:
         value = values[0]

@@ -77,6 +77,7 @@ def predict_ray(
     from tessera.files import atomic_path
     from tessera.scale.runner import ray_session, tessera_errors
 
+    predictor.require_network("predicting on Ray")
     on_error = check_on_error(on_error or predictor.inference.on_error)
     report = SkipReport()
     written = 0

@@ -216,7 +216,7 @@ def fit_ray(
 
     assert isinstance(predictor, Predictor)
     cfg = predictor.train_config
-    prepared = split_and_fit(table, schema, target, cfg, encoders=predictor.model_config.chosen_encoders())
+    prepared = split_and_fit(table, schema, target, cfg, encoders=predictor.model_config.encoders)
     pipeline = predictor.pipeline = prepared.pipeline
     parts = prepared.tables
     if storage is None:

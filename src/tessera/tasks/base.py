@@ -62,6 +62,10 @@ class Task:
     # Schema inference asks the tasks in this order whether a target looks like theirs;
     # None: never inferred, the schema must name the task.
     inference_order: ClassVar[int | None] = None
+    # Which single-output scikit-learn model fits this task's encoded target (``preset: best``'s
+    # gradient boosting, leak detection): "classifier" (class indices, predict_proba gives
+    # scores), "regressor" (values in target units), or None (none does: multilabel).
+    tabular_learner: ClassVar[str | None] = None
 
     def __init__(self, columns: Sequence[str]) -> None:
         self.columns = list(columns)
@@ -165,6 +169,14 @@ class Task:
 
     def true_values(self, target: torch.Tensor) -> np.ndarray:
         """Encoded targets as the evaluation metrics take them."""
+        raise NotImplementedError
+
+    def outputs_from_scores(self, scores: np.ndarray) -> torch.Tensor:
+        """The inverse of :meth:`scores`: model outputs that give back these scores.
+
+        An ensemble averages its members' scores (probabilities, values); turned back into
+        outputs, they predict, serve and score through the task's own methods like one model's.
+        """
         raise NotImplementedError
 
     def summary_metrics(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:

@@ -23,6 +23,7 @@ class Multiclass(Task):
     main_metric = Goal("accuracy")
     monitor = Goal("accuracy")
     exclusive_classes = True
+    tabular_learner = "classifier"
     inference_order = 2  # the fallback: anything that is not several columns or a measured value
 
     @classmethod
@@ -115,6 +116,10 @@ class Multiclass(Task):
 
     def true_values(self, target: torch.Tensor) -> np.ndarray:
         return target.numpy().astype(np.int64)
+
+    def outputs_from_scores(self, scores: np.ndarray) -> torch.Tensor:
+        """Log-probabilities: softmax gives the probabilities back."""
+        return torch.from_numpy(np.log(np.clip(np.asarray(scores, np.float64), 1e-12, 1.0))).float()
 
     def summary_metrics(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         from sklearn import metrics as skm

@@ -91,6 +91,11 @@ class Multilabel(Task):
     def scores(self, outputs: torch.Tensor) -> np.ndarray:
         return torch.sigmoid(outputs.double()).numpy()
 
+    def outputs_from_scores(self, scores: np.ndarray) -> torch.Tensor:
+        """Logits: the sigmoid gives each label's probability back."""
+        p = np.clip(np.asarray(scores, np.float64), 1e-12, 1 - 1e-12)
+        return torch.from_numpy(np.log(p) - np.log1p(-p)).float()
+
     def true_values(self, target: torch.Tensor) -> np.ndarray:
         return target.numpy().astype(np.int64)
 

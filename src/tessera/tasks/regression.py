@@ -24,6 +24,7 @@ SCATTER_POINTS = 2000  # evaluation results: predicted vs true, subsampled
 class Regression(Task):
     main_metric = Goal("r2")
     monitor = Goal("loss", higher_is_better=False)
+    tabular_learner = "regressor"
     inference_order = 1
 
     def __init__(self, columns: Sequence[str]) -> None:
@@ -102,6 +103,11 @@ class Regression(Task):
 
     def true_values(self, target: torch.Tensor) -> np.ndarray:
         return np.asarray(self.decode(target.numpy()), dtype=np.float64)
+
+    def outputs_from_scores(self, scores: np.ndarray) -> torch.Tensor:
+        """Values back in the standardised units the model outputs."""
+        standard = (np.asarray(scores, np.float64) - self.mean) / self.std
+        return torch.from_numpy(standard).float().unsqueeze(-1)
 
     def summary_metrics(self, outputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         from sklearn import metrics as skm

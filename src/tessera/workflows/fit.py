@@ -36,7 +36,8 @@ def run_fit(
 
     In this process, a config without ``train.checkpoint_dir`` checkpoints into the output
     folder itself: a killed run leaves its best model there, loadable, with the state that
-    ``resume=True`` (``tessera fit CONFIG --resume``) continues from.
+    ``resume=True`` (``tessera fit CONFIG --resume``) continues from. ``preset: best``
+    trains many models into one ensemble and does not resume; its folder is written at the end.
     """
     if fit is None:
         if cfg.runner != "local":
@@ -47,11 +48,12 @@ def run_fit(
         fit = local_fit
     out = Path(output or cfg.output)
     train = cfg.train
-    if fit is local_fit and not train.checkpoint_dir:
+    if fit is local_fit and not train.checkpoint_dir and cfg.preset != "best":  # (best's networks keep no state)
         train = train.replace(checkpoint_dir=str(out))
     table, schema = resolve_data(cfg, on_inferred)
-    predictor = Predictor(model=cfg.model, train=train)
+    predictor = Predictor(model=cfg.model, train=train, preset=cfg.preset, time_limit=cfg.time_limit, exclude=cfg.exclude)
     fit(predictor, table, schema, target=cfg.data.get("target"), **({"resume": True} if resume else {}))
-    if not (train.checkpoint_dir and Path(train.checkpoint_dir).resolve() == out.resolve()):
-        predictor.save(out)  # (a run checkpointing into the output has saved its final model there)
+    checkpointed = train.checkpoint_dir and Path(train.checkpoint_dir).resolve() == out.resolve()
+    if predictor.ensemble is not None or not checkpointed:
+        predictor.save(out)  # (a network checkpointing into the output has saved its final model there)
     return predictor, out
