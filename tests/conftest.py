@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -123,3 +125,44 @@ def benchmark_module():
         return module
 
     return load
+
+
+@contextmanager
+def serve_in_thread(app: Any, guarded: bool = False) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free port of 127.0.0.1, in a thread; yields its URL.
+
+    ``guarded``: with the transport limits `tessera serve` runs (:mod:`tessera.serve.connections`),
+    which close a connection whose refused body runs past the size cap, so a client still
+    sending it may see the connection reset instead of the 413.
+    """
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from tessera.serve.connections import uvicorn_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if guarded:
+        settings = uvicorn_config(app, app.state.tessera.config, "127.0.0.1", port, log_level="warning")
+    else:
+        settings = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

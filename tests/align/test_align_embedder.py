@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tessera.align import Embedder
+from tessera.errors import DataError
 
 
 
@@ -36,5 +37,6 @@ def test_plain_strings_take_the_tokenizer_path_and_match_the_table_path(minilm: 
     # two tokenizer batches, padded to their own longest rows: float rounding apart, the same vectors
     np.testing.assert_allclose(embedder.embed("caption", texts, batch_size=2), via_table, atol=1e-6)
     assert calls == []
-    embedder.embed("caption", ["fine", None])  # a missing value: the table path, which leaves it out
-    assert len(calls) == 1
+    with pytest.raises(DataError, match="row 1, column 'caption'.*nothing to embed"):
+        embedder.embed("caption", ["fine", None])  # one vector per value, so a missing one is an error, not left out
+    assert calls == []

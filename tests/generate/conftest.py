@@ -109,6 +109,24 @@ def caption_table(tmp_path_factory) -> tuple[pd.DataFrame, Path]:
     return write_images(folder), folder
 
 
+def fit_captioner(lm: Path, frame: pd.DataFrame, folder: Path):
+    """A Generator (a small CNN -> 2 tokens -> the frozen tiny LM) that learns each color's caption: ~3 s.
+
+    No prompt: the image's tokens alone ask for the caption (with a prompt, 20 epochs are not enough).
+    """
+    from tessera.generate import Generator
+
+    config = {
+        "data": {"input": "photo", "text": "caption", "options": {"size": 16}},
+        "encoder": {"name": "image_cnn", "options": {"dim": 32, "width": 8}, "trainable": True},
+        "projector": {"kind": "mlp", "options": {"tokens": 2}},
+        "lm": {"source": str(lm)},
+        "chat": "none",
+        "train": {"epochs": 20, "batch_size": 4, "lr": 3e-3},
+    }
+    return Generator.fit(frame, config, base_dir=folder)
+
+
 @pytest.fixture(scope="session")
 def saved_captioner(caption_table, tmp_path_factory) -> tuple[Path, Path]:
     """A small CNN + decoder trained from scratch on the colour squares, saved; and its table as a CSV."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_SCHEMA, write_tiny_table
+from tests.conftest import TINY_SCHEMA, serve_in_thread, write_tiny_table
 
 
 @dataclass
@@ -86,32 +86,40 @@ def make_client(loaded, keys_file, tmp_path):
 @pytest.fixture
 def live_server(loaded, keys_file, tmp_path):
     """A real uvicorn server on 127.0.0.1 (in a thread), with the protocol `tessera serve` runs: (url, key, feedback database)."""
-    import socket
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
     from tessera.serve import ServeConfig, create_app
-    from tessera.serve.connections import uvicorn_config
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     db = tmp_path / "feedback.db"
-    config = ServeConfig(keys_file=keys_file[0], feedback_db=str(db))
-    app = create_app(config, **loaded)
-    server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield url, keys_file[1], db
-    server.should_exit = True
-    thread.join(timeout=10)
+    app = create_app(ServeConfig(keys_file=keys_file[0], feedback_db=str(db)), **loaded)
+    with serve_in_thread(app, guarded=True) as url:
+        yield url, keys_file[1], db
+
+
+@pytest.fixture(scope="session")
+def generators(built, tmp_path_factory) -> dict:
+    """Generators saved to folders and loaded as `tessera serve --generator ...` loads them.
+
+    A captioner that learnt one caption per color (``tiny-captioner``: image -> text), the
+    tiny LM alone (``tiny-lm``: text -> text), and untrained diffusion models over the
+    served embedder's 16-d text vectors: ``tiny-images`` (16x16 grayscale) and ``tiny-voice``
+    (FSDD-shaped log-mel spectrograms, two speakers). Untrained, they draw noise: enough for
+    the API (sizes, formats, seeds), which is what these tests check.
+    """
+    from tessera.generate.diffusion import Denoiser, DiffusionGenerator, ModelSettings, TextConditioner
+    from tessera.serve.state import load_models
+    from tests.generate.conftest import build_tiny_lm, fit_captioner, write_images
+
+    root = tmp_path_factory.mktemp("generators")
+    lm = build_tiny_lm(root / "tiny-lm")
+    frame = write_images(root / "photos")
+    fit_captioner(lm, frame, root / "photos").save(root / "tiny-captioner")
+    text = TextConditioner(str(built.embedder))
+    torch.manual_seed(0)
+    pictures = ModelSettings(block_out_channels=(16, 32), attention_levels=(1,), context_dim=32, patch=2)
+    DiffusionGenerator(net=Denoiser(pictures, 1, 16, text.dim), model=pictures, text=text, shape=(1, 16, 16),
+                       meta={"task": "text2image"}).save(root / "tiny-images")
+    spectrograms = ModelSettings(block_out_channels=(16, 32), attention_levels=(1,), context_dim=32, patch=4)
+    DiffusionGenerator(net=Denoiser(spectrograms, 1, 64, text.dim + 2), model=spectrograms, text=text, shape=(1, 64, 64),
+                       label_names=["ann", "bob"], meta={"task": "text2speech", "sample_rate": 8000}).save(root / "tiny-voice")
+    loaded = load_models(None, None, None, generators=[str(root / "tiny-captioner"), str(lm)],
+                         image_generators=[root / "tiny-images"], speech_generators=[root / "tiny-voice"])
+    return loaded["generators"]

@@ -107,6 +107,8 @@ def test_embed_text_and_image(built, make_client) -> None:
     np.testing.assert_allclose(vec, direct, atol=1e-5)
     r = client.post("/v1/embed", files={"file": ("a.png", image_bytes(built), "image/png")}, headers=headers)
     assert r.status_code == 200 and r.json()["modality"] == "image" and r.json()["dim"] == 16
+    for empty in ({"json": {"input": "text", "text": " "}}, {"data": {"text": ""}}):  # one vector per value: none for nothing
+        assert_problem(client.post("/v1/embed", headers=headers, **empty), 422, "missing or empty: there is nothing to embed")
 
 
 def test_search_text_image_composed_and_filtered(built, make_client) -> None:

@@ -25,7 +25,7 @@ import torch
 
 import tessera
 from tessera.align.model import AlignModel, build_align_model
-from tessera.errors import SchemaError, SkipReport, TesseraError
+from tessera.errors import DataError, SchemaError, SkipReport, TesseraError
 from tessera.files import atomic_dir
 from tessera.media import is_missing
 from tessera.pipeline import Pipeline, iterate
@@ -127,10 +127,15 @@ class Embedder:
 
         A value is what a table cell holds: text, a file path (relative to ``base_dir``),
         raw bytes, or for a multi-column input a mapping of column to value. A value that
-        cannot be decoded raises a :class:`~tessera.errors.DataError` naming its position.
+        cannot be decoded raises a :class:`~tessera.errors.DataError` naming its position, and
+        so does a missing one (None, NaN, empty text): a table skips such a row, but here the
+        caller expects one vector per value.
         """
         name = self.resolve_input(name)
         pre = self.pipeline.preprocessors[name]
+        missing = [i for i, v in enumerate(values) if is_missing(v)] if len(pre.columns) == 1 else []
+        if missing:
+            raise DataError("the value is missing or empty: there is nothing to embed", row=missing[0], column=name)
         if isinstance(pre, TextPreprocessor) and values and all(isinstance(v, str) and not is_missing(v) for v in values):
             return self._embed_texts(name, pre, list(values), batch_size)
         columns = pre.columns

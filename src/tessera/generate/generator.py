@@ -29,7 +29,7 @@ from tessera.errors import SchemaError, TesseraError
 from tessera.generate.chat import Message, get_chat_format, resolve_chat_format
 from tessera.generate.config import GenerateConfig
 from tessera.generate.lm import build_scratch_lm, hidden_size, is_gguf, load_causal_lm, train_tokenizer
-from tessera.generate.model import MultimodalLM
+from tessera.generate.model import MultimodalLM, StreamedReply
 from tessera.generate.projector import create_projector
 from tessera.generate.train import PairedSplit, run_stages
 from tessera.files import atomic_dir
@@ -195,8 +195,12 @@ class Generator:
         *,
         base_dir: str | os.PathLike | None = None,
         **options: Any,
-    ) -> Iterator[str]:
-        """The reply to one input (or one prompt, text-only) as pieces of text while it is generated."""
+    ) -> StreamedReply:
+        """The reply to one input (or one prompt, text-only) as pieces of text while it is generated.
+
+        The returned :class:`~tessera.generate.model.StreamedReply` also counts the prompt's and
+        the reply's tokens, and stops the generation when closed early.
+        """
         media = None
         if self.pipeline is not None:
             if input is None:

@@ -215,12 +215,23 @@ class MultimodalLM(nn.Module):
         temperature: float,
         top_p: float,
         use_cache: bool,
+        fit_context: bool = False,
         **extra: Any,
     ) -> dict[str, Any]:
+        """``generate``'s arguments; a prompt that leaves no room for ``max_new_tokens`` in the LM's context is an
+        error, unless ``fit_context``, which asks for only what the context leaves."""
         if max_new_tokens < 1:
             raise SchemaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         media = self.prefix(batch) if batch is not None and self.encoder is not None else None
         inputs, mask, _ = self.assemble(media, prompts, left_pad=True)
+        limit = max_positions(self.lm)
+        if limit is not None and inputs.shape[1] + max_new_tokens > limit and fit_context and inputs.shape[1] < limit:
+            max_new_tokens = limit - inputs.shape[1]
+        if limit is not None and inputs.shape[1] + max_new_tokens > limit:
+            raise SchemaError(
+                f"the prompt is {inputs.shape[1]} tokens and up to {max_new_tokens} more were asked for; this LM reads "
+                f"at most {limit} tokens: shorten the prompt or ask for fewer new tokens"
+            )
         kwargs: dict[str, Any] = dict(
             inputs_embeds=inputs,
             attention_mask=mask,
@@ -271,32 +282,103 @@ class MultimodalLM(nn.Module):
         temperature: float = 1.0,
         top_p: float = 1.0,
         use_cache: bool = True,
-    ) -> Iterator[str]:
-        """Pieces of one reply as they are generated; joined, they equal :meth:`generate`'s reply."""
-        from transformers import TextIteratorStreamer
+        fit_context: bool = False,
+    ) -> StreamedReply:
+        """Pieces of one reply as they are generated; joined, they equal :meth:`generate`'s reply.
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        The prompt is assembled (and the media encoded) now, so its token count and a prompt
+        too long for the LM are known before the first piece; generation starts on the first
+        ``next``. Closing the reply early (a client that went away) stops the generation.
+        ``fit_context``: ``max_new_tokens`` is an upper bound, lowered to what the LM's context
+        leaves after the prompt (rather than an error).
+        """
         with torch.no_grad():
             kwargs = self._generate_kwargs(
-                batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, streamer=streamer
+                batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, fit_context
             )
+        return StreamedReply(self.lm, self.tokenizer, kwargs, self.stop_strings)
+
+
+def max_positions(lm: nn.Module) -> int | None:
+    """The longest sequence the LM's position scheme covers, as its config states it (None: unstated)."""
+    config = getattr(lm, "config", None)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+class _Cancelled:
+    """A stopping criterion that ends every row once ``event`` is set (transformers checks it after each token)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Tensor, scores: Any, **kwargs: Any) -> Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class StreamedReply:
+    """One reply, piece by piece (iterate it), with its token counts; :meth:`close` stops the generation.
+
+    ``prompt_tokens``: the mixed sequence the LM reads (text and media tokens). ``reply_tokens``:
+    tokens generated so far, the stop token included. ``hit_limit``: the reply ran into
+    ``max_new_tokens`` rather than ending by itself.
+    """
+
+    def __init__(self, lm: nn.Module, tokenizer: Any, kwargs: dict[str, Any], stop_strings: Sequence[str]) -> None:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        counter = self
+
+        class Streamer(TextIteratorStreamer):
+            def put(self, value: Tensor) -> None:
+                prompt = self.skip_prompt and self.next_tokens_are_prompt
+                super().put(value)
+                if not prompt:
+                    counter.reply_tokens += int(value.numel())
+
+        self.prompt_tokens = int(kwargs["attention_mask"].sum())
+        self.max_new_tokens = int(kwargs["max_new_tokens"])
+        self.reply_tokens = 0
+        self._cancel = threading.Event()
+        self._streamer = Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._kwargs = dict(kwargs, streamer=self._streamer, stopping_criteria=StoppingCriteriaList([_Cancelled(self._cancel)]))
+        self._lm, self._stops = lm, stop_strings
+        self._pieces = self._run()
+
+    @property
+    def hit_limit(self) -> bool:
+        return self.reply_tokens >= self.max_new_tokens
+
+    def __iter__(self) -> StreamedReply:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._cancel.set()
+        self._pieces.close()
+
+    def _run(self) -> Iterator[str]:
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
                 with torch.no_grad():
-                    self.lm.generate(**kwargs)
+                    self._lm.generate(**self._kwargs)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(e)
-                streamer.end()
+                self._streamer.end()
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        reply = ReplyStream(self.stop_strings)
-        for piece in streamer:
-            if out := reply.push(piece):
-                yield out
-        worker.join()
+        reply = ReplyStream(self._stops)
+        try:
+            for piece in self._streamer:
+                if out := reply.push(piece):
+                    yield out
+        finally:  # also when the consumer stops early: the generation ends after its current token
+            self._cancel.set()
+            worker.join()
         if errors:
             raise errors[0]
         if out := reply.close():

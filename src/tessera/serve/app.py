@@ -1,8 +1,8 @@
-"""The HTTP API: predict, embed, search, feedback, models, health, metrics, and the search page.
+"""The HTTP API: predict, embed, search, feedback, generate (text, images, speech), models, health, metrics, the page.
 
 :func:`create_app` builds a FastAPI app around loaded models (a fused
 :class:`~tessera.predictor.Predictor`, an :class:`~tessera.align.Embedder`, a search
-index; any subset). This module is the wiring only: the state the routes share
+index, generators; any subset). This module is the wiring only: the state the routes share
 (:mod:`tessera.serve.state`), middleware, error handlers (:mod:`tessera.serve.problems`)
 and the routers (:mod:`tessera.serve.routes`). Model calls go through
 :class:`~tessera.serve.batching.Batcher`, so concurrent requests share one forward pass.
@@ -16,7 +16,7 @@ request still arriving, too many connections) is limited by the server it runs i
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Mapping
 
 from fastapi import FastAPI
 
@@ -24,11 +24,11 @@ from tessera.serve import problems
 from tessera.serve.config import ServeConfig
 from tessera.serve.limits import BodySizeLimit
 from tessera.serve.metrics import RequestMetrics
-from tessera.serve.routes import embed, feedback, health, models, monitor, page, predict, search
+from tessera.serve.routes import chat, embed, feedback, generate, health, images, models, monitor, page, predict, search, speech
 from tessera.serve.state import ServerState, load_models
 
 __all__ = ["ServeConfig", "create_app", "load_models"]
-ROUTERS = (health, models, monitor, predict, embed, search, feedback, page)  # the order of the spec's paths
+ROUTERS = (health, models, monitor, predict, embed, search, feedback, generate, chat, images, speech, page)  # the order of the spec's paths
 
 
 @asynccontextmanager
@@ -38,12 +38,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(config: ServeConfig, *, predictor: Any = None, embedder: Any = None, searcher: Any = None,
-               onnx_text: dict[str, Any] | None = None) -> FastAPI:
+               onnx_text: dict[str, Any] | None = None, generators: Mapping[str, Any] | None = None) -> FastAPI:
     """The app for these models. Pass loaded objects; ``tessera serve`` loads them from folders (:func:`load_models`).
 
     ``onnx_text``: text inputs of the embedder exported to ONNX Runtime (see :func:`load_models`).
+    ``generators``: model id -> a loaded text generator, transcriber or diffusion generator.
     """
-    state = ServerState.start(config, predictor, embedder, searcher, onnx_text)
+    state = ServerState.start(config, predictor, embedder, searcher, onnx_text, generators)
     app = FastAPI(
         title="Tessera",
         version="1",

@@ -8,7 +8,7 @@ spec entries come from :func:`body_doc`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,3 +104,95 @@ def _inline(schema: dict) -> dict:
         return node
 
     return walk(schema)
+
+
+# -- generation ------------------------------------------------------------------------------------
+# The OpenAI-compatible bodies take OpenAI's field names; fields OpenAI has and this server does not
+# (penalties, tools, logprobs ...) are refused by name rather than silently ignored.
+MAX_MESSAGES = 64
+MAX_STOPS = 4
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, max_length=256, description="A text model's id (see /v1/models); default: the only one.")
+    prompt: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="Default: the prompt the model was trained with.")
+    input: Any = Field(None, description="The image or sound the prompt is about: base64 (or a data: URL), or {'base64': ...}.")
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, description="0 or absent: greedy decoding.")
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    stop: list[str] | None = Field(None, max_length=MAX_STOPS)
+    stream: bool = False
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] = Field(
+        description="Text, or parts: {type: text, text}, {type: image_url, image_url: {url: 'data:image/...;base64,...'}}, "
+        "{type: input_audio, input_audio: {data: base64, format: wav | mp3}}."
+    )
+    name: str | None = Field(None, max_length=256)
+
+
+class ChatBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, description="0 or absent: greedy decoding.")
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1, description="Must be 1: one choice per request.")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(None, max_length=256)
+
+
+class ImagesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1, max_length=1000)
+    model: str | None = Field(None, max_length=256)
+    n: int = Field(1, ge=1)
+    size: str | None = Field(None, max_length=32, description="WIDTHxHEIGHT; only the size the model draws.")
+    response_format: str | None = Field(None, description="b64_json (no URLs: nothing is stored)")
+    output_format: str | None = Field(None, description="png")
+    user: str | None = Field(None, max_length=256)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Tessera: the starting noise (same seed, same images).")
+    guidance: float | None = Field(None, ge=0, le=50, description="Tessera: classifier-free guidance scale.")
+    steps: int | None = Field(None, ge=1, description="Tessera: sampling steps.")
+
+
+class SpeechBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(max_length=256)
+    input: str = Field(min_length=1, max_length=1000)
+    voice: str = Field(max_length=256, description="A speaker the model was trained with (see /v1/models).")
+    response_format: str | None = Field(None, description="wav")
+    speed: float | None = Field(None, description="1 only")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    guidance: float | None = Field(None, ge=0, le=50)
+    steps: int | None = Field(None, ge=1)
+
+
+GENERATE_FORM = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "seed": {"type": "integer", "minimum": 0},
+        "stream": {"type": "boolean"},
+    },
+}

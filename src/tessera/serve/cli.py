@@ -68,6 +68,10 @@ def serve_command(
     torch_threads: Optional[int] = typer.Option(None, help="Threads per model call (default: cores / model processes; in-process: cores - 1, leaving one for HTTP)."),
     quantize: bool = typer.Option(False, help="Int8 Linear layers: faster on CPU, outputs move slightly (see benchmarks/serve.py)."),
     runtime: str = typer.Option("torch", help="'onnx': run sentence-transformers text inputs in ONNX Runtime (exported at start; needs tessera[onnx])."),
+    generator: list[str] = typer.Option([], "--generator", help="A text model for /v1/generate and /v1/chat/completions (repeatable): a saved generator folder, a pretrained LM (gguf:gemma3-270m, a folder) or 'whisper' to transcribe."),
+    image_generator: list[Path] = typer.Option([], "--image-generator", help="A saved text-to-image generator folder for /v1/images/generations (repeatable)."),
+    speech_generator: list[Path] = typer.Option([], "--speech-generator", help="A saved text-to-speech generator folder for /v1/audio/speech (repeatable)."),
+    max_new_tokens: int = typer.Option(512, help="Most tokens one generated reply may ask for."),
 ) -> None:
     """Start the HTTP API and search page under uvicorn."""
     if ctx.invoked_subcommand is not None:
@@ -84,13 +88,16 @@ def serve_command(
     config = ServeConfig(
         keys_file=keys, feedback_db=feedback_db, max_body_bytes=int(max_body_mb * 1024 * 1024), rate_per_minute=rate_per_minute,
         batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms, cors_origins=list(cors_origin), log_requests=log_requests,
+        max_new_tokens=max_new_tokens,
         feedback_max_mb=feedback_max_mb or None, feedback_retention_days=feedback_retention_days or None,
         header_timeout_s=header_timeout, body_timeout_s=body_timeout, body_min_rate=body_min_rate,
         keep_alive_s=keep_alive, max_connections=max_connections,
     )
     config.model_processes = model_processes if model_processes is not None else default_model_processes()
     config.torch_threads = torch_threads if torch_threads is not None else default_torch_threads(config.model_processes)
-    app = create_app(config, **load_models(model, index, embedder, quantize=quantize, runtime=runtime))
+    loaded = load_models(model, index, embedder, quantize=quantize, runtime=runtime, generators=generator,
+                         image_generators=image_generator, speech_generators=speech_generator)
+    app = create_app(config, **loaded)
     # The loaded models are long-lived objects; frozen, the garbage collector stops re-scanning them.
     gc.collect()
     gc.freeze()

@@ -1,4 +1,4 @@
-"""How one server is set up: keys, limits, batching, where its model calls run."""
+"""How one server is set up: keys, limits, batching, where its model calls run, what one generation may cost."""
 
 from __future__ import annotations
 
@@ -38,3 +38,8 @@ class ServeConfig(Settings):
     # 0: models run in this process, on the batchers' threads. N: N worker processes, each with a
     # copy of the models (N x the memory), so model calls never wait on the event loop's GIL.
     model_processes: int = 0
+    # Generation (tessera.serve.generators): what one request may ask for, and how many may queue per model.
+    max_new_tokens: int = 512  # most tokens one text reply may ask for (max_tokens)
+    max_images: int = 4  # most images one /v1/images/generations request may ask for (n)
+    max_sampling_steps: int = 100  # most diffusion steps a request may ask for
+    generation_queue: int = 8  # requests running or waiting per generator; more get a 503 with Retry-After

@@ -1,7 +1,6 @@
-"""Per-key rate limits counted in cost, and a cap on request size, so one client cannot starve or exhaust the server.
+"""A per-request cost meter for the key's rate limit, and a cap on request size, so one client cannot starve or exhaust the server.
 
-The rate limit is a token bucket per key (refills continuously, holds one minute's worth),
-in memory: fine for one server process; several replicas would need a shared store. It
+The rate limit itself is :class:`tessera.ratelimit.RateLimiter` (a token bucket per key). It
 counts *units*, not requests: a request is one unit, and its media add what decoding them
 costs (:class:`Meter`: decoded pixels and audio seconds), so a client sending large images
 reaches its limit long before one sending captions. A request is admitted while its key's
@@ -18,13 +17,12 @@ for its key or its size) is dropped by the server as it arrives, up to the same 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
 from tessera.preprocess import DecodeCost
+from tessera.serve.problems import problem_body
 
 # A unit of media is ~12 ms of decoding. Measured on this project's 2-core machine (load 9-12):
 # decoding and resizing a 1000x1000 PNG took 124 ms, a 500x500 one 35 ms; a 10 s clip took 18 ms
@@ -42,36 +40,6 @@ class Meter:
 
     def add(self, cost: DecodeCost) -> None:
         self.units += cost.pixels / PIXELS_PER_UNIT + cost.seconds / SECONDS_PER_UNIT
-
-
-class RateLimiter:
-    """Token buckets per key, in units per minute."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, per_minute: int, units: float = 1.0, need: float = 1.0) -> tuple[bool, float]:
-        """Take ``units`` if the bucket holds at least ``need`` (it may go into debt by the rest).
-
-        -> (taken, seconds until the bucket holds ``need`` again). ``per_minute <= 0``: no limit.
-        """
-        if per_minute <= 0:
-            return True, 0.0
-        rate = per_minute / 60.0
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(per_minute), now))
-            tokens = min(float(per_minute), tokens + (now - last) * rate)
-            if tokens >= need:
-                self._buckets[key] = (tokens - units, now)
-                return True, 0.0
-            self._buckets[key] = (tokens, now)
-            return False, (need - tokens) / rate
-
-    def allow(self, key: str, per_minute: int) -> tuple[bool, float]:
-        """One request's admission: one unit, if the bucket holds one."""
-        return self.take(key, per_minute)
 
 
 class BodyTooLarge(HTTPException):
@@ -96,10 +64,10 @@ class BodySizeLimit:
             try:
                 too_big = int(declared) > self.max_bytes
             except ValueError:
-                await self._refuse(send, 400, "Bad request", "the Content-Length header is not a number", "bad_request")
+                await self._refuse(send, scope["path"], 400, "the Content-Length header is not a number", "bad_request")
                 return
             if too_big:
-                await self._refuse(send, 413, "Payload too large", self._detail(int(declared)), "payload_too_large")
+                await self._refuse(send, scope["path"], 413, self._detail(int(declared)), "payload_too_large")
                 return
         seen = 0
 
@@ -118,7 +86,8 @@ class BodySizeLimit:
         return f"the request body is {n} bytes or more; this server accepts at most {self.max_bytes} bytes"
 
     @staticmethod
-    async def _refuse(send: Any, status: int, title: str, detail: str, kind: str) -> None:
-        body = json.dumps({"type": f"https://tessera.dev/problems/{kind}", "title": title, "status": status, "detail": detail}).encode()
+    async def _refuse(send: Any, path: str, status: int, detail: str, kind: str) -> None:
+        status, problem = problem_body(path, status, detail, kind)
+        body = json.dumps(problem).encode()
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

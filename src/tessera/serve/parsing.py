@@ -13,7 +13,7 @@ database can store) and ``NaN``; every refusal is a 400.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import pydantic_core
 from fastapi import Request
@@ -21,10 +21,22 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from tessera.serve import inputs as rq
-from tessera.serve.bodies import MAX_QUERY_PARTS, EmbedBody, FeedbackBody, PredictBody, QueryPart, SearchBody
+from tessera.serve.bodies import (
+    MAX_QUERY_PARTS,
+    ChatMessage,
+    EmbedBody,
+    FeedbackBody,
+    GenerateBody,
+    PredictBody,
+    QueryPart,
+    SearchBody,
+)
 from tessera.serve.dependencies import Authorized
 from tessera.serve.limits import Meter
 from tessera.serve.problems import Problem
+
+if TYPE_CHECKING:
+    from tessera.serve.generators import Served
 
 
 class Part(NamedTuple):
@@ -138,6 +150,130 @@ def _json_part(part: EmbedBody | QueryPart, fields: Mapping[str, rq.Field], mete
     sent = part.text if part.text is not None else {"base64": part.base64}
     value = rq.cell(f, sent, meter, name=part.input, from_json=True)
     return Part(f, value, getattr(part, "weight", 1.0))
+
+
+# -- generation ------------------------------------------------------------------------------------
+AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}  # what OpenAI's input_audio parts may declare
+MAX_CONVERSATION_CHARS = 4 * rq.MAX_TEXT_CHARS
+PLURAL = {"image": "images", "audio": "audio", "video": "videos"}
+
+
+class GenerateRequest(NamedTuple):
+    """A ``/v1/generate`` request: the text model it asks, its fields, and its input's checked bytes (or None)."""
+
+    served: Served
+    body: GenerateBody
+    media: bytes | None
+
+
+async def generate_request(request: Request, caller: Authorized) -> GenerateRequest:
+    """JSON (:class:`~tessera.serve.bodies.GenerateBody`) or a form with the same fields and the input as ``file``."""
+    if is_json(request):
+        body = validate(GenerateBody, await read_json(request))
+        value, declared, name = body.input, None, "input"
+    else:
+        form = await read_form(request)
+        fields = {n: form_str(form, n) for n in form.keys() if n != "file"}
+        body = validate(GenerateBody, {n: v for n, v in fields.items() if v not in (None, "")})
+        value, declared = form_value(form, "file")
+        name = "file"
+    served = caller.state.generators.get(body.model, "chat")
+    if value is None:
+        if served.modality is not None:
+            raise Problem(422, f"model {served.id!r} reads {PLURAL[served.modality]}: send one as {name!r}",
+                          kind="invalid_request")
+        return GenerateRequest(served, body, None)
+    if served.modality is None:
+        raise Problem(422, f"model {served.id!r} reads text only: leave out {name!r}", kind="wrong_part_type")
+    meter = Meter()
+    media = media_cell(value, served, name, meter, declared)
+    caller.charge(meter.units)
+    return GenerateRequest(served, body, media)
+
+
+def media_cell(value: Any, served: Served, name: str, meter: Meter, declared: str | None = None) -> bytes:
+    """Media for a generator, checked, bounded and metered as any model input's are (:func:`tessera.serve.inputs.cell`)."""
+    return rq.cell(served.field, value, meter, name=name, declared_type=declared, from_json=True)
+
+
+def chat_conversation(messages: list[ChatMessage], served: Served,
+                      caller: Authorized) -> tuple[list[dict[str, str]], bytes | None]:
+    """OpenAI chat messages as Tessera's (``{role, content}``), and the one image or sound among their parts.
+
+    The media's place in its message becomes the model's placeholder (``<image>``), so the
+    model reads it where the client put it. ``developer`` is OpenAI's newer name for ``system``.
+    What decoding the media costs is charged to the caller's key.
+    """
+    meter = Meter()
+    out: list[dict[str, str]] = []
+    media: bytes | None = None
+    for i, m in enumerate(messages):
+        role = "system" if m.role == "developer" else m.role
+        if isinstance(m.content, str):
+            out.append({"role": role, "content": m.content})
+            continue
+        texts = []
+        for j, part in enumerate(m.content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type")
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise Problem(422, f"{where}: a text part needs 'text' (a string)", kind="invalid_request", param=where)
+                texts.append(part["text"])
+                continue
+            if kind not in ("image_url", "input_audio"):
+                raise Problem(422, f"{where}: part type {kind!r} is not supported; use 'text', 'image_url' (a data: URL) "
+                              "or 'input_audio'", kind="wrong_part_type", param=where)
+            modality = "image" if kind == "image_url" else "audio"
+            if served.modality != modality:
+                reads = f"text and {PLURAL[served.modality]}" if served.modality else "text only"
+                raise Problem(422, f"{where}: model {served.id!r} reads {reads}, not {PLURAL[modality]} ({kind} part)",
+                              kind="wrong_part_type", param=where)
+            if role != "user":
+                raise Problem(422, f"{where}: only user messages may carry an {modality}", kind="invalid_request", param=where)
+            if media is not None:
+                raise Problem(422, f"{where}: one {modality} per request, and this is the second", kind="invalid_request",
+                              param=where)
+            media = (_image_part if kind == "image_url" else _audio_part)(part, where, served, meter)
+            texts.append(served.placeholder)
+        out.append({"role": role, "content": "\n".join(texts)})
+    if sum(len(m["content"]) for m in out) > MAX_CONVERSATION_CHARS:
+        raise Problem(413, f"the messages' text is over {MAX_CONVERSATION_CHARS} characters", kind="payload_too_large")
+    if media is None and served.modality is not None:
+        part = "an image_url" if served.modality == "image" else "an input_audio"
+        raise Problem(422, f"model {served.id!r} reads {PLURAL[served.modality]}: send one as {part} part of a user message",
+                      kind="invalid_request", param="messages")
+    caller.charge(meter.units)
+    return out, media
+
+
+def _image_part(part: dict[str, Any], where: str, served: Served, meter: Meter) -> bytes:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else None
+    if not isinstance(url, str):
+        raise Problem(422, f"{where}: image_url must be {{'url': 'data:image/...;base64,...'}}", kind="invalid_request",
+                      param=where)
+    if not url.startswith("data:"):
+        raise Problem(422, f"{where}: only data: URLs are accepted ('data:image/png;base64,...'); this server fetches "
+                      "nothing from the network", kind="invalid_request", param=where)
+    header, _, payload = url[len("data:"):].partition(",")
+    if not header.endswith(";base64"):
+        raise Problem(422, f"{where}: the data: URL must be base64 ('data:image/png;base64,...')", kind="invalid_request",
+                      param=where)
+    declared = header.removesuffix(";base64").split(";")[0] or None
+    return media_cell({"base64": payload}, served, where, meter, declared)
+
+
+def _audio_part(part: dict[str, Any], where: str, served: Served, meter: Meter) -> bytes:
+    spec = part.get("input_audio")
+    if not isinstance(spec, dict) or not isinstance(spec.get("data"), str):
+        raise Problem(422, f"{where}: input_audio must be {{'data': base64, 'format': 'wav' or 'mp3'}}",
+                      kind="invalid_request", param=where)
+    fmt = spec.get("format")
+    if fmt is not None and fmt not in AUDIO_FORMATS:
+        raise Problem(422, f"{where}: input_audio format must be one of {sorted(AUDIO_FORMATS)}, got {fmt!r}",
+                      kind="invalid_request", param=where)
+    return media_cell({"base64": spec["data"]}, served, where, meter, AUDIO_FORMATS.get(fmt))
 
 
 # -- the body as JSON or a form ------------------------------------------------------------------

@@ -4,6 +4,12 @@ Handlers are installed for our own :class:`Problem`, FastAPI's validation errors
 HTTP errors, a search filter the index refuses (422), Tessera's data/schema errors (the
 request's content is unusable: 422) and, last, anything else (500, logged with its
 traceback, nothing internal sent to the client).
+
+The OpenAI-compatible routes (:data:`OPENAI_PATHS`) answer in a shape OpenAI's clients read
+as well: the problem's fields plus an ``error`` object (``message``, ``type``, ``param``,
+``code``), which is where the official ``openai`` package takes an exception's message from;
+and, as OpenAI does, 400 rather than 415 or 422 for a request it cannot use, so the client
+raises ``BadRequestError``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,27 @@ TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/images/generations", "/v1/audio/speech", "/v1/models"})
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_error(status: int, detail: str, kind: str, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error object for a problem (``code`` is the problem's kind)."""
+    kind_of_error = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"message": detail, "type": kind_of_error, "param": param, "code": kind}
+
+
+def problem_body(path: str | None, status: int, detail: str, kind: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """The status and JSON of a problem, with OpenAI's ``error`` object (and 400 for 415/422) on its routes."""
+    openai = path in OPENAI_PATHS
+    if openai and status in (415, 422):
+        status = 400
+    body = {"type": f"https://tessera.dev/problems/{kind}", "title": TITLES.get(status, "Error"), "status": status,
+            "detail": detail, **extra}
+    if openai:
+        body["error"] = openai_error(status, detail, kind, extra.get("param"))
+    return status, body
 
 
 class Problem(Exception):
@@ -48,13 +75,7 @@ class Problem(Exception):
 
 
 def problem_response(request: Request | None, status: int, detail: str, kind: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {
-        "type": f"https://tessera.dev/problems/{kind}",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
+    status, body = problem_body(request.url.path if request is not None else None, status, detail, kind, **extra)
     if request is not None:
         body["instance"] = request.url.path
         rid = getattr(request.state, "request_id", None)

@@ -13,15 +13,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from tessera.errors import TesseraError
+from tessera.ratelimit import RateLimiter
 from tessera.serve import inputs as rq
 from tessera.serve.auth import KeyStore
 from tessera.serve.batching import Batcher
 from tessera.serve.config import ServeConfig
 from tessera.serve.feedback import FeedbackStore
-from tessera.serve.limits import RateLimiter
+from tessera.serve.generators import Generators
 from tessera.serve.metrics import Metrics
 from tessera.serve.monitoring import DriftMonitor, reference_vectors
 from tessera.serve.workers import InProcess, ModelCalls, WorkerProcesses
@@ -42,7 +43,7 @@ class Models:
         for m in self.onnx_text.values():
             m.threads = config.torch_threads or 1
         calls = ModelCalls(predictor, self.embedder, self.onnx_text)
-        if config.model_processes:
+        if config.model_processes and (predictor is not None or self.embedder is not None):
             self.runner = WorkerProcesses(calls, config.model_processes, config.torch_threads)
         else:
             self.runner = InProcess(calls)
@@ -79,15 +80,20 @@ class ServerState:
     metrics: Metrics
     store: FeedbackStore
     writer: ThreadPoolExecutor  # one thread: feedback-store writes in arrival order, no lock contention
+    generators: Generators
     _pending: int = 0  # requests waiting for the writer (changed on the event loop only)
 
     @classmethod
     def start(cls, config: ServeConfig, predictor: Any = None, embedder: Any = None, searcher: Any = None,
-              onnx_text: dict[str, Any] | None = None) -> ServerState:
-        """Wrap loaded models: start their batchers (and worker processes), open the keys and feedback stores."""
-        if predictor is None and embedder is None and searcher is None:
+              onnx_text: dict[str, Any] | None = None, generators: Mapping[str, Any] | None = None) -> ServerState:
+        """Wrap loaded models: start their batchers (and worker processes), open the keys and feedback stores.
+
+        ``generators``: id -> loaded generator (see :mod:`tessera.serve.generators`).
+        """
+        if predictor is None and embedder is None and searcher is None and not generators:
             raise TesseraError(
-                "nothing to serve: give a model (--model), an index (--index) or an embedder (--embedder)"
+                "nothing to serve: give a model (--model), an index (--index), an embedder (--embedder) "
+                "or a generator (--generator, --image-generator, --speech-generator)"
             )
         if config.torch_threads is not None:
             import torch
@@ -101,7 +107,8 @@ class ServerState:
         store = FeedbackStore(config.feedback_db, max_bytes=None if mb is None else int(mb * 1024 * 1024),
                               retention_days=config.feedback_retention_days)
         return cls(config, models, keys, RateLimiter(), monitor, metrics, store,
-                   ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-feedback"))
+                   ThreadPoolExecutor(max_workers=1, thread_name_prefix="tessera-feedback"),
+                   Generators(generators, config))
 
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a feedback-store write on the writer thread, off the event loop."""
@@ -139,13 +146,17 @@ def load_models(
     *,
     quantize: bool = False,
     runtime: str = "torch",
+    generators: Sequence[str] = (),
+    image_generators: Sequence[str | os.PathLike] = (),
+    speech_generators: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
-    """Load what the CLI names: a predictor folder, an index (with its recorded embedder), an embedder folder.
+    """Load what the CLI names: a predictor folder, an index (with its recorded embedder), an embedder folder, generators.
 
     ``quantize`` swaps every model's Linear layers for int8 ones (:mod:`tessera.quantize`):
     faster on CPU, slightly different outputs. ``runtime="onnx"`` also exports the embedder's
     sentence-transformers text inputs to ONNX Runtime (int8 weights with ``quantize``), returned
     as ``onnx_text`` for :func:`~tessera.serve.app.create_app`; other inputs and the predictor stay in torch.
+    Generators (text, image, speech) are loaded by :func:`tessera.serve.generators.load_generators`.
     """
     if runtime not in ("torch", "onnx"):
         raise TesseraError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
@@ -169,6 +180,10 @@ def load_models(
         out["onnx_text"] = onnx_text_inputs(source, quantize=quantize) if source is not None else {}
         if not out["onnx_text"]:
             log.warning("--runtime onnx: no sentence-transformers text input to export; everything runs in torch")
+    if generators or image_generators or speech_generators:
+        from tessera.serve.generators import load_generators
+
+        out["generators"] = load_generators(generators, image_generators, speech_generators)
     if quantize:
         from tessera.quantize import quantize_int8
 

@@ -44,6 +44,54 @@ async function loadModels() {
     box.appendChild(label);
   }
   say(info.index ? `Ready: ${info.index.rows} items.` : "This server has no search index.");
+  showGenerator((info.data || []).find((m) => m.kind === "images"));
+}
+
+// The generation panel: shown when the server has an image model (`tessera serve --image-generator`).
+let imageModel = null;
+
+function showGenerator(model) {
+  if (model && imageModel && model.id === imageModel.id) return;  // already set up (the key was entered again)
+  imageModel = model || null;
+  $("generate-panel").hidden = !model;
+  if (!model) return;
+  const select = $("gen-n");
+  select.textContent = "";
+  for (let n = 1; n <= (model.max_n || 1); n++) {
+    const option = document.createElement("option");
+    option.textContent = String(n);
+    select.appendChild(option);
+  }
+  $("gen-status").textContent = `${model.id} draws ${model.sizes[0]} images.`;
+}
+
+$("generate-form").addEventListener("submit", (e) => { e.preventDefault(); draw(); });
+
+async function draw() {
+  const prompt = $("gen-prompt").value.trim();
+  const line = $("gen-status");
+  if (!prompt) { line.textContent = "Type what to draw."; line.className = "error"; return; }
+  line.textContent = "Drawing…";
+  line.className = "";
+  const r = await fetch("/v1/images/generations", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify({ model: imageModel.id, prompt: prompt, n: Number($("gen-n").value), response_format: "b64_json" }),
+  });
+  if (!r.ok) { line.textContent = await problemText(r); line.className = "error"; return; }
+  const body = await r.json();
+  const box = $("gen-images");
+  box.textContent = "";
+  for (const item of body.data) {
+    const card = document.createElement("article");
+    card.className = "card";
+    const img = document.createElement("img");
+    img.src = "data:image/png;base64," + item.b64_json;
+    img.alt = prompt;
+    card.appendChild(img);
+    box.appendChild(card);
+  }
+  line.textContent = `${body.data.length} image(s) for “${prompt}”.`;
 }
 
 function setFile(file) {

@@ -3,7 +3,8 @@
 Feedback belongs to the key that made the request: another key's request id is answered as
 unknown (404), so ids cannot be probed. A correction must be a value of the model's target
 (the task decides: :meth:`~tessera.tasks.base.Task.target_cells`) and is stored as the
-target cells it becomes; a search takes a rating of one of its own results.
+target cells it becomes; a generated reply's correction is the right reply, as text; a
+search takes a rating of one of its own results.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tessera.serve.problems import Problem
 
 router = APIRouter(tags=["feedback"])
 MAX_PREDICTION_CHARS = 4000  # the prediction as the client saw it, as JSON
+GENERATED = ("generate", "chat")  # routes whose output is a reply (text)
 
 
 @router.post("/v1/feedback", status_code=201, response_model=dict[str, Any], openapi_extra=body_doc(FeedbackBody))
@@ -46,6 +48,12 @@ async def feedback(request: Request, caller: Caller) -> dict[str, Any]:
         ids = logged.output.get("ids", []) if isinstance(logged.output, dict) else []
         if body.item_id is not None and body.item_id not in ids:
             raise Problem(422, f"item_id {body.item_id!r} is not one of this search's results", kind="invalid_request")
+    elif logged.route in GENERATED:
+        if correction is not None and not isinstance(correction, str):
+            raise Problem(422, "the correction of a generated reply is the right reply, as a string",
+                          kind="invalid_correction")
+        if correction is not None and len(correction) > MAX_PREDICTION_CHARS:
+            raise Problem(413, f"correction: at most {MAX_PREDICTION_CHARS} characters", kind="payload_too_large")
     elif correction is not None:
         correction = _checked(state, correction)
     add = partial(state.store.add, body.request_id, key.id, item_id=body.item_id, prediction=body.prediction,

@@ -15,9 +15,9 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models")
 async def models(caller: Caller) -> dict[str, Any]:
-    """What this server serves, and which fields each route accepts."""
+    """What this server serves, and which fields each route accepts; ``data`` lists the generators as OpenAI's clients read it."""
     served, config = caller.state.models, caller.state.config
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"object": "list", "data": caller.state.generators.listing()}
     if served.predictor is not None:
         target = served.predictor.pipeline.target
         out["predictor"] = {
