@@ -114,8 +114,9 @@ def run_quickstart(
         "num_workers": None if full else 0,
     })
     model_cfg = copy.deepcopy(AVMNIST_MODEL if prepared.name == "avmnist" else {"fusion": "concat"})
+    table = read_table(prepared.table_path)  # read once: the proposal samples it, the report shows its rows
     if towers:
-        schema = choose_towers(console, prepared.table_path, schema, model_cfg)
+        schema = choose_towers(console, table, schema, model_cfg)
     with torch_threads(n):
         data = prepare(prepared.table_path, schema, None, train_cfg, encoders=model_cfg.get("encoders"))
         comparison = compare_models(
@@ -125,7 +126,7 @@ def run_quickstart(
         fusion = comparison.predictors["fusion"]
         model_path = fusion.save(output / "model")
         t0 = time.perf_counter()
-        table, test = read_table(prepared.table_path), data.splits[comparison.split]
+        test = data.splits[comparison.split]
         results = evaluate_split(
             fusion.model, fusion.pipeline, test, table.frame, table.base_dir,
             comparison=comparison, seed=seed, n_examples=8, robustness=full,
@@ -141,7 +142,7 @@ def run_quickstart(
     return job
 
 
-def choose_towers(console: Console, table_path: Path, schema: Any, model_cfg: dict[str, Any]) -> Any:
+def choose_towers(console: Console, table: Any, schema: Any, model_cfg: dict[str, Any]) -> Any:
     """The schema with :mod:`tessera.proposal`'s towers; their encoders go into ``model_cfg`` (said line by line).
 
     Inputs whose encoder the recipe's model config sets keep it: on AV-MNIST the narrow audio
@@ -150,13 +151,11 @@ def choose_towers(console: Console, table_path: Path, schema: Any, model_cfg: di
     """
     from tessera.proposal import propose
     from tessera.schema import Schema
-    from tessera.table import read_table
 
     pinned = set(model_cfg.get("encoders", {}))
     free = {n: spec for n, spec in schema.inputs.items() if n not in pinned}
     if not free:
         return schema
-    table = read_table(table_path)
     proposal = propose(table.frame, Schema(free, schema.target, schema.task, schema.split, schema.ignore), table.base_dir, derive=False)
     if not proposal.choices:
         return schema
