@@ -548,22 +548,37 @@ async def _scan_matching(table: lancedb.AsyncTable, columns: list[str], ids: pa.
 def _hits_frame(hits: pa.Table, selected: list[str], single: bool) -> pd.DataFrame:
     """LanceDB's rows + ``_distance`` -> ``[query,] id, score, rank, metadata...`` sorted by query then rank.
 
-    Built column by column into one DataFrame: a query's whole budget is a few ms, and
-    ``Table.to_pandas`` plus column inserts cost about a third of a millisecond more.
+    Built from finished column arrays: a query's whole budget is a few ms, and pandas'
+    dict constructor (dtype inference per column, then block consolidation) cost ~0.25 ms
+    of it at k=10; ``Table.to_pandas`` ~0.4 ms. String columns get pandas' ``str`` dtype, as
+    the dict constructor would give them.
     """
     score = 1.0 - hits.column("_distance").to_numpy()
     query = np.zeros(len(score), np.int64) if single else hits.column("query_index").to_numpy().astype(np.int64)
     order = np.lexsort((-score, query))
     if not np.array_equal(order, np.arange(len(order))):  # LanceDB usually returns them sorted already
         hits, query, score = hits.take(pa.array(order)), query[order], score[order]
-    columns: dict[str, np.ndarray] = {} if single else {"query": query}
-    columns["id"] = hits.column("id").to_numpy(zero_copy_only=False)
+    columns: dict[str, Any] = {} if single else {"query": query}
+    columns["id"] = _column_values(hits.column("id"))
     columns["score"] = score
     columns["rank"] = np.arange(len(score)) - np.searchsorted(query, query) + 1
     for name in selected[1:]:
-        columns[name] = hits.column(name).to_numpy(zero_copy_only=False)
-    # A given RangeIndex and copy=False skip pandas' index inference and copies: ~0.2 ms of a query.
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(score)), copy=False)
+        columns[name] = _column_values(hits.column(name))
+    index = pd.RangeIndex(len(score))
+    if hasattr(pd.DataFrame, "_from_arrays"):  # pandas' own fast path for ready arrays (private, so guarded)
+        names = pd.Index(list(columns), dtype=object)  # a str-dtype Index costs ~45 us more to build
+        return pd.DataFrame._from_arrays(list(columns.values()), columns=names, index=index)
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+_TEXT_DTYPE = pd.Series(["text"]).dtype  # what pandas makes of strings: str (Arrow-backed) from pandas 3, object before
+
+
+def _column_values(column: pa.ChunkedArray) -> Any:
+    """One result column as the array pandas' own constructor would hold for it."""
+    if _TEXT_DTYPE != object and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return _TEXT_DTYPE.construct_array_type()._from_sequence(column.combine_chunks(), dtype=_TEXT_DTYPE)
+    return column.to_numpy(zero_copy_only=False)
 
 
 def _as_ids(ids: Iterable[object], unique: bool = True) -> list[str]:
