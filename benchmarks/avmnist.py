@@ -232,11 +232,12 @@ def reference_for(name: str, best_fusion: str | None) -> dict | None:
     return figures.get("best_fusion") if name == best_fusion else figures.get(name)
 
 
-def print_table(results: dict[str, dict], best_fusion: str | None, full: dict | None) -> None:
+def print_table(results: dict[str, dict], best_fusion: str | None, full: dict | None, same_budget: bool) -> None:
+    """``same_budget``: this run used MultiBench's rows and epochs, so its figures may stand in our rows."""
     print(f"\n{'strategy':<18} {'test acc %':>10} {'± std':>6} {'per seed %':<18} {'s/epoch':>8} {'samples/CPU-s':>13} "
           f"{'infer/s':>8} {'params':>9}  {'MultiBench %':>12}")
     for name, r in results.items():
-        ref = reference_for(name, best_fusion)
+        ref = reference_for(name, best_fusion) if same_budget else None
         seeds = " ".join(pct(a) for a in r["per_seed_accuracy"])
         print(
             f"{name:<18} {pct(r['accuracy_mean']):>10} {pct(r['accuracy_std']):>6} {seeds:<18} {r['epoch_seconds']:>8.1f} "
@@ -247,7 +248,8 @@ def print_table(results: dict[str, dict], best_fusion: str | None, full: dict | 
     print(f"MultiBench reference: {MULTIBENCH['label']} ({MULTIBENCH['budget']}): fusion {pct(figures['best_fusion']['accuracy'])} % "
           f"({figures['best_fusion']['what']}), audio only {pct(figures['audio_only']['accuracy'])} %, image only "
           f"{pct(figures['image_only']['accuracy'])} %, {MULTIBENCH['train_samples_per_cpu_s']} training samples per CPU-second. "
-          "The MultiBench column stands beside our best fusion and the baselines.")
+          + ("The MultiBench column stands beside our best fusion and the baselines." if same_budget else
+             "This run's budget differs, so the MultiBench column is left empty: compare with a multibench-budget run."))
     if full is not None:
         print(f"full protocol ({full['protocol']}): " + ", ".join(
             f"{name} {pct(r['accuracy_mean'])} % (epochs run {[x['epochs_run'] for x in r['runs']]}, "
@@ -485,7 +487,8 @@ def finish(args, started, load_at_start, prepared, rows, decode_seconds, results
         }
     full = full_protocol_result(args)
 
-    print_table(results, best, full)
+    same_budget = rows["train"] == BUDGETS["multibench"]["max_train_rows"] and args.epochs == BUDGETS["multibench"]["epochs"]
+    print_table(results, best, full, same_budget)
     for goal, ok in summary.get("targets", {}).items():
         print(f"target {goal}: {'PASS' if ok else 'FAIL'}")
     if missing is not None:
