@@ -1,4 +1,11 @@
-"""A 2-CPU local Ray cluster per test module (starting one costs seconds), and tables big enough to split."""
+"""One 2-CPU local Ray cluster per xdist worker, and tables big enough to split.
+
+Starting a cluster costs seconds on an idle machine and minutes on a loaded one (issue 18: under
+``stress-ng --cpu 2`` the Ray tests, which started one cluster per module and worker, were most
+of the suite's hour). So the cluster is session-scoped. One cluster for both workers would need
+``--dist loadgroup``, which pytest-xdist 3.8 cannot apply under pytest 9 (it renames
+``item._nodeid``, which pytest 9 no longer reads).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from tessera.scale.runner import init_ray  # noqa: E402
 from tessera.schema import Schema  # noqa: E402
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster():
     # Ray's memory monitor kills workers when the whole machine is above 95 % memory, which on a
     # machine shared with other jobs says nothing about these tiny tests (issue 18: they failed
