@@ -1,8 +1,8 @@
 """One 2-CPU local Ray cluster per xdist worker, and tables big enough to split.
 
 Starting a cluster costs seconds on an idle machine and minutes on a loaded one (issue 18: under
-``stress-ng --cpu 2`` the Ray tests, which started one cluster per module and worker, were most
-of the suite's hour). So the cluster is session-scoped. One cluster for both workers would need
+``stress-ng --cpu 2`` the suite's first ~95 % took ~20 of its 64 minutes; the rest was the Ray
+tests, which started one cluster per module and worker). So the cluster is session-scoped. One cluster for both workers would need
 ``--dist loadgroup``, which pytest-xdist 3.8 cannot apply under pytest 9 (it renames
 ``item._nodeid``, which pytest 9 no longer reads).
 """
