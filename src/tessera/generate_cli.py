@@ -41,14 +41,15 @@ DIFFUSION_TASKS = ("text2image", "text2speech")
 TEXT_SECTIONS = ("lm", "encoder", "projector")  # sections only a text generator's config has
 SAMPLE_ONLY = ("--n", "--out", "--guidance", "--steps", "--sampler", "--speaker")  # so a model not yet trained gets "not found", not "no such option"
 DENOISER_FILE = "denoiser.pt"  # tessera.generate.diffusion.WEIGHTS_FILE, named here to keep imports lazy
+DECODER_FILE = "decoder.pt"  # tessera.generate.speech_decoder.WEIGHTS_FILE (the one-pass speech decoder), likewise
 
 
 class ModelOrCommand(TyperGroup):
-    """A group whose unknown first word is a model: ``sample`` for a diffusion model, ``run`` otherwise."""
+    """A group whose unknown first word is a model: ``sample`` for a diffusion model or speech decoder, ``run`` otherwise."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
-            diffusion = (Path(args[0]) / DENOISER_FILE).is_file() or any(a.split("=")[0] in SAMPLE_ONLY for a in args)
+            diffusion = any((Path(args[0]) / f).is_file() for f in (DENOISER_FILE, DECODER_FILE)) or any(a.split("=")[0] in SAMPLE_ONLY for a in args)
             args = ["sample" if diffusion else "run", *args]
         return super().parse_args(ctx, args)
 
@@ -246,11 +247,12 @@ def sample_command(
     sampler: str = typer.Option("ddim", help="ddim or dpm (DPM-Solver++)."),
     speaker: Optional[str] = typer.Option(None, help="Speech models trained with speakers: whose voice."),
 ) -> None:
-    """Sample from a saved generator: a PNG grid of images, or WAV files of speech."""
-    from tessera.generate.diffusion import DiffusionGenerator, image_grid
+    """Sample from a saved generator: a PNG grid of images, or WAV files of speech (diffusion or one-pass decoder)."""
+    from tessera.generate.diffusion import image_grid
+    from tessera.generate.speech import load_generator
     from tessera.files import atomic_path
 
-    generator = DiffusionGenerator.load(model)
+    generator = load_generator(model)
     options = {"guidance": guidance, "steps": steps, "seed": seed, "sampler": sampler}
     if generator.meta.get("task") == "text2speech":
         import soundfile as sf

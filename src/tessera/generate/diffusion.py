@@ -349,6 +349,26 @@ def condition_vectors(text: Tensor, labels: Tensor | None, n_labels: int) -> Ten
     return torch.cat([text, onehot], dim=1)
 
 
+def label_indices(label_names: Sequence[str], labels: Any, n: int) -> Tensor | None:
+    """Label names (one for all ``n`` prompts, or one per prompt) as indices; ``-1`` for none; clear errors.
+
+    ``None`` when the model has no labels (and none were asked for).
+    """
+    if not label_names:
+        if labels is not None:
+            raise TesseraError("this model takes no extra label (it was trained without one)")
+        return None
+    if labels is None:
+        return torch.full((n,), -1, dtype=torch.long)
+    values = [labels] * n if isinstance(labels, str) else list(labels)
+    if len(values) != n:
+        raise TesseraError(f"give one label for all prompts or one per prompt ({n}), got {len(values)}")
+    unknown = sorted({v for v in values if v not in label_names})
+    if unknown:
+        raise TesseraError(f"unknown label(s) {unknown}; this model knows {list(label_names)}")
+    return torch.tensor([list(label_names).index(v) for v in values])
+
+
 def _lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -357,6 +377,32 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class EpochLog:
+    """The loss history of a training loop, one entry per "epoch" (as many draws as samples) and at the last step.
+
+    Shared by the diffusion and the one-pass speech decoder loops: the mean loss of each
+    epoch goes into :attr:`history` (saved in the generator's meta), and, when no progress
+    bar is drawn, into one log line.
+    """
+
+    def __init__(self, total: int, steps_per_epoch: int, started: float, log: Callable[[str], None]) -> None:
+        self.total, self.steps_per_epoch, self.started, self.log = total, steps_per_epoch, started, log
+        self.history: list[dict[str, float]] = []
+        self._running, self._count = 0.0, 0
+
+    def step(self, step: int, loss: float) -> None:
+        """Record the loss of ``step`` (0-based); close the epoch when it ends one."""
+        self._running, self._count = self._running + loss, self._count + 1
+        if (step + 1) % self.steps_per_epoch and step + 1 != self.total:
+            return
+        entry = {"step": step + 1, "epoch": (step + 1) / self.steps_per_epoch, "loss": self._running / self._count,
+                 "seconds": time.perf_counter() - self.started}
+        self.history.append(entry)
+        if not progress_enabled():
+            self.log(f"epoch {entry['epoch']:.2f} (step {step + 1}/{self.total}): loss {entry['loss']:.4f}, {entry['seconds']:.0f} s")
+        self._running, self._count = 0.0, 0
 
 
 def _encode_latents(autoencoder: Any, samples: torch.Tensor) -> torch.Tensor:
@@ -420,9 +466,7 @@ def train_denoiser(
     ema = EMAModel(net.parameters(), decay=train.ema_decay, foreach=True)
     opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, train.warmup, train.steps))
-    steps_per_epoch = max(1, len(samples) // train.batch_size)
-    history: list[dict[str, float]] = []
-    running, count = 0.0, 0
+    epochs = EpochLog(train.steps, max(1, len(samples) // train.batch_size), started, log)
     net.train()
     with progress_bar("diffusion", train.steps) as advance:
         for step in range(train.steps):
@@ -438,15 +482,8 @@ def train_denoiser(
             opt.step()
             sched.step()
             ema.step(net.parameters())
-            running, count = running + loss.item(), count + 1
             advance(1, loss=loss.item())
-            if (step + 1) % steps_per_epoch == 0 or step + 1 == train.steps:
-                entry = {"step": step + 1, "epoch": (step + 1) / steps_per_epoch, "loss": running / count,
-                         "seconds": time.perf_counter() - started}
-                history.append(entry)
-                if not progress_enabled():
-                    log(f"epoch {entry['epoch']:.2f} (step {step + 1}/{train.steps}): loss {entry['loss']:.4f}, {entry['seconds']:.0f} s")
-                running, count = 0.0, 0
+            epochs.step(step, loss.item())
     ema.copy_to(net.parameters())
     net.eval()
     return DiffusionGenerator(
@@ -457,7 +494,7 @@ def train_denoiser(
         label_names=list(data.label_names),
         autoencoder=autoencoder,
         latent_scale=latent_scale,
-        meta={"train": train.model_dump(), "history": history, "train_seconds": time.perf_counter() - started,
+        meta={"train": train.model_dump(), "history": epochs.history, "train_seconds": time.perf_counter() - started,
               "data_shape": list(data.samples.shape[1:])},
     )
 
@@ -495,19 +532,7 @@ class DiffusionGenerator:
 
     # -- sampling ------------------------------------------------------------------------------
     def _label_indices(self, labels: Any, n: int) -> Tensor | None:
-        if not self.label_names:
-            if labels is not None:
-                raise TesseraError("this model takes no extra label (it was trained without one)")
-            return None
-        if labels is None:
-            return torch.full((n,), -1, dtype=torch.long)
-        values = [labels] * n if isinstance(labels, str) else list(labels)
-        if len(values) != n:
-            raise TesseraError(f"give one label for all prompts or one per prompt ({n}), got {len(values)}")
-        unknown = sorted({v for v in values if v not in self.label_names})
-        if unknown:
-            raise TesseraError(f"unknown label(s) {unknown}; this model knows {self.label_names}")
-        return torch.tensor([self.label_names.index(v) for v in values])
+        return label_indices(self.label_names, labels, n)
 
     @torch.no_grad()
     def sample(

@@ -1,11 +1,17 @@
-"""Text-to-speech: the diffusion model of :mod:`tessera.generate.diffusion` over FSDD log-mel spectrograms.
+"""Text-to-speech over FSDD log-mel spectrograms: a one-pass decoder (default) or the diffusion model.
+
+Two generators draw the same spectrograms: the one-pass decoder of
+:mod:`tessera.generate.speech_decoder` (a config with a ``decoder:`` section; the default,
+``configs/generate/text2speech_fsdd.yaml``) and the diffusion UNet of
+:mod:`tessera.generate.diffusion` (a ``model:`` section,
+``configs/generate/text2speech_fsdd_diffusion.yaml``). :func:`load_generator` loads either
+from its folder, and :func:`speak` speaks with either.
 
 A spoken digit becomes a 64-mel x 64-frame log-mel image (8 kHz, 64 ms window, 16 ms
 hop: 1.02 s, longer than 99 % of FSDD recordings once leading and trailing silence is
 cut), scaled to [-1, 1] relative to its loudest bin (80 dB range). The same
 text-conditioned UNet that draws garments draws these, conditioned on the word's text
-embedding ("seven", "the word seven", ...) and, optionally, on the speaker (one-hot,
-FSDD's six speakers). Griffin-Lim (``librosa``) turns a generated spectrogram back into
+embedding ("seven", "the word seven", ...) and, optionally, on the speaker (FSDD's six). Griffin-Lim (``librosa``) turns a generated spectrogram back into
 a waveform; it invents the phase, so even a perfect spectrogram sounds slightly metallic
 (the benchmark measures that loss separately, on real spectrograms).
 
@@ -26,6 +32,7 @@ import torch
 from tessera.errors import SchemaError, TesseraError
 from tessera.generate.diffusion import (
     DEFAULT_TEXT_ENCODER,
+    META_FILE,
     DiffusionGenerator,
     ModelSettings,
     TextConditioner,
@@ -35,6 +42,7 @@ from tessera.generate.diffusion import (
     load_task_config,
     train_denoiser,
 )
+from tessera.generate.speech_decoder import DecoderSettings, DecoderTrainSettings, SpeechDecoder, train_decoder
 
 SAMPLE_RATE, N_FFT, HOP, N_MELS, FRAMES, TOP_DB = 8000, 512, 128, 64, 64, 80.0
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -138,6 +146,8 @@ class SpeechDataSettings(_Settings):
 
 
 class Text2SpeechConfig(_Settings):
+    """The diffusion text-to-speech config (a ``model:`` section)."""
+
     task: Literal["text2speech"] = "text2speech"
     data: SpeechDataSettings = SpeechDataSettings()
     text_encoder: str = DEFAULT_TEXT_ENCODER
@@ -146,37 +156,93 @@ class Text2SpeechConfig(_Settings):
     output: str = "runs/text2speech"
 
 
-def load_config(raw: Any, source: str, base_dir: str | os.PathLike = ".") -> Text2SpeechConfig:
-    """Validate a config mapping; ``output`` and ``data.root`` are relative to the config's folder."""
-    return load_task_config(Text2SpeechConfig, raw, source, base_dir)
+class Text2SpeechDecoderConfig(_Settings):
+    """The one-pass decoder text-to-speech config (a ``decoder:`` section)."""
+
+    task: Literal["text2speech"] = "text2speech"
+    data: SpeechDataSettings = SpeechDataSettings()
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    decoder: DecoderSettings = DecoderSettings()
+    train: DecoderTrainSettings = DecoderTrainSettings()
+    output: str = "runs/text2speech"
+
+
+SpeechConfig = Text2SpeechConfig | Text2SpeechDecoderConfig
+Generator = DiffusionGenerator | SpeechDecoder
+
+
+def load_config(raw: Any, source: str, base_dir: str | os.PathLike = ".") -> SpeechConfig:
+    """Validate a config mapping: ``decoder:`` (one-pass) or ``model:`` (diffusion), exactly one of them.
+
+    ``output`` and ``data.root`` are relative to the config's folder.
+    """
+    if isinstance(raw, dict):
+        has = [k for k in ("decoder", "model") if k in raw]
+        if len(has) == 2:
+            raise SchemaError(f"{source}: give 'decoder' (the one-pass log-mel decoder) or 'model' (the diffusion "
+                              "UNet), not both")
+        if not has:
+            raise SchemaError(f"{source}: say which generator to train: a 'decoder' section (the one-pass log-mel "
+                              "decoder; may be empty: decoder: {{}}) or a 'model' section (the diffusion UNet)")
+        cls = Text2SpeechDecoderConfig if has == ["decoder"] else Text2SpeechConfig
+        return load_task_config(cls, raw, source, base_dir)
+    return load_task_config(Text2SpeechDecoderConfig, raw, source, base_dir)  # not a mapping: the usual clear error
 
 
 def fit(
-    cfg: Text2SpeechConfig,
+    cfg: SpeechConfig,
     *,
     text: TextConditioner | None = None,
     fsdd: tuple[Any, list[np.ndarray]] | None = None,
     log: Callable[[str], None] | None = None,
-) -> DiffusionGenerator:
+) -> Generator:
     """Train a text-to-speech generator; ``fsdd`` reuses already computed spectrograms (:func:`load_fsdd`)."""
     meta, images = fsdd or load_fsdd(cfg.data.root)
     held = heldout_pairs(meta["speaker"].unique()) if cfg.data.heldout == "pairs" else []
     data = train_data(meta, images, held)
     if not cfg.data.speaker_condition:
         data = TrainData(data.samples, data.prompts, data.pairs)
-    generator = train_denoiser(data, text or TextConditioner(cfg.text_encoder), cfg.model, cfg.train, log=log)
+    text = text or TextConditioner(cfg.text_encoder)
+    generator: Generator
+    if isinstance(cfg, Text2SpeechDecoderConfig):
+        generator = train_decoder(data, text, cfg.decoder, cfg.train, log=log)
+    else:
+        generator = train_denoiser(data, text, cfg.model, cfg.train, log=log)
     generator.meta.update({"task": "text2speech", "dataset": "fsdd", "heldout_pairs": [list(p) for p in held],
                            "sample_rate": SAMPLE_RATE})
     return generator
 
 
-def run(cfg: Text2SpeechConfig, output: str | os.PathLike | None = None) -> tuple[DiffusionGenerator, Path]:
+def run(cfg: SpeechConfig, output: str | os.PathLike | None = None) -> tuple[Generator, Path]:
     generator = fit(cfg)
     return generator, generator.save(output or cfg.output)
 
 
+def load_generator(path: str | os.PathLike, text: TextConditioner | None = None) -> Generator:
+    """Whichever generator is saved in ``path``: a diffusion model (images or speech) or a speech decoder.
+
+    ``text`` reuses an already loaded text encoder (it must be the one the folder names).
+    """
+    import json
+
+    from tessera.generate import diffusion, speech_decoder
+
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        raise TesseraError(f"{path} is not a saved generator folder (no {META_FILE})")
+    try:
+        kind = json.loads(meta_path.read_text()).get("format")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise TesseraError(f"{meta_path} is not a generator's meta file (not a JSON object): {e}") from None
+    if kind == speech_decoder.FORMAT:
+        return SpeechDecoder.load(path, text=text)
+    if kind == diffusion.FORMAT:
+        return DiffusionGenerator.load(path, text=text)
+    raise TesseraError(f"{meta_path} has format {kind!r}; this Tessera reads {diffusion.FORMAT!r} and {speech_decoder.FORMAT!r}")
+
+
 def speak(
-    generator: DiffusionGenerator,
+    generator: Generator,
     prompts: str | Sequence[str],
     n: int = 1,
     *,
@@ -184,7 +250,10 @@ def speak(
     n_iter: int = 32,
     **kwargs: Any,
 ) -> list[np.ndarray]:
-    """8 kHz waveforms, ``n`` per prompt (prompt-major); other keyword arguments as :meth:`DiffusionGenerator.sample`."""
+    """8 kHz waveforms, ``n`` per prompt (prompt-major); other keyword arguments as :meth:`DiffusionGenerator.sample`.
+
+    A speech decoder takes the same arguments; it draws in one pass, so the sampler's are ignored.
+    """
     if generator.meta.get("task") != "text2speech":
         raise SchemaError(f"this generator was trained for {generator.meta.get('task')!r}, not text2speech")
     mels = generator.sample(prompts, n, labels=speaker, **kwargs)

@@ -3,7 +3,7 @@
 Text generators (a saved :class:`~tessera.generate.Generator`, a pretrained LM such as
 ``gguf:gemma3-270m``, or ``whisper`` to transcribe) answer ``/v1/generate`` and
 ``/v1/chat/completions``; diffusion generators draw ``/v1/images/generations`` or speak
-``/v1/audio/speech``. Each has an id, which requests give as ``model``: its folder's name,
+``/v1/audio/speech``, as does a one-pass speech decoder. Each has an id, which requests give as ``model``: its folder's name,
 or the packaged model's name.
 
 They run in the server process, one call at a time per model (a queue of at most
@@ -110,13 +110,16 @@ class Served:
 def kind_of(model: Any) -> str:
     """Which requests a loaded generator answers, by what it is."""
     from tessera.generate.diffusion import DiffusionGenerator
+    from tessera.generate.speech_decoder import SpeechDecoder
 
+    if isinstance(model, SpeechDecoder):
+        return "speech"
     if isinstance(model, DiffusionGenerator):
         return "speech" if model.meta.get("task") == "text2speech" else "images"
     if callable(getattr(model, "stream", None)):
         return "chat"
-    raise TesseraError(f"cannot serve a {type(model).__name__}: a generator is a text Generator, a Transcriber "
-                       "or a DiffusionGenerator")
+    raise TesseraError(f"cannot serve a {type(model).__name__}: a generator is a text Generator, a Transcriber, "
+                       "a DiffusionGenerator or a SpeechDecoder")
 
 
 class Generators:
@@ -281,12 +284,13 @@ def text_generator(source: str) -> tuple[str, Any]:
 
 def diffusion_generator(source: str | os.PathLike, kind: str, text: dict[str, Any]) -> tuple[str, Any]:
     """(id, model) for ``--image-generator`` / ``--speech-generator``; ``text`` shares text encoders between them."""
-    from tessera.generate.diffusion import META_FILE, DiffusionGenerator
+    from tessera.generate.diffusion import META_FILE
+    from tessera.generate.speech import load_generator
 
     path = Path(source).expanduser()
     meta_path = path / META_FILE
     spec = json.loads(meta_path.read_text()).get("text_encoder") if meta_path.is_file() else None
-    generator = DiffusionGenerator.load(path, text=text.get(spec))
+    generator = load_generator(path, text=text.get(spec))  # a diffusion model or a one-pass speech decoder
     text.setdefault(spec, generator.text)
     if kind_of(generator) != kind:
         other = "images" if kind == "speech" else "speech"

@@ -1,0 +1,248 @@
+"""A one-pass log-mel decoder for text-to-speech: word embedding (+ speaker) in, a 64x64 log-mel image out.
+
+Why not diffusion: FSDD has ten words, and what Griffin-Lim plus a listener (Whisper) read
+best is a clean, average-like spectrogram of the word, not one plausible take with its
+noise. A small network that maps the frozen sentence embedding of the prompt ("seven",
+"say seven", ...) straight to the spectrogram, trained with L1 against every real take of
+the word, learns exactly that (L1's optimum is the per-bin median of the takes). It samples
+in one forward pass, so generation costs little more than the vocoder.
+
+The speaker is a learned offset per mel band (a ``(n_speakers, 64)`` table added to the
+output; by default scaled by how loud each bin of the word is, so the silence around the word
+stays silent, and so that L1 is not pulled to a zero offset by the many silent frames), not
+an input of the network: the word's shape comes from the text alone and the speaker only
+tilts its spectrum (timbre, loudness per band). That is what lets
+word and speaker compose for (speaker, word) pairs never heard together in training
+(:func:`tessera.generate.speech.heldout_pairs`), and also why the speaker effect is modest:
+a band offset cannot change a speaker's timing or pitch contour. Without a speaker, the
+mean of the speakers' offsets is used.
+
+The decoder is deterministic: ``n`` samples of one prompt are the same spectrogram (Griffin-Lim's
+random starting phase is the only variation left in the audio).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+import tessera
+from tessera.errors import TesseraError
+from tessera.files import atomic_dir
+from tessera.generate.diffusion import (
+    MAX_SAMPLES_PER_CALL,
+    META_FILE,
+    EpochLog,
+    TextConditioner,
+    TrainData,
+    _lr_factor,
+    _log,
+    _Settings,
+    check_prompts,
+    label_indices,
+    parse_settings,
+)
+from tessera.progress import progress_bar
+
+FORMAT = "tessera.speech_decoder/1"
+WEIGHTS_FILE = "decoder.pt"
+
+
+class DecoderSettings(_Settings):
+    """The decoder: an MLP from the text vector to the whole log-mel image (``hidden``: its hidden widths)."""
+
+    hidden: tuple[int, ...] = Field((512, 512), min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    # The per-mel-band offset per speaker: "voiced" scales it by how loud the word's own bin is (0 at silence,
+    # 1 at the loudest), so silence stays silent; "all" adds it everywhere; "off" ignores the speaker.
+    speaker_offsets: Literal["voiced", "all", "off"] = "voiced"
+
+
+class DecoderTrainSettings(_Settings):
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup: int = Field(100, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 0
+
+
+class MelDecoder(nn.Module):
+    """Text vector -> ``(1, n_mels, frames)`` log-mel image, plus a per-speaker offset per mel band."""
+
+    def __init__(self, settings: DecoderSettings, text_dim: int, n_speakers: int, n_mels: int, frames: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = text_dim
+        for h in settings.hidden:
+            layers += [nn.Linear(width, h), nn.GELU(), nn.Dropout(settings.dropout)]
+            width = h
+        layers.append(nn.Linear(width, n_mels * frames))
+        self.body = nn.Sequential(*layers)
+        self.n_mels, self.frames = n_mels, frames
+        self.gated = settings.speaker_offsets == "voiced"
+        self.speaker = nn.Embedding(n_speakers, n_mels) if n_speakers and settings.speaker_offsets != "off" else None
+        if self.speaker is not None:
+            nn.init.zeros_(self.speaker.weight)  # start as "every speaker alike"; the data moves them apart
+
+    def forward(self, text: Tensor, speakers: Tensor | None = None) -> Tensor:
+        """``speakers``: one index per row, ``-1`` for none (the mean offset); ignored without speaker offsets."""
+        out = self.body(text).view(len(text), 1, self.n_mels, self.frames)
+        if self.speaker is None or speakers is None:
+            return out
+        table = self.speaker.weight
+        offsets = torch.where((speakers >= 0).unsqueeze(1), table[speakers.clamp_min(0)], table.mean(0, keepdim=True))
+        offsets = offsets[:, None, :, None]
+        if self.gated:  # the word's loudness decides where its speaker shows; detached: the word is the text's alone
+            offsets = offsets * ((out.detach() + 1.0) / 2.0).clamp(0.0, 1.0)
+        return out + offsets
+
+
+def train_decoder(
+    data: TrainData,
+    text: TextConditioner,
+    settings: DecoderSettings,
+    train: DecoderTrainSettings,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> "SpeechDecoder":
+    """Fit a :class:`MelDecoder` with L1 to the samples of each (prompt, speaker) draw; AdamW, warmup + cosine.
+
+    Batches are drawn like :func:`tessera.generate.diffusion.train_denoiser`'s (uniform over
+    ``data.pairs``); one log line per epoch when no progress bar is drawn.
+    """
+    log = log or _log
+    if data.samples.shape[1] != 1:
+        raise TesseraError(f"the speech decoder draws one-channel log-mel images, got {data.samples.shape[1]} channels")
+    torch.manual_seed(train.seed)
+    gen = torch.Generator().manual_seed(train.seed)
+    started = time.perf_counter()
+    prompt_vectors = text(data.prompts)  # each distinct prompt once, frozen
+    _, _, n_mels, frames = data.samples.shape
+    net = MelDecoder(settings, text.dim, len(data.label_names), n_mels, frames)
+    opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, train.warmup, train.steps))
+    epochs = EpochLog(train.steps, max(1, len(data.samples) // train.batch_size), started, log)
+    net.train()
+    with progress_bar("speech decoder", train.steps) as advance:
+        for step in range(train.steps):
+            pick = data.pairs[torch.randint(len(data.pairs), (train.batch_size,), generator=gen)]
+            speakers = data.labels[pick[:, 0]] if data.labels is not None else None
+            loss = F.l1_loss(net(prompt_vectors[pick[:, 1]], speakers), data.samples[pick[:, 0]])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            advance(1, loss=loss.item())
+            epochs.step(step, loss.item())
+    net.eval()
+    return SpeechDecoder(
+        net=net, settings=settings, text=text, shape=(1, n_mels, frames), label_names=list(data.label_names),
+        meta={"train": train.model_dump(), "history": epochs.history, "train_seconds": time.perf_counter() - started,
+              "data_shape": list(data.samples.shape[1:])},
+    )
+
+
+class SpeechDecoder:
+    """A trained one-pass decoder: prompts (and speakers) in, log-mel images in [-1, 1] out.
+
+    It answers :meth:`sample` like :class:`~tessera.generate.diffusion.DiffusionGenerator`, so
+    :func:`tessera.generate.speech.speak`, ``tessera generate`` and the server use either.
+    """
+
+    def __init__(
+        self,
+        *,
+        net: MelDecoder,
+        settings: DecoderSettings,
+        text: TextConditioner,
+        shape: tuple[int, int, int],
+        label_names: list[str] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.net = net.eval()
+        self.settings = settings
+        self.text = text
+        self.shape = tuple(shape)
+        self.label_names = list(label_names or []) if settings.speaker_offsets != "off" else []
+        self.meta = dict(meta or {})
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: str | Sequence[str],
+        n: int = 1,
+        *,
+        labels: str | Sequence[str] | None = None,
+        guidance: float | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        sampler: str | None = None,
+        progress: bool = False,
+        batch_size: int = 256,
+    ) -> Tensor:
+        """``n`` log-mel images per prompt, ``(len(prompts) * n, *shape)`` in [-1, 1], prompt-major.
+
+        ``labels``: one speaker for all prompts or one per prompt. ``guidance``, ``steps``,
+        ``seed``, ``sampler`` and ``progress`` are the diffusion sampler's options, accepted so
+        callers can treat both kinds alike; one forward pass has none of them, so they change nothing.
+        """
+        prompts = check_prompts(prompts)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise TesseraError(f"n must be a positive integer, got {n!r}")
+        if len(prompts) * n > MAX_SAMPLES_PER_CALL:
+            raise TesseraError(f"{len(prompts)} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
+        speakers = label_indices(self.label_names, labels, len(prompts))
+        vectors = self.text(prompts)
+        parts = [self.net(vectors[i : i + batch_size], None if speakers is None else speakers[i : i + batch_size])
+                 for i in range(0, len(prompts), batch_size)]
+        return torch.cat(parts).clamp(-1.0, 1.0).repeat_interleave(n, dim=0)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """One folder (``generator.json`` + weights), written under a temporary name and swapped in whole."""
+        meta = {
+            "format": FORMAT,
+            "tessera_version": tessera.__version__,
+            "decoder": self.settings.model_dump(mode="json"),
+            "text_encoder": self.text.spec,
+            "text_dim": self.text.dim,
+            "shape": list(self.shape),
+            "label_names": self.label_names,
+            "n_speaker_rows": 0 if self.net.speaker is None else int(self.net.speaker.num_embeddings),
+            "meta": self.meta,
+        }
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            torch.save(self.net.state_dict(), tmp / WEIGHTS_FILE)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, text: TextConditioner | None = None) -> "SpeechDecoder":
+        """Load a saved decoder; ``text`` reuses an already loaded text encoder (it must be the same one)."""
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not meta_path.is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise TesseraError(f"{path} is not a saved Tessera speech decoder (expected {META_FILE} and {WEIGHTS_FILE})")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise TesseraError(f"{meta_path} has format {meta.get('format')!r}; this Tessera reads {FORMAT!r}")
+        settings = parse_settings(DecoderSettings, meta["decoder"], str(meta_path))
+        text = text or TextConditioner(meta["text_encoder"])
+        if text.dim != meta["text_dim"]:
+            raise TesseraError(f"text encoder {text.spec!r} gives {text.dim}-d vectors; {path} was trained on {meta['text_dim']}-d")
+        _, n_mels, frames = meta["shape"]
+        net = MelDecoder(settings, meta["text_dim"], int(meta["n_speaker_rows"]), n_mels, frames)
+        net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        return cls(net=net, settings=settings, text=text, shape=tuple(meta["shape"]), label_names=meta["label_names"],
+                   meta=meta["meta"])
