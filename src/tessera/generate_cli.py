@@ -10,15 +10,18 @@ Two families share the command group:
     tessera generate gguf:gemma3-270m --prompt "What is the capital of France?"   # any LM, text only
     tessera generate evaluate runs/caption_flickr photos.csv --split test --report report.json
 
-* images and speech out (diffusion, :mod:`tessera.generate.diffusion`)::
+* images and speech out (diffusion, :mod:`tessera.generate.diffusion`; speech by default with the
+  one-pass decoder of :mod:`tessera.generate.speech_decoder`)::
 
     tessera generate fit configs/generate/text2image_fashion.yaml
     tessera generate runs/text2image_fashion --prompt "a pair of summer sandals" --n 8 --out grid.png
+    tessera generate fit configs/generate/text2speech_fsdd.yaml
+    tessera generate runs/text2speech_fsdd --prompt seven --speaker george --n 1 --out seven.wav
 
 A config says which with ``task:`` (``text2image``, ``text2speech`` or ``text``; without it,
 a config with an ``lm``, ``encoder`` or ``projector`` section is a text generator and any
 other is text-to-image). A first word that is not one of the group's commands is a MODEL:
-a saved diffusion model (its folder holds the denoiser's weights) goes to ``sample``,
+a saved diffusion model or speech decoder (its folder holds their weights) goes to ``sample``,
 anything else to ``run``. This module lives outside ``tessera.generate`` so that
 registering the commands does not import that package (transformers and all: ~5 s on every
 ``tessera`` call); the commands import what they need when they run.

@@ -77,8 +77,9 @@ def test_train_data_leaves_out_the_heldout_pairs():
 
 
 def test_bad_speech_config_names_the_field():
-    with pytest.raises(SchemaError, match=r"data.heldout: Input should be 'pairs' or 'none'"):
-        load_config({"data": {"heldout": "some"}}, "speech.yaml")
+    for kind in ("decoder", "model"):  # the one-pass decoder's config and the diffusion one
+        with pytest.raises(SchemaError, match=r"data.heldout: Input should be 'pairs' or 'none'"):
+            load_config({kind: {}, "data": {"heldout": "some"}}, "speech.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,16 @@ noise. A small network that maps the frozen sentence embedding of the prompt ("s
 the word, learns exactly that (L1's optimum is the per-bin median of the takes). It samples
 in one forward pass, so generation costs little more than the vocoder.
 
-The speaker is a learned offset per mel band (a ``(n_speakers, 64)`` table added to the
-output; by default scaled by how loud each bin of the word is, so the silence around the word
-stays silent, and so that L1 is not pulled to a zero offset by the many silent frames), not
-an input of the network: the word's shape comes from the text alone and the speaker only
-tilts its spectrum (timbre, loudness per band). That is what lets
-word and speaker compose for (speaker, word) pairs never heard together in training
-(:func:`tessera.generate.speech.heldout_pairs`), and also why the speaker effect is modest:
-a band offset cannot change a speaker's timing or pitch contour. Without a speaker, the
-mean of the speakers' offsets is used.
+The speaker is a learned offset per mel band (a ``(n_speakers, 64)`` table added to every
+frame of the output), not an input of the network: the word's shape comes from the text
+alone and the speaker only tilts its spectrum. That is what lets word and speaker compose for
+(speaker, word) pairs never heard together in training
+(:func:`tessera.generate.speech.heldout_pairs`), and also why the speaker effect is weak: a
+band offset cannot change a speaker's timing or pitch, and under L1 the many silent frames
+pull it towards zero (``benchmarks/text2speech.py`` measures how often a generated clip is
+nearest its own speaker's real spectrogram: about chance). :class:`DecoderSettings` has two
+stronger speaker conditions, measured to make the words harder to understand. Without a
+speaker, the mean of the speakers' offsets is used.
 
 The decoder is deterministic: ``n`` samples of one prompt are the same spectrogram (Griffin-Lim's
 random starting phase is the only variation left in the audio).
@@ -61,9 +62,15 @@ class DecoderSettings(_Settings):
 
     hidden: tuple[int, ...] = Field((512, 512), min_length=1)
     dropout: float = Field(0.1, ge=0, lt=1)
-    # The per-mel-band offset per speaker: "voiced" scales it by how loud the word's own bin is (0 at silence,
-    # 1 at the loudest), so silence stays silent; "all" adds it everywhere; "off" ignores the speaker.
-    speaker_offsets: Literal["voiced", "all", "off"] = "voiced"
+    # The per-mel-band offset per speaker: "all" adds it to every bin; "voiced" scales it by how loud the word's
+    # own bin is (0 at silence, 1 at the loudest); "off" ignores it. Measured on FSDD's held-out pairs (one seed
+    # each, 36 clips): "voiced" matched the speakers' real spectrograms a little better (L1) but Whisper read it
+    # worse (0.64-0.72 vs 0.83-0.86 for "all").
+    speaker_offsets: Literal["all", "voiced", "off"] = "all"
+    # Also give the MLP the speaker (one-hot, appended to the text vector): it can then change the word's shape
+    # per speaker. Measured likewise: closer to the held-out speaker's real spectrograms (L1 0.103 vs 0.134),
+    # but Whisper read it far worse (0.42-0.61): on pairs never seen together the word blurs.
+    speaker_input: bool = False
 
 
 class DecoderTrainSettings(_Settings):
@@ -81,7 +88,8 @@ class MelDecoder(nn.Module):
     def __init__(self, settings: DecoderSettings, text_dim: int, n_speakers: int, n_mels: int, frames: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        width = text_dim
+        self.n_speaker_inputs = n_speakers if settings.speaker_input else 0
+        width = text_dim + self.n_speaker_inputs
         for h in settings.hidden:
             layers += [nn.Linear(width, h), nn.GELU(), nn.Dropout(settings.dropout)]
             width = h
@@ -90,11 +98,18 @@ class MelDecoder(nn.Module):
         self.n_mels, self.frames = n_mels, frames
         self.gated = settings.speaker_offsets == "voiced"
         self.speaker = nn.Embedding(n_speakers, n_mels) if n_speakers and settings.speaker_offsets != "off" else None
+        self.n_speakers = n_speakers
         if self.speaker is not None:
             nn.init.zeros_(self.speaker.weight)  # start as "every speaker alike"; the data moves them apart
 
     def forward(self, text: Tensor, speakers: Tensor | None = None) -> Tensor:
         """``speakers``: one index per row, ``-1`` for none (the mean offset); ignored without speaker offsets."""
+        if self.n_speaker_inputs:
+            onehot = torch.zeros(len(text), self.n_speaker_inputs)
+            if speakers is not None:
+                known = (speakers >= 0).nonzero().squeeze(1)
+                onehot[known, speakers[known]] = 1.0
+            text = torch.cat([text, onehot], dim=1)
         out = self.body(text).view(len(text), 1, self.n_mels, self.frames)
         if self.speaker is None or speakers is None:
             return out
@@ -173,7 +188,8 @@ class SpeechDecoder:
         self.settings = settings
         self.text = text
         self.shape = tuple(shape)
-        self.label_names = list(label_names or []) if settings.speaker_offsets != "off" else []
+        speakers_used = settings.speaker_offsets != "off" or settings.speaker_input
+        self.label_names = list(label_names or []) if speakers_used else []
         self.meta = dict(meta or {})
 
     @torch.no_grad()
@@ -218,7 +234,7 @@ class SpeechDecoder:
             "text_dim": self.text.dim,
             "shape": list(self.shape),
             "label_names": self.label_names,
-            "n_speaker_rows": 0 if self.net.speaker is None else int(self.net.speaker.num_embeddings),
+            "n_speakers": self.net.n_speakers,
             "meta": self.meta,
         }
         path = Path(path)
@@ -242,7 +258,7 @@ class SpeechDecoder:
         if text.dim != meta["text_dim"]:
             raise TesseraError(f"text encoder {text.spec!r} gives {text.dim}-d vectors; {path} was trained on {meta['text_dim']}-d")
         _, n_mels, frames = meta["shape"]
-        net = MelDecoder(settings, meta["text_dim"], int(meta["n_speaker_rows"]), n_mels, frames)
+        net = MelDecoder(settings, meta["text_dim"], int(meta["n_speakers"]), n_mels, frames)
         net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         return cls(net=net, settings=settings, text=text, shape=tuple(meta["shape"]), label_names=meta["label_names"],
                    meta=meta["meta"])
