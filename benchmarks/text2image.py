@@ -28,6 +28,7 @@ count and load average.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -45,7 +46,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from tessera.generate.captions import CAPTIONS  # noqa: E402
-from tessera.generate.diffusion import TextConditioner, image_grid  # noqa: E402
+from tessera.generate.diffusion import DiffusionGenerator, TextConditioner, image_grid  # noqa: E402
 from tessera.generate.image_data import load_labelled  # noqa: E402
 from tessera.generate.judge import JudgeNet, frechet_distance, judge, judge_features, train_judge  # noqa: E402
 from tessera.generate.text2image import load_config  # noqa: E402
@@ -86,6 +87,30 @@ def cached_referee(dataset: str, real_train, epochs: int) -> JudgeNet:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(referee.state_dict(), path)
     return referee
+
+
+def trained_generator(cfg, text: TextConditioner, log) -> tuple[DiffusionGenerator, float, bool]:
+    """``(generator, training seconds, loaded from cache)``: trained once per (data, model, train, text encoder,
+    training captions) and kept in ~/.cache/tessera, so choosing sampling settings and scoring reuse one model.
+
+    The generator's default text prior is the config's (sampling only: it does not change training).
+    """
+    dataset = cfg.data.dataset
+    key_src = json.dumps({"data": cfg.data.model_dump(mode="json") | {"root": None}, "model": cfg.model.model_dump(mode="json"),
+                          "train": cfg.train.model_dump(mode="json"), "text": cfg.text_encoder,
+                          "captions": list(CAPTIONS[dataset].train) if dataset in CAPTIONS else None}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:12]
+    path = Path.home() / ".cache" / "tessera" / "text2image_generators" / f"{dataset}_{key}_s{cfg.train.seed}"
+    if (path / "generator.json").is_file():
+        generator = DiffusionGenerator.load(path, text=text)
+        print(f"  generator loaded from {path} (trained in {generator.meta['train_seconds']:.0f} s)", flush=True)
+        cached = True
+    else:
+        generator = fit_generator(cfg, text=text, log=log)
+        generator.save(path)
+        cached = False
+    generator.prior = cfg.prior
+    return generator, float(generator.meta["train_seconds"]), cached
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner, out_dir: Path) -> dict:
