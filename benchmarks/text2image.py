@@ -109,7 +109,7 @@ def trained_generator(cfg, text: TextConditioner, log) -> tuple[DiffusionGenerat
         generator = fit_generator(cfg, text=text, log=log)
         generator.save(path)
         cached = False
-    generator.prior = cfg.prior
+    generator.prior, generator.guidance = cfg.prior, cfg.guidance
     return generator, float(generator.meta["train_seconds"]), cached
 
 
@@ -118,6 +118,8 @@ SWEEP = [  # (prior, guidance): what --choose-settings scores on the validation 
     ({"knn": 1, "temperature": 0.05}, 3.0), ({"knn": 1, "temperature": 0.05}, 5.0),
     ({"knn": 8, "temperature": 0.05}, 3.0), ({"knn": 8, "temperature": 0.05}, 5.0),
     ({"knn": 8, "temperature": 0.02}, 3.0), ({"knn": 32, "temperature": 0.05}, 3.0),
+    (None, 7.0), ({"knn": 1, "temperature": 0.05}, 7.0),
+    ({"knn": 4, "temperature": 0.05}, 5.0), ({"knn": 4, "temperature": 0.05}, 7.0),
 ]
 
 
@@ -245,7 +247,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner, o
         "text_side_ceiling": ceiling,
         "heldout_prompts": [c for _, c in held],
         "n_generated_per_seed": n_gen,
-        "guidance": args.guidance,
+        "guidance": args.guidance if args.guidance is not None else cfg.guidance,
         "sampler": "ddim, 50 steps",
         "fd_real_vs_real": fd_real,
         "diversity_real": real_verdict.diversity,
@@ -349,7 +351,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="override the config's train.batch_size")
     parser.add_argument("--max-images", type=int, default=None, help="train on a subset")
     parser.add_argument("--per-prompt", type=int, default=20, help="images per held-out paraphrase")
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=None, help="default: the config's (the generator's default)")
     parser.add_argument("--seen-steps", type=int, default=25, help="DDIM steps for the (smaller) seen-prompt check")
     parser.add_argument("--judge-epochs", type=int, default=8, help="referee epochs (8: 0.911 real test accuracy on "
                         "Fashion-MNIST, 2 gave 0.880)")

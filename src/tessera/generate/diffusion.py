@@ -529,11 +529,13 @@ class DiffusionGenerator:
         meta: dict[str, Any] | None = None,
         train_prompts: Sequence[str] | None = None,
         prior: PriorSettings | None = None,
+        guidance: float = 3.0,
     ) -> None:
         self.net = net.eval()
         self.train_prompts = list(train_prompts or [])  # the text prior's bank (embedded when first needed)
         self.prior = prior  # the default text prior of :meth:`sample` (None: prompts are used as they are)
         self._bank: Tensor | None = None
+        self.guidance = guidance  # the default guidance scale of :meth:`sample`
         self.model = model
         self.text = text
         self.null_text = torch.zeros(1, text.dim)  # what training put in place of a dropped prompt
@@ -566,7 +568,7 @@ class DiffusionGenerator:
         prompts: str | Sequence[str],
         n: int = 1,
         *,
-        guidance: float = 3.0,
+        guidance: float | None = None,
         steps: int = 50,
         seed: int = 0,
         sampler: str = "ddim",
@@ -579,7 +581,8 @@ class DiffusionGenerator:
 
         The starting noise comes from ``seed`` alone, so the same call gives the same samples
         (on the same machine and thread count). ``labels``: one extra label for all prompts,
-        or one per prompt (e.g. a speaker). ``prior``: ``"default"`` (the generator's own, set by
+        or one per prompt (e.g. a speaker). ``guidance``: None is the generator's default
+        (:attr:`guidance`, from its config; 3.0 unless set). ``prior``: ``"default"`` (the generator's own, set by
         the config; none if it has none), ``"off"``, or settings ``{knn, temperature}`` (see
         :class:`TextPrior`).
         """
@@ -590,6 +593,7 @@ class DiffusionGenerator:
             raise TesseraError(f"{len(prompts)} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= self.model.timesteps:
             raise TesseraError(f"steps must be an integer from 1 to {self.model.timesteps}, got {steps!r}")
+        guidance = self.guidance if guidance is None else guidance
         if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not 0 <= guidance <= 50:
             raise TesseraError(f"guidance must be a number from 0 to 50, got {guidance!r}")
         if sampler not in SAMPLERS:
@@ -660,6 +664,7 @@ class DiffusionGenerator:
             "label_names": self.label_names,
             "latent_scale": self.latent_scale,
             "prior": self.prior.model_dump() if self.prior is not None else None,
+            "guidance": self.guidance,
             "train_prompts": self.train_prompts,
             "meta": self.meta,
         }
@@ -703,6 +708,7 @@ class DiffusionGenerator:
             meta=meta["meta"],
             train_prompts=meta.get("train_prompts") or [],
             prior=parse_settings(PriorSettings, meta["prior"], f"{meta_path}: prior") if meta.get("prior") else None,
+            guidance=float(meta.get("guidance", 3.0)),
         )
 
 
