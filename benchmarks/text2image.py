@@ -5,7 +5,9 @@ For Fashion-MNIST and MNIST, per training seed:
 1. Train the generator of ``configs/generate/text2image_fashion.yaml`` (MNIST: the same
    settings on MNIST) on the *training* paraphrases only.
 2. Draw ``--per-prompt`` images for each *held-out* paraphrase (e.g. "summer footwear with
-   straps"), 50 DDIM steps, classifier-free guidance ``--guidance``.
+   straps"), 50 DDIM steps, with the generator's defaults from the config: guidance and the
+   sampling-time text prior (each prompt's vector mapped onto its nearest training captions);
+   then the same noise with the prior off, so what the prior adds is measured, not assumed.
 3. Judge them with an independent CNN trained on real training images only
    (:mod:`tessera.generate.judge`): class accuracy; Fréchet distance on its 128-d features
    against real test images, beside the real-vs-real distance (real training images vs
@@ -21,6 +23,12 @@ be expected to do better), accuracy on the training paraphrases, sampling speed
 (images/s at 50 steps with guidance, i.e. two UNet passes per step), wall times, thread
 count and load average.
 
+The config's prior and guidance are chosen on a third caption set, the *validation*
+captions (disjoint from training and held-out), by ``--choose-settings`` with the first
+seed's generator; trained generators are cached in ~/.cache/tessera so that step and the
+scoring run reuse them.
+
+    OMP_NUM_THREADS=1 python benchmarks/text2image.py --choose-settings --datasets fashion_mnist --per-prompt 10
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/text2image.py            # 3 seeds, both datasets
     python benchmarks/text2image.py --quick                                 # minutes: tiny, 1 seed
 """
