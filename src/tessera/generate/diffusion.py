@@ -545,6 +545,26 @@ def train_denoiser(
     )
 
 
+def read_saved(
+    path: Path, what: str, fmt: str, weights_file: str, text: TextConditioner | None
+) -> tuple[dict[str, Any], TextConditioner]:
+    """A saved generator folder's meta (checked for files and format) and its text encoder.
+
+    Shared by every generator kind that saves ``META_FILE`` + weights and conditions on a
+    :class:`TextConditioner`; ``text`` reuses an already loaded encoder after checking its width.
+    """
+    meta_path = path / META_FILE
+    if not meta_path.is_file() or not (path / weights_file).is_file():
+        raise TesseraError(f"{path} is not a saved Tessera {what} (expected {META_FILE} and {weights_file})")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != fmt:
+        raise TesseraError(f"{meta_path} has format {meta.get('format')!r}; this Tessera reads {fmt!r}")
+    text = text or TextConditioner(meta["text_encoder"])
+    if text.dim != meta["text_dim"]:
+        raise TesseraError(f"text encoder {text.spec!r} gives {text.dim}-d vectors; {path} was trained on {meta['text_dim']}-d")
+    return meta, text
+
+
 # -- the generator ------------------------------------------------------------------------------------
 class DiffusionGenerator:
     """A trained text-conditioned diffusion model: prompts in, samples in [-1, 1] out.
@@ -705,16 +725,9 @@ class DiffusionGenerator:
     def load(cls, path: str | os.PathLike, text: TextConditioner | None = None) -> "DiffusionGenerator":
         """Load a saved generator; ``text`` reuses an already loaded text encoder (it must be the same one)."""
         path = Path(path)
+        meta, text = read_saved(path, "diffusion generator", FORMAT, WEIGHTS_FILE, text)
         meta_path = path / META_FILE
-        if not meta_path.is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise TesseraError(f"{path} is not a saved Tessera diffusion generator (expected {META_FILE} and {WEIGHTS_FILE})")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise TesseraError(f"{meta_path} has format {meta.get('format')!r}; this Tessera reads {FORMAT!r}")
         model = parse_settings(ModelSettings, meta["model"], str(meta_path))
-        text = text or TextConditioner(meta["text_encoder"])
-        if text.dim != meta["text_dim"]:
-            raise TesseraError(f"text encoder {text.spec!r} gives {text.dim}-d vectors; {path} was trained on {meta['text_dim']}-d")
         channels, size, _ = meta["shape"]
         net = Denoiser(model, channels, size, meta["text_dim"] + len(meta["label_names"]))
         net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))

@@ -50,6 +50,7 @@ from tessera.generate.diffusion import (
     check_prompts,
     label_indices,
     parse_settings,
+    read_saved,
 )
 from tessera.progress import progress_bar
 
@@ -247,16 +248,8 @@ class SpeechDecoder:
     def load(cls, path: str | os.PathLike, text: TextConditioner | None = None) -> "SpeechDecoder":
         """Load a saved decoder; ``text`` reuses an already loaded text encoder (it must be the same one)."""
         path = Path(path)
-        meta_path = path / META_FILE
-        if not meta_path.is_file() or not (path / WEIGHTS_FILE).is_file():
-            raise TesseraError(f"{path} is not a saved Tessera speech decoder (expected {META_FILE} and {WEIGHTS_FILE})")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT:
-            raise TesseraError(f"{meta_path} has format {meta.get('format')!r}; this Tessera reads {FORMAT!r}")
-        settings = parse_settings(DecoderSettings, meta["decoder"], str(meta_path))
-        text = text or TextConditioner(meta["text_encoder"])
-        if text.dim != meta["text_dim"]:
-            raise TesseraError(f"text encoder {text.spec!r} gives {text.dim}-d vectors; {path} was trained on {meta['text_dim']}-d")
+        meta, text = read_saved(path, "speech decoder", FORMAT, WEIGHTS_FILE, text)
+        settings = parse_settings(DecoderSettings, meta["decoder"], str(path / META_FILE))
         _, n_mels, frames = meta["shape"]
         net = MelDecoder(settings, meta["text_dim"], int(meta["n_speakers"]), n_mels, frames)
         net.load_state_dict(torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True))
