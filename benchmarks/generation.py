@@ -379,7 +379,8 @@ def flickr(args: argparse.Namespace) -> dict:
         captions = caption_media(scratch, test_pairs.media, "", **gen_kwargs)
         extra = {"pairs": len(train_pairs), "history": hist[-1:], "generate_seconds": round(time.perf_counter() - t1, 1)}
         if args.num_beams > 1:  # for the record only (nothing is chosen by it): the same model decoded greedily
-            greedy, _ = scored(held_out, caption_media(scratch, test_pairs.media, "", **(gen_kwargs | {"num_beams": 1})), None, args)
+            greedy_captions = caption_media(scratch, test_pairs.media, "", **(gen_kwargs | {"num_beams": 1}))
+            greedy, _ = scored(held_out, greedy_captions, None, args)
             extra["greedy_decoding"] = {m: round(greedy[m]["value"], 4) for m in ("cider", "bleu4")}
         record("scratch_decoder", seed, captions, seconds, extra)
 
