@@ -32,7 +32,10 @@ are slower than on an idle machine. Results: results/generation.json (summary ke
 ``fsdd_wer_finetuned``, ``gemma_tokens_per_s`` and more) and, for captioning, the evaluation
 report of the best method (results/generation_report.html).
 
-Run: ``.venv/bin/python benchmarks/generation.py [--parts flickr] [--seeds 3]``
+Captions are decoded greedily unless ``--num-beams N`` (beam search; with it the scratch decoder's
+greedy scores are recorded too, for comparison).
+
+Run: ``.venv/bin/python benchmarks/generation.py [--parts flickr] [--seeds 3] [--num-beams 3]``
 """
 
 from __future__ import annotations
