@@ -350,7 +350,7 @@ def flickr(args: argparse.Namespace) -> dict:
         )
 
     gen_kwargs = dict(batch=args.gen_batch, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         if gemma:
             lm = gemma_runs(seed, args, cfg, pipeline, lm, tokenizer, chat, train_pairs, test_pairs, record, gen_kwargs)
         if "scratch_decoder" not in wanted:
@@ -410,7 +410,7 @@ def flickr(args: argparse.Namespace) -> dict:
         base_dir=t.base_dir,
         agreement=agreement,
         n_boot=args.n_boot,
-        meta={"model": f"{best} (seed 0)", "table": str(prepared.table_path), "split": "test"},
+        meta={"model": f"{best} (seed {args.first_seed})", "table": str(prepared.table_path), "split": "test"},
     )
     return {
         "rows": {
@@ -438,6 +438,7 @@ def flickr(args: argparse.Namespace) -> dict:
             if args.agreement_epochs
             else "not measured in this run (--agreement-epochs 0)",
             "seeds": args.seeds,
+            "seed_values": list(range(args.first_seed, args.first_seed + args.seeds)),
         },
         "timings_seconds": {k: round(v, 1) for k, v in timings.items()},
         "results": results,
@@ -644,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="speed,flickr,vqa,speech")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="flickr: seeds first-seed .. first-seed + seeds - 1 (runs split in time)"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--new-tokens", type=int, default=64, help="speed: tokens generated per timing")
