@@ -150,8 +150,15 @@ def run_command(
     temperature: float = typer.Option(1.0, help="With --sample: the softmax temperature."),
     top_p: float = typer.Option(1.0, help="With --sample: nucleus sampling's probability mass."),
     seed: Optional[int] = typer.Option(None, help="With --sample: a seed, for the same reply each time."),
+    num_beams: int = typer.Option(
+        1, help="1: greedy (streamed); more: beam search with that many beams (printed whole at the end)."
+    ),
 ) -> None:
-    """Generate text about one image or sound (or from a prompt alone), streamed as it is written."""
+    """Generate text about one image or sound (or from a prompt alone), streamed as it is written.
+
+    With --num-beams above 1 the reply is the likeliest beam search finds, printed when it is done:
+    beam search knows its best reply only at the end, so it cannot stream.
+    """
     if image is not None and audio is not None:
         raise SchemaError("give --image or --audio, not both: a generator reads one input")
     media = image or audio
@@ -164,7 +171,12 @@ def run_command(
 
         if seed is not None:
             torch.manual_seed(seed)
+        if num_beams < 1:
+            raise SchemaError(f"--num-beams must be >= 1 (1: greedy), got {num_beams}")
+        if num_beams > 1 and sample:
+            raise SchemaError("--num-beams above 1 is beam search, which does not sample: drop --sample")
         options = {"max_new_tokens": max_new_tokens, "do_sample": sample, "temperature": temperature, "top_p": top_p}
+        options |= {"num_beams": num_beams} if num_beams > 1 else {}
         pieces = _generate(model, image, audio, prompt, options)
     for piece in pieces:
         console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
@@ -196,6 +208,8 @@ def _generate(model: str, image: Path | None, audio: Path | None, prompt: str | 
         if given != wanted:
             flag = f"--{wanted}" if wanted in ("image", "audio") else f"a {wanted} input"
             raise SchemaError(f"{model} reads {wanted}: give {flag} FILE" + (f", not --{given}" if given else ""))
+        if options.get("num_beams", 1) > 1:  # beam search: one whole reply
+            return iter(generator.generate([str(image or audio)], prompt, **options))
         return generator.stream(str(image or audio), prompt, **options)
     if image is not None or audio is not None:
         raise SchemaError(
@@ -204,7 +218,10 @@ def _generate(model: str, image: Path | None, audio: Path | None, prompt: str | 
         )
     if not prompt:
         raise SchemaError("a language model needs --prompt TEXT")
-    return Generator.from_lm(model).stream(None, [{"role": "user", "content": prompt}], **options)
+    messages = [{"role": "user", "content": prompt}]
+    if options.get("num_beams", 1) > 1:  # beam search: one whole reply
+        return iter(Generator.from_lm(model).model.generate(None, [messages], **options))
+    return Generator.from_lm(model).stream(None, messages, **options)
 
 
 @generate_app.command("evaluate")

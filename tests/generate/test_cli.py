@@ -42,6 +42,19 @@ def test_a_saved_generator_describes_an_image_on_the_command_line(saved_captione
     assert result.stdout.strip() == CAPTIONS["blue"]
 
 
+def test_num_beams_on_the_command_line(saved_captioner, caption_table, tiny_llama):
+    model, _ = saved_captioner
+    _, folder = caption_table
+    image = str(folder / "blue0.png")
+    result = runner.invoke(app, ["generate", str(model), "--image", image, "--prompt", PROMPT, "--num-beams", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == CAPTIONS["blue"]
+    text_only = runner.invoke(
+        app, ["generate", str(tiny_llama), "--prompt", "a", "--num-beams", "2", "--max-new-tokens", "4"]
+    )
+    assert text_only.exit_code == 0, text_only.output
+
+
 def test_generate_evaluate_writes_a_report(saved_captioner, tmp_path):
     model, table = saved_captioner
     result = runner.invoke(app, ["generate", "evaluate", str(model), str(table), "--report", str(tmp_path / "r.json")])
@@ -60,6 +73,8 @@ def test_wrong_inputs_are_one_line_errors(saved_captioner, caption_table, tmp_pa
         (["generate", str(tmp_path), "--image", str(folder / "red0.png")], "not a saved generator folder"),
         (["generate", "whisper-tiny.en", "--image", str(folder / "red0.png")], "give --audio FILE"),
         (["generate", "fit", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["generate", str(model), "--image", str(folder / "red0.png"), "--num-beams", "0"], "must be >= 1"),
+        (["generate", str(model), "--image", str(folder / "red0.png"), "--num-beams", "2", "--sample"], "drop --sample"),
     ]
     for args, message in cases:  # the real entry point: Tessera errors become one line and exit code 2
         monkeypatch.setattr(sys, "argv", ["tessera", *args])

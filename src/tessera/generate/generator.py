@@ -150,10 +150,12 @@ class Generator:
         batch_size: int = 8,
         base_dir: str | os.PathLike | None = None,
         seed: int | None = None,
+        num_beams: int = 1,
     ) -> list[str]:
         """One reply per input (image/audio path, bytes ...), or per prompt for a text-only generator.
 
-        Batched with left padding; greedy unless ``do_sample``; ``use_cache=False`` turns the
+        Batched with left padding; greedy unless ``do_sample`` or ``num_beams`` > 1 (beam search,
+        the likeliest reply among ``num_beams`` kept at each step); ``use_cache=False`` turns the
         KV cache off (every step recomputes the whole sequence; only for speed comparisons).
         """
         if seed is not None:
@@ -164,6 +166,7 @@ class Generator:
             temperature=temperature,
             top_p=top_p,
             use_cache=use_cache,
+            num_beams=num_beams,
         )
         if self.pipeline is None:
             if inputs is not None:

@@ -216,12 +216,18 @@ class MultimodalLM(nn.Module):
         top_p: float,
         use_cache: bool,
         fit_context: bool = False,
+        num_beams: int = 1,
         **extra: Any,
     ) -> dict[str, Any]:
         """``generate``'s arguments; a prompt that leaves no room for ``max_new_tokens`` in the LM's context is an
         error, unless ``fit_context``, which asks for only what the context leaves."""
         if max_new_tokens < 1:
             raise SchemaError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1:
+            raise SchemaError(f"num_beams must be an integer >= 1 (1: greedy), got {num_beams!r}")
+        if num_beams > 1 and do_sample:
+            raise SchemaError("num_beams > 1 is beam search, which picks the likeliest sequences; it does not sample: "
+                              "drop do_sample (or use num_beams=1)")
         media = self.prefix(batch) if batch is not None and self.encoder is not None else None
         inputs, mask, _ = self.assemble(media, prompts, left_pad=True)
         limit = max_positions(self.lm)
@@ -246,6 +252,10 @@ class MultimodalLM(nn.Module):
             kwargs.update(temperature=temperature, top_p=top_p)
         else:  # the checkpoint's own sampling defaults would only warn under greedy decoding
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if num_beams > 1:
+            # Each row keeps the num_beams likeliest partial replies; a finished reply's score is its summed
+            # log-probability over its length (length_penalty 1, transformers' default), and the best one is returned.
+            kwargs.update(num_beams=num_beams, num_return_sequences=1, early_stopping=True)
         if self.stop_strings:
             kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
         return kwargs
@@ -261,13 +271,17 @@ class MultimodalLM(nn.Module):
         temperature: float = 1.0,
         top_p: float = 1.0,
         use_cache: bool = True,
+        num_beams: int = 1,
     ) -> list[str]:
         """One reply per prompt (and media row), batched.
 
         ``use_cache=False`` turns the KV cache off: every step recomputes the whole sequence
-        (slow; for speed comparisons).
+        (slow; for speed comparisons). ``num_beams`` > 1: beam search (what captioning systems are
+        scored with) instead of greedy decoding; it costs about ``num_beams`` times the compute.
         """
-        kwargs = self._generate_kwargs(batch, prompts, max_new_tokens, do_sample, temperature, top_p, use_cache)
+        kwargs = self._generate_kwargs(
+            batch, prompts, max_new_tokens, do_sample, temperature, top_p, use_cache, num_beams=num_beams
+        )
         out = self.lm.generate(**kwargs)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [trim_reply(t, self.stop_strings) for t in texts]
@@ -283,6 +297,7 @@ class MultimodalLM(nn.Module):
         top_p: float = 1.0,
         use_cache: bool = True,
         fit_context: bool = False,
+        num_beams: int = 1,
     ) -> StreamedReply:
         """Pieces of one reply as they are generated; joined, they equal :meth:`generate`'s reply.
 
@@ -290,8 +305,14 @@ class MultimodalLM(nn.Module):
         too long for the LM are known before the first piece; generation starts on the first
         ``next``. Closing the reply early (a client that went away) stops the generation.
         ``fit_context``: ``max_new_tokens`` is an upper bound, lowered to what the LM's context
-        leaves after the prompt (rather than an error).
+        leaves after the prompt (rather than an error). Streaming is greedy or sampled only: beam
+        search does not know its reply until the end, so ``num_beams`` > 1 is an error here.
         """
+        if num_beams != 1:
+            raise SchemaError(
+                f"num_beams={num_beams!r}: beam search cannot stream (the best reply is known only at the end); "
+                "use generate() for beam search, or num_beams=1 to stream"
+            )
         with torch.no_grad():
             kwargs = self._generate_kwargs(
                 batch, [prompt], max_new_tokens, do_sample, temperature, top_p, use_cache, fit_context
