@@ -188,6 +188,14 @@ class TextConditioner:
         return torch.stack([self._cache[p] for p in prompts]) if prompts else torch.zeros(0, self.dim)
 
 
+def check_sample_count(n_prompts: int, n: int) -> None:
+    """``n`` samples per prompt must be a positive integer and stay under :data:`MAX_SAMPLES_PER_CALL` in all."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise TesseraError(f"n must be a positive integer, got {n!r}")
+    if n_prompts * n > MAX_SAMPLES_PER_CALL:
+        raise TesseraError(f"{n_prompts} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
+
+
 def check_prompts(prompts: Any, what: str = "prompt") -> list[str]:
     """A prompt or a list of prompts, as a list; anything else is a clear error."""
     if isinstance(prompts, str):
@@ -632,10 +640,7 @@ class DiffusionGenerator:
         :class:`TextPrior`).
         """
         prompts = check_prompts(prompts)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise TesseraError(f"n must be a positive integer, got {n!r}")
-        if len(prompts) * n > MAX_SAMPLES_PER_CALL:
-            raise TesseraError(f"{len(prompts)} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
+        check_sample_count(len(prompts), n)
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= self.model.timesteps:
             raise TesseraError(f"steps must be an integer from 1 to {self.model.timesteps}, got {steps!r}")
         guidance = self.guidance if guidance is None else guidance

@@ -11,9 +11,10 @@ A spoken digit becomes a 64-mel x 64-frame log-mel image (8 kHz, 64 ms window, 1
 hop: 1.02 s, longer than 99 % of FSDD recordings once leading and trailing silence is
 cut), scaled to [-1, 1] relative to its loudest bin (80 dB range). The same
 text-conditioned UNet that draws garments draws these, conditioned on the word's text
-embedding ("seven", "the word seven", ...) and, optionally, on the speaker (FSDD's six). Griffin-Lim (``librosa``) turns a generated spectrogram back into
-a waveform; it invents the phase, so even a perfect spectrogram sounds slightly metallic
-(the benchmark measures that loss separately, on real spectrograms).
+embedding ("seven", "the word seven", ...) and, optionally, on the speaker (FSDD's six).
+Griffin-Lim (``librosa``) turns a generated spectrogram back into a waveform; it invents the
+phase, so even a perfect spectrogram sounds slightly metallic (the benchmark measures that
+loss separately, on real spectrograms).
 
 Speaker/word combinations can be held out of training entirely (:func:`heldout_pairs`):
 the model then has to compose a speaker it heard saying other words with a word it heard
@@ -22,6 +23,7 @@ from other speakers.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -33,6 +35,7 @@ from tessera.errors import SchemaError, TesseraError
 from tessera.generate.diffusion import (
     DEFAULT_TEXT_ENCODER,
     META_FILE,
+    FORMAT as DIFFUSION_FORMAT,
     DiffusionGenerator,
     ModelSettings,
     TextConditioner,
@@ -42,6 +45,7 @@ from tessera.generate.diffusion import (
     load_task_config,
     train_denoiser,
 )
+from tessera.generate.speech_decoder import FORMAT as DECODER_FORMAT
 from tessera.generate.speech_decoder import DecoderSettings, DecoderTrainSettings, SpeechDecoder, train_decoder
 
 SAMPLE_RATE, N_FFT, HOP, N_MELS, FRAMES, TOP_DB = 8000, 512, 128, 64, 64, 80.0
@@ -223,10 +227,6 @@ def load_generator(path: str | os.PathLike, text: TextConditioner | None = None)
 
     ``text`` reuses an already loaded text encoder (it must be the one the folder names).
     """
-    import json
-
-    from tessera.generate import diffusion, speech_decoder
-
     meta_path = Path(path) / META_FILE
     if not meta_path.is_file():
         raise TesseraError(f"{path} is not a saved generator folder (no {META_FILE})")
@@ -234,11 +234,11 @@ def load_generator(path: str | os.PathLike, text: TextConditioner | None = None)
         kind = json.loads(meta_path.read_text()).get("format")
     except (json.JSONDecodeError, AttributeError) as e:
         raise TesseraError(f"{meta_path} is not a generator's meta file (not a JSON object): {e}") from None
-    if kind == speech_decoder.FORMAT:
+    if kind == DECODER_FORMAT:
         return SpeechDecoder.load(path, text=text)
-    if kind == diffusion.FORMAT:
+    if kind == DIFFUSION_FORMAT:
         return DiffusionGenerator.load(path, text=text)
-    raise TesseraError(f"{meta_path} has format {kind!r}; this Tessera reads {diffusion.FORMAT!r} and {speech_decoder.FORMAT!r}")
+    raise TesseraError(f"{meta_path} has format {kind!r}; this Tessera reads {DIFFUSION_FORMAT!r} and {DECODER_FORMAT!r}")
 
 
 def speak(

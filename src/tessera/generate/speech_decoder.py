@@ -39,7 +39,6 @@ import tessera
 from tessera.errors import TesseraError
 from tessera.files import atomic_dir
 from tessera.generate.diffusion import (
-    MAX_SAMPLES_PER_CALL,
     META_FILE,
     EpochLog,
     TextConditioner,
@@ -48,6 +47,8 @@ from tessera.generate.diffusion import (
     _log,
     _Settings,
     check_prompts,
+    check_sample_count,
+    condition_vectors,
     label_indices,
     parse_settings,
     read_saved,
@@ -105,12 +106,7 @@ class MelDecoder(nn.Module):
 
     def forward(self, text: Tensor, speakers: Tensor | None = None) -> Tensor:
         """``speakers``: one index per row, ``-1`` for none (the mean offset); ignored without speaker offsets."""
-        if self.n_speaker_inputs:
-            onehot = torch.zeros(len(text), self.n_speaker_inputs)
-            if speakers is not None:
-                known = (speakers >= 0).nonzero().squeeze(1)
-                onehot[known, speakers[known]] = 1.0
-            text = torch.cat([text, onehot], dim=1)
+        text = condition_vectors(text, speakers, self.n_speaker_inputs)  # the one-hot speaker, when it is an input
         out = self.body(text).view(len(text), 1, self.n_mels, self.frames)
         if self.speaker is None or speakers is None:
             return out
@@ -214,10 +210,7 @@ class SpeechDecoder:
         callers can treat both kinds alike; one forward pass has none of them, so they change nothing.
         """
         prompts = check_prompts(prompts)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise TesseraError(f"n must be a positive integer, got {n!r}")
-        if len(prompts) * n > MAX_SAMPLES_PER_CALL:
-            raise TesseraError(f"{len(prompts)} prompt(s) x n={n} is over {MAX_SAMPLES_PER_CALL} samples per call")
+        check_sample_count(len(prompts), n)
         speakers = label_indices(self.label_names, labels, len(prompts))
         vectors = self.text(prompts)
         parts = [self.net(vectors[i : i + batch_size], None if speakers is None else speakers[i : i + batch_size])
