@@ -177,7 +177,8 @@ def test_a_fill_killed_mid_way_keeps_what_it_committed(tmp_path):
     table = write_tiny_table(tmp_path / "t", n=16)
     cache = tmp_path / "cache"
     env = {**os.environ, "TESSERA_TEST_CRASH_AT": "3", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    child = subprocess.run([sys.executable, "-c", CHILD, str(table), str(cache)], env=env, cwd=REPO, capture_output=True, text=True)
+    child = subprocess.run([sys.executable, "-c", CHILD, str(table), str(cache)], env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
     assert child.returncode == -signal.SIGKILL, child.stderr  # killed in the third chunk's encoder call
     (path,) = cache.glob("*.sqlite")
     assert len(FeatureStore(path, {})) == 8  # the two chunks committed before the kill

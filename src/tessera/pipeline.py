@@ -29,6 +29,7 @@ from tessera.progress import progress_bar
 from tessera.schema import SPLIT_VALUES, Schema
 from tessera.table import Table
 from tessera.tasks import Task, create_task, infer_task
+from tessera.threads import available_cores
 
 if TYPE_CHECKING:
     from tessera.features import FrozenFeatures
@@ -377,4 +378,4 @@ def split_frame(frame: pd.DataFrame, schema: Schema, *, val_fraction: float = 0.
 
 def default_workers() -> int:
     """Worker processes for decoding: all cores but never more than 4 (this targets laptops)."""
-    return min(4, os.cpu_count() or 1)
+    return min(4, available_cores())

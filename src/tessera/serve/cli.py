@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from tessera.errors import TesseraError
+from tessera.threads import available_cores
 
 console = Console()
 DEFAULT_KEYS = Path("tessera-keys.json")
@@ -106,10 +107,6 @@ def serve_command(
     uvicorn.Server(uvicorn_config(app, config, host, port)).run()
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
-
-
 def default_model_processes() -> int:
     """One worker process per core, up to 4 (each holds a copy of the models); none on one core.
 
@@ -118,13 +115,13 @@ def default_model_processes() -> int:
     (the event loop and the model shared one GIL). Past 4, copies cost memory for little gain
     over more threads per process.
     """
-    cores = _cores()
+    cores = available_cores()
     return 0 if cores < 2 else min(cores, 4)
 
 
 def default_torch_threads(model_processes: int = 0) -> int:
     """Threads per model call: the cores shared among worker processes; in-process, all but one (for HTTP)."""
-    cores = _cores()
+    cores = available_cores()
     if model_processes:
         return max(1, cores // model_processes)
     return max(1, cores - 1)
