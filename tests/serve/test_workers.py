@@ -89,6 +89,6 @@ def test_default_model_processes_follow_the_cores(monkeypatch) -> None:
     from tessera.serve import cli
 
     for cores, processes, threads in [(1, 0, 1), (2, 2, 1), (8, 4, 2), (64, 4, 16)]:
-        monkeypatch.setattr(cli, "_cores", lambda c=cores: c)
+        monkeypatch.setattr(cli, "available_cores", lambda c=cores: c)
         assert cli.default_model_processes() == processes
         assert cli.default_torch_threads(processes) == threads
