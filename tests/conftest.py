@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 # In this repository's tests the data home is the shared real data beside the checkout.
 os.environ.setdefault("TESSERA_DATA", str(REPO.parent / "shared" / "data"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The Ray tests' clusters would otherwise report usage to Ray's servers; CI has no network.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 SHARED_DATA = Path(os.environ["TESSERA_DATA"])
 
 # Small preprocessing so model tests run in seconds on 2 cores.
