@@ -163,7 +163,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner) -
     print(f"\n== {dataset} ==", flush=True)
     start = time.perf_counter()
     real_train, real_test = load_labelled(dataset, "train"), load_labelled(dataset, "test")
-    settings = SPACE | {"epochs": args.space_epochs or SPACE["epochs"]}
+    settings = SPACE | {"epochs": args.space_epochs or SPACE["epochs"], "seed": args.space_seed}
     train_images = real_train if not args.quick else type(real_train)(real_train.images[:3000], real_train.classes[:3000],
                                                                       real_train.captions[:3000], real_train.class_names)
     space, space_seconds, space_cached = cached_space(dataset, train_images, settings)
@@ -238,6 +238,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--per-prompt", type=int, default=10, help="images per held-out paraphrase")
     parser.add_argument("--space-epochs", type=int, default=0, help=f"override the aligned space's epochs ({SPACE['epochs']})")
+    parser.add_argument("--space-seed", type=int, default=SPACE["seed"], help="the aligned space's training seed (a "
+                        "second one, with another --out, shows how much of a score is the space's)")
     parser.add_argument("--judge-epochs", type=int, default=8, help="the referee's (text2image.py's default: its cache key)")
     parser.add_argument("--skip-no-prior", action="store_true", help="only the default generator (text prior on)")
     parser.add_argument("--threads", type=int, default=1)
