@@ -80,16 +80,16 @@ class CaptionAgreement:
         return (img * txt).sum(1)
 
     def embed_arrays(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Unit vectors of uint8 ``(n, size, size, channels)`` images, normalised as the image input's preprocessor does."""
+        """Unit vectors of uint8 ``(n, size, size, channels)`` images, normalised as the image preprocessor does."""
         from tessera.preprocess.base import ModalityBatch
 
         x = _normalised(self.embedder, self.image, images)
         model = self.embedder.model.eval()
+        parts = []
         with torch.no_grad():
-            parts = [
-                model.embed(self.image, ModalityBatch(x[i : i + batch_size], torch.ones(len(x[i : i + batch_size]), dtype=torch.bool)))
-                for i in range(0, len(x), batch_size)
-            ]
+            for i in range(0, len(x), batch_size):
+                chunk = x[i : i + batch_size]
+                parts.append(model.embed(self.image, ModalityBatch(chunk, torch.ones(len(chunk), dtype=torch.bool))))
         return torch.cat(parts).numpy() if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
 
     def score_arrays(self, images: np.ndarray, captions: Sequence[str]) -> np.ndarray:
@@ -127,14 +127,18 @@ class CaptionAgreement:
         CLIP); that bounds the loss, not the ranking of right over wrong captions.
         """
         images = np.asarray(images)
-        if images.ndim != 4 or images.dtype != np.uint8 or images.shape[1] != images.shape[2] or images.shape[3] not in (1, 3):
+        square = images.ndim == 4 and images.shape[1] == images.shape[2] and images.shape[3] in (1, 3)
+        if not square or images.dtype != np.uint8:
             raise SchemaError(
                 f"images must be uint8 (n, size, size, channels) with 1 or 3 channels, got {images.dtype} {images.shape}"
             )
         if len(images) != len(captions) or len(images) < 2:
-            raise SchemaError(f"need at least two images, each with its captions; got {len(images)} and {len(captions)}")
+            raise SchemaError(
+                f"need at least two images, each with its captions; got {len(images)} and {len(captions)}"
+            )
         groups: dict[tuple[str, ...], int] = {}
-        group_of = np.asarray([groups.setdefault(tuple(c for c in caps if isinstance(c, str) and c.strip()), len(groups)) for caps in captions])
+        kept = (tuple(c for c in caps if isinstance(c, str) and c.strip()) for caps in captions)
+        group_of = np.asarray([groups.setdefault(caps, len(groups)) for caps in kept])
         if () in groups:
             raise SchemaError(f"image {int(np.flatnonzero(group_of == groups[()])[0])} has no caption")
         distinct = list(dict.fromkeys(c for caps in groups for c in caps))
@@ -304,7 +308,9 @@ def _normalised(embedder: Any, name: str, images: np.ndarray) -> torch.Tensor:
     images = np.asarray(images)
     want = (pre.size, pre.size, pre.channels)
     if images.ndim != 4 or images.shape[1:] != want or images.dtype != np.uint8:
-        raise SchemaError(f"images must be uint8 (n, {want[0]}, {want[1]}, {want[2]}) for this space, got {images.dtype} {images.shape}")
+        raise SchemaError(
+            f"images must be uint8 (n, {want[0]}, {want[1]}, {want[2]}) for this space, got {images.dtype} {images.shape}"
+        )
     mean, std = default_norm(pre.channels, pre.mean, pre.std)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
     return ((x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]).contiguous()
@@ -329,7 +335,8 @@ def _train_tower_and_heads(
     from tessera.preprocess.base import ModalityBatch
 
     batch_size = max(2, min(batch_size, len(x)))
-    params = [*model.encoders[IMAGE].parameters(), *(p for n in (IMAGE, TEXT) for p in model.heads[n].parameters()), model.logit_scale]
+    heads = [p for n in (IMAGE, TEXT) for p in model.heads[n].parameters()]
+    params = [*model.encoders[IMAGE].parameters(), *heads, model.logit_scale]
     optimizer = adamw(params, lr=lr, weight_decay=0.01)
     steps = max(1, len(x) // batch_size) * epochs
     scheduler = warmup_cosine_schedule(optimizer, steps, 0.05)
