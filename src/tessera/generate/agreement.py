@@ -12,6 +12,12 @@ fitting costs one pass of each tower and seconds of head training.
 
 Reading the score: the reference captions' agreement with their own photo is the ceiling,
 the same captions paired with other photos the floor; :func:`agreement_summary` reports both.
+
+Small images held as arrays (Fashion-MNIST, MNIST, and what a text-to-image model draws of
+them) get :meth:`CaptionAgreement.fit_arrays` instead: an ImageNet tower says little about a
+28x28 grayscale digit, so a small image encoder is trained from scratch, with both heads,
+against the frozen text tower (still LiT's locked text side), and
+:meth:`CaptionAgreement.score_arrays` scores arrays without a round trip through image files.
 """
 
 from __future__ import annotations
@@ -73,6 +79,87 @@ class CaptionAgreement:
         txt = self.embedder.embed(self.text, [c if c.strip() else "." for c in captions])
         return (img * txt).sum(1)
 
+    def embed_arrays(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Unit vectors of uint8 ``(n, size, size, channels)`` images, normalised as the image preprocessor does."""
+        from tessera.preprocess.base import ModalityBatch
+
+        x = _normalised(self.embedder, self.image, images)
+        model = self.embedder.model.eval()
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                chunk = x[i : i + batch_size]
+                parts.append(model.embed(self.image, ModalityBatch(chunk, torch.ones(len(chunk), dtype=torch.bool))))
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.embedder.dim), dtype=np.float32)
+
+    def score_arrays(self, images: np.ndarray, captions: Sequence[str]) -> np.ndarray:
+        """Cosine between each uint8 image of ``images`` and its caption (each distinct caption is embedded once)."""
+        if len(images) != len(captions):
+            raise SchemaError(f"got {len(images)} images but {len(captions)} captions")
+        distinct = list(dict.fromkeys(captions))
+        txt = self.embedder.embed(self.text, distinct)
+        at = {c: i for i, c in enumerate(distinct)}
+        return (self.embed_arrays(images) * txt[[at[c] for c in captions]]).sum(1)
+
+    @classmethod
+    def fit_arrays(
+        cls,
+        images: np.ndarray,
+        captions: Sequence[Sequence[str]],
+        *,
+        text_tower: str | None = None,
+        image_encoder: str = "image_cnn",
+        encoder_options: dict[str, Any] | None = None,
+        dim: int = 128,
+        epochs: int = 5,
+        batch_size: int = 128,
+        lr: float = 2e-3,
+        shift: int = 2,
+        seed: int = 0,
+    ) -> "CaptionAgreement":
+        """A from-scratch image encoder and both heads, trained contrastively (the AlignModel's CLIP loss)
+        against the frozen text tower, on uint8 ``(n, h, w, c)`` square images and the captions of each.
+
+        Each epoch pairs every image with one of its captions, drawn anew; the text tower runs
+        once per distinct caption. Batches are shifted by up to ``shift`` pixels (as the
+        referee of :mod:`tessera.generate.judge` is), so the space judges shapes, not pixel
+        positions. Images sharing a class are each other's negatives within a batch (as in
+        CLIP); that bounds the loss, not the ranking of right over wrong captions.
+        """
+        images = np.asarray(images)
+        square = images.ndim == 4 and images.shape[1] == images.shape[2] and images.shape[3] in (1, 3)
+        if not square or images.dtype != np.uint8:
+            raise SchemaError(
+                f"images must be uint8 (n, size, size, channels) with 1 or 3 channels, got {images.dtype} {images.shape}"
+            )
+        if len(images) != len(captions) or len(images) < 2:
+            raise SchemaError(
+                f"need at least two images, each with its captions; got {len(images)} and {len(captions)}"
+            )
+        groups: dict[tuple[str, ...], int] = {}
+        kept = (tuple(c for c in caps if isinstance(c, str) and c.strip()) for caps in captions)
+        group_of = np.asarray([groups.setdefault(caps, len(groups)) for caps in kept])
+        if () in groups:
+            raise SchemaError(f"image {int(np.flatnonzero(group_of == groups[()])[0])} has no caption")
+        distinct = list(dict.fromkeys(c for caps in groups for c in caps))
+        at = {c: i for i, c in enumerate(distinct)}
+        choices = [np.asarray([at[c] for c in caps]) for caps in groups]
+        few = min(len(images), 8)
+        embedder = _frozen_towers_embedder(
+            [_png(im) for im in images[:few]], [captions[i][0] for i in range(few)], None, image_encoder,
+            text_tower or minilm_path(), dim,
+            image_options={"size": int(images.shape[1]), "channels": int(images.shape[3])},
+            image_encoder_options=encoder_options,
+        )
+        with torch.no_grad():
+            txt = _tower_outputs(embedder, TEXT, distinct, None)
+        x = _normalised(embedder, IMAGE, images)
+        _train_tower_and_heads(
+            embedder.model, x, txt, group_of, choices, epochs=epochs, batch_size=batch_size, lr=lr, shift=shift, seed=seed
+        )
+        embedder.model.eval()
+        return cls(embedder, IMAGE, TEXT)
+
     @classmethod
     def fit(
         cls,
@@ -113,9 +200,16 @@ class CaptionAgreement:
 
 
 def _frozen_towers_embedder(
-    images: list[Any], captions: list[str], base: str | None, image_tower: str, text_tower: str, dim: int
+    images: list[Any],
+    captions: list[str],
+    base: str | None,
+    image_tower: str,
+    text_tower: str,
+    dim: int,
+    image_options: dict[str, Any] | None = None,
+    image_encoder_options: dict[str, Any] | None = None,
 ) -> Any:
-    """An embedder over the two pretrained towers, its preprocessing fitted on the training pairs."""
+    """An embedder over an image tower and the pretrained text tower, its preprocessing fitted on the training pairs."""
     from tessera.align.embedder import Embedder
     from tessera.prepare import split_and_fit
     from tessera.schema import Schema
@@ -124,7 +218,7 @@ def _frozen_towers_embedder(
     schema = Schema.from_dict(
         {
             "inputs": {
-                IMAGE: {"modality": "image", "encoder": image_tower},
+                IMAGE: {"modality": "image", "encoder": image_tower, **({"options": image_options} if image_options else {})},
                 TEXT: {"modality": "text", "options": {"tokenizer": "pretrained", "pretrained": text_tower}},
             }
         }
@@ -132,7 +226,7 @@ def _frozen_towers_embedder(
     frame = pd.DataFrame({IMAGE: pd.Series(images, dtype=object), TEXT: captions})
     pipeline = split_and_fit(Table(frame, base, "agreement training"), schema, supervised=False, val_fraction=0.0).pipeline
     encoders = {
-        IMAGE: {"name": image_tower},
+        IMAGE: {"name": image_tower, **({"options": image_encoder_options} if image_encoder_options else {})},
         TEXT: {"name": "sentence_transformer", "options": {"model": text_tower}},
     }
     return Embedder.create(pipeline, dim=dim, encoders=encoders)
@@ -193,6 +287,88 @@ def _train_heads(
                 optimizer.step()
                 scheduler.step()
             advance(1, loss=loss.item())
+
+
+def _png(image: np.ndarray) -> bytes:
+    """One uint8 (h, w, c) image as PNG bytes (what the image preprocessor reads)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _normalised(embedder: Any, name: str, images: np.ndarray) -> torch.Tensor:
+    """uint8 (n, size, size, channels) to the float (n, channels, size, size) the image input's preprocessor makes."""
+    from tessera.preprocess.image import default_norm
+
+    pre = embedder.pipeline.preprocessors[name]
+    images = np.asarray(images)
+    want = (pre.size, pre.size, pre.channels)
+    if images.ndim != 4 or images.shape[1:] != want or images.dtype != np.uint8:
+        raise SchemaError(
+            f"images must be uint8 (n, {want[0]}, {want[1]}, {want[2]}) for this space, got {images.dtype} {images.shape}"
+        )
+    mean, std = default_norm(pre.channels, pre.mean, pre.std)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255.0)
+    return ((x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]).contiguous()
+
+
+def _train_tower_and_heads(
+    model: Any,
+    x: torch.Tensor,
+    txt: torch.Tensor,
+    group_of: np.ndarray,
+    choices: list[np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    shift: int,
+    seed: int,
+) -> None:
+    """Contrastive training of the image encoder, both heads and the temperature; text features are fixed."""
+    from tessera.losses import MAX_LOGIT_SCALE
+    from tessera.optim import adamw, warmup_cosine_schedule
+    from tessera.preprocess.base import ModalityBatch
+
+    batch_size = max(2, min(batch_size, len(x)))
+    heads = [p for n in (IMAGE, TEXT) for p in model.heads[n].parameters()]
+    params = [*model.encoders[IMAGE].parameters(), *heads, model.logit_scale]
+    optimizer = adamw(params, lr=lr, weight_decay=0.01)
+    steps = max(1, len(x) // batch_size) * epochs
+    scheduler = warmup_cosine_schedule(optimizer, steps, 0.05)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    ones = torch.ones(batch_size, dtype=torch.bool)
+    model.train()
+    with progress_bar("agreement space", total=epochs) as advance:
+        for _ in range(epochs):
+            order = rng.permutation(len(x))
+            total, count = 0.0, 0
+            for start in range(0, len(order) - batch_size + 1, batch_size):
+                rows = order[start : start + batch_size]
+                pick = np.asarray([choices[g][rng.integers(len(choices[g]))] for g in group_of[rows]])
+                xb = x[rows]
+                if shift:
+                    dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, 2))
+                    xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
+                emb = {
+                    IMAGE: model.embed(IMAGE, ModalityBatch(xb, ones)),
+                    TEXT: F.normalize(model.heads[TEXT](txt[pick]), dim=-1),
+                }
+                loss = model.loss(emb, {IMAGE: ones, TEXT: ones})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
+                total, count = total + loss.item(), count + 1
+            advance(1, loss=total / max(count, 1))
 
 
 def agreement_summary(
