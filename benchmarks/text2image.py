@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,17 +84,20 @@ def text_ceiling(text: TextConditioner, dataset: str) -> float:
     return float((nearest == np.array([l for l, _ in held])).mean())
 
 
-def cached_referee(dataset: str, real_train, epochs: int) -> JudgeNet:
-    """The referee for a dataset, trained once (seed 1234) and kept in ~/.cache/tessera (it never sees generated images)."""
+def cached_referee(dataset: str, real_train, epochs: int, cache: bool = True) -> JudgeNet:
+    """The referee for a dataset, trained once (seed 1234) and kept in ~/.cache/tessera (it never sees generated images).
+
+    ``cache=False`` (``--quick``, whose referee sees a subset) neither reads nor writes the cache."""
     path = Path.home() / ".cache" / "tessera" / "text2image_referees" / f"{dataset}_e{epochs}_s1234.pt"
-    if path.is_file():
+    if cache and path.is_file():
         referee = JudgeNet(real_train.images.shape[-1], real_train.images.shape[1], len(real_train.class_names))
         referee.load_state_dict(torch.load(path, weights_only=True))
         print(f"referee loaded from {path}")
         return referee.eval()
     referee = train_judge(real_train.images, real_train.classes, epochs=epochs, seed=1234)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(referee.state_dict(), path)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(referee.state_dict(), path)
     return referee
 
 
@@ -135,7 +139,7 @@ def choose_settings(dataset: str, args: argparse.Namespace, text: TextConditione
     """Score each (prior, guidance) of SWEEP on the *validation* captions (never the held-out ones) with the
     first seed's generator; the config's ``prior`` and the benchmark's ``--guidance`` are then set from this."""
     real_train = load_labelled(dataset, "train")
-    referee = cached_referee(dataset, real_train, args.judge_epochs)
+    referee = cached_referee(dataset, real_train, args.judge_epochs, cache=not args.quick)
     cfg = load_config(yaml.safe_load(CONFIG.read_text()), str(CONFIG), CONFIG.parent)
     seed = args.seeds[0]
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": dataset}),
@@ -165,7 +169,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner, o
     start = time.perf_counter()
     real_train = load_labelled(dataset, "train")
     real_test = load_labelled(dataset, "test")
-    referee = cached_referee(dataset, real_train, args.judge_epochs)
+    referee = cached_referee(dataset, real_train, args.judge_epochs, cache=not args.quick)
     _, test_pred = judge_features(referee, real_test.images)
     referee_acc = float((test_pred == real_test.classes).mean())
     print(f"referee (trained on real {dataset} training images): real test accuracy {referee_acc:.4f} "
@@ -393,8 +397,10 @@ def main() -> None:
         atomic_write_text(path, json.dumps(sweep, indent=2) + "\n")
         print(f"wrote {path}: best {[v['best'] | {'per_class': None} for v in sweep.values()]}")
         return
-    results = {name: run_dataset(name, args, text, args.out.parent) for name in args.datasets}
-    flickr = run_flickr(args, text, args.out.parent) if args.flickr else None
+    # A smoke run draws its grids elsewhere: the committed ones belong to the committed results.
+    grids = Path(tempfile.mkdtemp(prefix="text2image-quick-")) if args.quick else args.out.parent
+    results = {name: run_dataset(name, args, text, grids) for name in args.datasets}
+    flickr = run_flickr(args, text, grids) if args.flickr else None
     fashion = results.get("fashion_mnist", {})
     mnist = results.get("mnist", {})
     summary = {
@@ -447,6 +453,8 @@ def main() -> None:
 
         atomic_write_text(args.out, json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.out}")
+    else:
+        print(f"quick run: nothing written to benchmarks/results (grids in {grids})")
 
 
 if __name__ == "__main__":
