@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tessera.errors import SchemaError
-from tessera.generate.agreement import CaptionAgreement, agreement_summary, reference_agreement
+from tessera.generate.agreement import CaptionAgreement, agreement_summary, other_images, reference_agreement
 
 from .conftest import CAPTIONS
 
@@ -49,3 +49,11 @@ def test_reference_agreement_scores_own_captions_high_and_shuffled_ones_low():
         reference_agreement(space, images, refs[:2] + [[" "]] + refs[3:])
     with pytest.raises(SchemaError, match="at least two images"):
         reference_agreement(space, images[:1], refs[:1])
+
+
+def test_other_images_never_pairs_an_image_with_itself():
+    other = other_images(50, seed=3)
+    assert (other != np.arange(50)).all() and ((other >= 0) & (other < 50)).all()
+    assert (other_images(50, seed=3) == other).all()
+    with pytest.raises(SchemaError, match="at least two"):
+        other_images(1)

@@ -212,6 +212,13 @@ def agreement_summary(
     return per_row, {"reference_captions": float(own.mean()), "mismatched_captions": float(other.mean())}
 
 
+def other_images(n: int, seed: int = 0) -> np.ndarray:
+    """For each of ``n`` images, another one drawn at random (never itself): whose captions it gets when shuffled."""
+    if n < 2:
+        raise SchemaError(f"need at least two images to pair each with another; got {n}")
+    return (np.arange(n) + np.random.default_rng(seed).integers(1, n, n)) % n
+
+
 def reference_agreement(
     agreement: CaptionAgreement,
     images: Sequence[Any],
@@ -235,9 +242,8 @@ def reference_agreement(
     empty = [i for i, caps in enumerate(refs) if not caps]
     if empty:
         raise SchemaError(f"references {empty[0]}: no caption to score")
-    rng = np.random.default_rng(seed)
     n = len(images)
-    other = (np.arange(n) + rng.integers(1, n, n)) % n  # never the image itself
+    other = other_images(n, seed)
     owner = np.asarray([i for i, caps in enumerate(refs) for _ in caps])
     flat = [c for caps in refs for c in caps]
     own = agreement.score([images[i] for i in owner], flat, base_dir=base_dir)
