@@ -114,3 +114,16 @@ def test_other_images_never_pairs_an_image_with_itself():
     with pytest.raises(SchemaError, match="at least two"):
         other_images(1)
 
+
+def test_one_seed_gives_one_space(minilm):
+    """The encoder's and heads' first weights come from the seed, not from torch's global state."""
+    import torch
+
+    images, labels = draw_shapes(4, seed=0)
+    captions = [list(SHAPES.values())[c] for c in labels]
+    kwargs = {"text_tower": minilm, "dim": 16, "encoder_options": {"dim": 16, "width": 4}, "epochs": 1, "batch_size": 8}
+    first = CaptionAgreement.fit_arrays(images, captions, seed=3, **kwargs).embed_arrays(images)
+    torch.manual_seed(99)  # whatever the caller's random state
+    again = CaptionAgreement.fit_arrays(images, captions, seed=3, **kwargs).embed_arrays(images)
+    other = CaptionAgreement.fit_arrays(images, captions, seed=4, **kwargs).embed_arrays(images)
+    assert np.array_equal(first, again) and not np.allclose(first, other)

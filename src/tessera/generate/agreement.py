@@ -22,9 +22,10 @@ against the frozen text tower (still LiT's locked text side), and
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -145,12 +146,13 @@ class CaptionAgreement:
         at = {c: i for i, c in enumerate(distinct)}
         choices = [np.asarray([at[c] for c in caps]) for caps in groups]
         few = min(len(images), 8)
-        embedder = _frozen_towers_embedder(
-            [_png(im) for im in images[:few]], [captions[i][0] for i in range(few)], None, image_encoder,
-            text_tower or minilm_path(), dim,
-            image_options={"size": int(images.shape[1]), "channels": int(images.shape[3])},
-            image_encoder_options=encoder_options,
-        )
+        with _seeded(seed):  # the encoder's and heads' first weights
+            embedder = _frozen_towers_embedder(
+                [_png(im) for im in images[:few]], [captions[i][0] for i in range(few)], None, image_encoder,
+                text_tower or minilm_path(), dim,
+                image_options={"size": int(images.shape[1]), "channels": int(images.shape[3])},
+                image_encoder_options=encoder_options,
+            )
         with torch.no_grad():
             txt = _tower_outputs(embedder, TEXT, distinct, None)
         x = _normalised(embedder, IMAGE, images)
@@ -186,9 +188,10 @@ class CaptionAgreement:
             )
         flat = [(i, c) for i, caps in enumerate(captions) for c in caps if isinstance(c, str) and c.strip()]
         base = None if base_dir is None else str(base_dir)
-        embedder = _frozen_towers_embedder(
-            [images[i] for i, _ in flat], [c for _, c in flat], base, image_tower, text_tower or minilm_path(), dim
-        )
+        with _seeded(seed):  # the heads' first weights, so one seed gives one space
+            embedder = _frozen_towers_embedder(
+                [images[i] for i, _ in flat], [c for _, c in flat], base, image_tower, text_tower or minilm_path(), dim
+            )
         with torch.no_grad():
             img = _tower_outputs(embedder, IMAGE, list(images), base)
             txt = _tower_outputs(embedder, TEXT, [c for _, c in flat], base)
@@ -287,6 +290,14 @@ def _train_heads(
                 optimizer.step()
                 scheduler.step()
             advance(1, loss=loss.item())
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Torch's global random state set to ``seed`` inside, and the caller's back after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _png(image: np.ndarray) -> bytes:
