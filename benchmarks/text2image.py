@@ -101,11 +101,20 @@ def cached_referee(dataset: str, real_train, epochs: int, cache: bool = True) ->
     return referee
 
 
-def trained_generator(cfg, text: TextConditioner, log) -> tuple[DiffusionGenerator, float, bool]:
+def seed_config(cfg, dataset: str, seed: int, max_images: int | None = None, train_over: dict | None = None):
+    """The config one seed's generator is trained (and cached) with: every script that loads it builds it here."""
+    return cfg.model_copy(update={
+        "data": cfg.data.model_copy(update={"dataset": dataset, "max_images": max_images}),
+        "train": cfg.train.model_copy(update={"seed": seed, **(train_over or {})}),
+    })
+
+
+def trained_generator(cfg, text: TextConditioner, log, train: bool = True) -> tuple[DiffusionGenerator, float, bool]:
     """``(generator, training seconds, loaded from cache)``: trained once per (data, model, train, text encoder,
     training captions) and kept in ~/.cache/tessera, so choosing sampling settings and scoring reuse one model.
 
     The generator's default text prior is the config's (sampling only: it does not change training).
+    ``train=False`` (scripts that only score this script's generators) makes a cache miss an error.
     """
     dataset = cfg.data.dataset
     key_src = json.dumps({"data": cfg.data.model_dump(mode="json") | {"root": None}, "model": cfg.model.model_dump(mode="json"),
@@ -117,6 +126,9 @@ def trained_generator(cfg, text: TextConditioner, log) -> tuple[DiffusionGenerat
         generator = DiffusionGenerator.load(path, text=text)
         print(f"  generator loaded from {path} (trained in {generator.meta['train_seconds']:.0f} s)", flush=True)
         cached = True
+    elif not train:
+        raise SystemExit(f"{dataset} seed {cfg.train.seed}: no cached generator for this config at {path}; run "
+                         "benchmarks/text2image.py first")
     else:
         generator = fit_generator(cfg, text=text, log=log)
         generator.save(path)
@@ -142,8 +154,7 @@ def choose_settings(dataset: str, args: argparse.Namespace, text: TextConditione
     referee = cached_referee(dataset, real_train, args.judge_epochs, cache=not args.quick)
     cfg = load_config(yaml.safe_load(CONFIG.read_text()), str(CONFIG), CONFIG.parent)
     seed = args.seeds[0]
-    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"dataset": dataset}),
-                                 "train": cfg.train.model_copy(update={"seed": seed})})
+    cfg = seed_config(cfg, dataset, seed, cfg.data.max_images)
     generator, _, _ = trained_generator(cfg, text, lambda m: print("  " + m, flush=True))
     val = CAPTIONS[dataset].pairs("validation")
     classes = np.repeat([label for label, _ in val], args.per_prompt)
@@ -192,10 +203,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner, o
     train_over = {k: v for k, v in {"steps": args.train_steps, "batch_size": args.batch_size}.items() if v}
     runs = []
     for seed in args.seeds:
-        cfg_seed = cfg.model_copy(update={
-            "data": cfg.data.model_copy(update={"dataset": dataset, "max_images": args.max_images}),
-            "train": cfg.train.model_copy(update={"seed": seed, **train_over}),
-        })
+        cfg_seed = seed_config(cfg, dataset, seed, args.max_images, train_over)
         generator, train_s, cached = trained_generator(cfg_seed, text, lambda m: print("  " + m, flush=True))
         classes = np.repeat([label for label, _ in held], args.per_prompt)
         t0 = time.perf_counter()

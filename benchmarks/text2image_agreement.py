@@ -59,15 +59,9 @@ from tessera.generate.text2image import load_config  # noqa: E402
 _spec = importlib.util.spec_from_file_location("text2image_benchmark", REPO / "benchmarks" / "text2image.py")
 t2i = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(t2i)  # its trained_generator and cached_referee: the same cache entries
+loadavg = t2i.loadavg
 
 SPACE = {"image_encoder": "image_cnn", "dim": 128, "epochs": 8, "batch_size": 128, "lr": 2e-3, "shift": 2, "seed": 1234}
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "n/a"
 
 
 def cached_space(dataset: str, real_train, settings: dict) -> tuple[CaptionAgreement, float, bool]:
@@ -181,17 +175,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, text: TextConditioner) -
     index = np.repeat(np.arange(len(held)), args.per_prompt)
     runs = []
     for seed in args.seeds:
-        cfg_seed = cfg.model_copy(update={  # exactly what text2image.py's run_dataset keys its cache with
-            "data": cfg.data.model_copy(update={"dataset": dataset, "max_images": None}),
-            "train": cfg.train.model_copy(update={"seed": seed}),
-        })
-
-        def refuse(*_args, **_kwargs) -> None:
-            raise SystemExit(f"{dataset} seed {seed}: text2image.py's cache has no generator for this config; run "
-                             "benchmarks/text2image.py first (this script never trains one)")
-
-        t2i.fit_generator = refuse  # trained_generator trains through this name when its cache misses
-        generator, _, _ = t2i.trained_generator(cfg_seed, text, print)
+        # text2image.py's own config and cache entry for this seed; never trained here
+        generator, _, _ = t2i.trained_generator(t2i.seed_config(cfg, dataset, seed), text, print, train=False)
         t0 = time.perf_counter()
         images = generator.generate(prompts, n=args.per_prompt, guidance=None, steps=50, seed=seed, progress=False)
         sample_s = time.perf_counter() - t0
